@@ -1,0 +1,41 @@
+--- rivya: the Rivya Public API v1 (asynchronous AI video generation) for Lua 5.4.
+-- @module rivya
+local core = require "rivya.core"
+local Client = require "rivya.client"
+local sched = require "rivya.sched"
+local errors = require "rivya.errors"
+
+local rivya = {}
+
+--- Semantic version of the module.
+rivya.VERSION = core.VERSION
+
+--- A new client: `rivya.new{api_key=, base_url=, timeout=, ...}` (see README).
+rivya.new = Client.new
+
+--- The exact JSON-ready body the client would send for `req`, and a list of
+-- warnings (possibly empty) | nil, err. Offline.
+function rivya.validate(req)
+  if type(req) ~= "table" then error("rivya.validate: expected a request table, got " .. type(req), 2) end
+  return core.validate(req)
+end
+
+--- Credits a run of `req` would reserve (80 for wan-2-7-video) | nil, err. Offline.
+function rivya.estimate(req)
+  if type(req) ~= "table" then error("rivya.estimate: expected a request table, got " .. type(req), 2) end
+  return core.estimate(req)
+end
+
+--- The model schemas the module knows, as data (each has `id`).
+rivya.models = core.models
+
+--- Run functions as coroutines: results[i] == table.pack(fns[i]()).
+rivya.gather = sched.gather
+
+--- Sleep: yields inside gather, blocks in the kernel outside.
+rivya.sleep = sched.sleep
+
+--- true when `v` is a rivya error table.
+rivya.is_error = errors.is
+
+return rivya

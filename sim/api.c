@@ -1,0 +1,401 @@
+/*
+** api.c — the /api/v1 routes of the API listener: the gate run on the
+** headers (public_api_disabled, auth, route, method, scope) and the JSON
+** endpoints: models, credits, generations, file metadata. Uploads are in
+** upload.c.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <microhttpd.h>
+
+#include "sim.h"
+
+typedef void (*route_fn)(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+
+static void get_models(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void get_credits(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void post_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void get_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void get_file(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+
+/* the routes as data; a path with `has_id` takes one more segment */
+typedef struct route {
+  const char *method;
+  const char *path;
+  int has_id;
+  int auth;           /* needs an API key */
+  int scope_denied;   /* a scoped key gets 403 api_scope_denied */
+  int json_body;      /* reads a JSON body */
+  int upload;         /* reads a multipart body (upload.c) */
+  const char *allow;  /* the Allow header of a 405 */
+  route_fn fn;
+} route;
+
+static const route routes[] = {
+  { "GET", "/api/v1/models", 0, 0, 0, 0, 0, "GET, HEAD", get_models },
+  { "GET", "/api/v1/credits", 0, 1, 0, 0, 0, "GET, HEAD", get_credits },
+  { "POST", "/api/v1/generations", 0, 1, 1, 1, 0, "POST", post_generation },
+  { "GET", "/api/v1/generations/", 1, 1, 0, 0, 0, "GET, HEAD", get_generation },
+  { "POST", "/api/v1/files", 0, 1, 1, 0, 1, "POST", NULL },
+  { "GET", "/api/v1/files/", 1, 1, 0, 0, 0, "GET, HEAD", get_file },
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+/* path_matches: 1 when `path` is route `rt`'s path (plus one id segment) */
+static int path_matches(const route *rt, const char *path) {
+  size_t n = strlen(rt->path);
+  if (!rt->has_id) return strcmp(path, rt->path) == 0;
+  return strncmp(path, rt->path, n) == 0 && path[n] != '\0' && !strchr(path + n, '/');
+}
+
+/* method_matches: HEAD is served wherever GET is */
+static int method_matches(const route *rt, const char *method) {
+  return strcmp(rt->method, method) == 0 ||
+         (strcmp(rt->method, "GET") == 0 && strcmp(method, "HEAD") == 0);
+}
+
+/* key_in: the entry of `list` equal to `key`, or NULL */
+static const char *key_in(const rv_keylist *list, const char *key) {
+  size_t i;
+  for (i = 0; i < list->n; i++)
+    if (strcmp(list->v[i], key) == 0) return list->v[i];
+  return NULL;
+}
+
+/*
+** authenticate: check the Authorization header of `c` against the keys on
+** the command line; fills rq->caller, or the early reply with the 401.
+** Messages never quote the key: logs and bodies must not carry it.
+*/
+static int authenticate(rv_req *rq, struct MHD_Connection *c) {
+  const rv_options *o = rq->s->opt;
+  const char *h = rv_header(c, "Authorization");
+  const char *key, *hit;
+  if (!h) {
+    rv_reply_error(rq, &rq->early, 401, "api_key_missing", "Authorization",
+                   "Authorization header missing: send \"Authorization: Bearer <API key>\"");
+    return -1;
+  }
+  if (strncasecmp(h, "Bearer ", 7) != 0) {
+    rv_reply_error(rq, &rq->early, 401, "api_key_invalid", "Authorization",
+                   "Authorization header must be \"Bearer <API key>\" (scheme Bearer, "
+                   "one space, then the key)");
+    return -1;
+  }
+  key = h + 7;
+  if ((hit = key_in(&o->api_keys, key)) != NULL) {
+    rq->caller.key = hit;
+    return 0;
+  }
+  if ((hit = key_in(&o->scoped_keys, key)) != NULL) {
+    rq->caller.key = hit;
+    rq->caller.scoped = 1;
+    return 0;
+  }
+  if (key_in(&o->revoked_keys, key)) {
+    rv_reply_error(rq, &rq->early, 401, "api_key_revoked", "Authorization",
+                   "this API key has been revoked");
+    return -1;
+  }
+  if (key_in(&o->expired_keys, key)) {
+    rv_reply_error(rq, &rq->early, 401, "api_key_expired", "Authorization",
+                   "this API key has expired");
+    return -1;
+  }
+  rv_reply_error(rq, &rq->early, 401, "api_key_invalid", "Authorization",
+                 "the API key is not recognized");
+  return -1;
+}
+
+/*
+** rv_api_gate: everything decided from the headers of an API request `rq`
+** on `c`: 503 when the public API is disabled, auth (except for models),
+** 404 / 405, and the scope of the POST endpoints. Sets rq->route, or
+** leaves the error in rq->early.
+*/
+void rv_api_gate(rv_req *rq, struct MHD_Connection *c) {
+  const char *path = rq->path;
+  const route *known = NULL;
+  size_t i;
+  int disabled, hit = -1;
+  if (strncmp(path, "/api/v1/", 8) != 0) {
+    rv_reply_error(rq, &rq->early, 404, "not_found", NULL,
+                   "no such path: %s (the API lives under /api/v1/)", path);
+    rq->has_early = 1;
+    return;
+  }
+  rv_lock(rq->s);
+  disabled = rq->s->public_api_disabled;
+  rv_unlock(rq->s);
+  if (disabled) {
+    rv_reply_error(rq, &rq->early, 503, "public_api_disabled", NULL,
+                   "the public API is disabled right now; retry later");
+    rq->has_early = 1;
+    return;
+  }
+  for (i = 0; i < NROUTES; i++) {
+    if (!path_matches(&routes[i], path)) continue;
+    if (!known) known = &routes[i];
+    if (method_matches(&routes[i], rq->method)) {
+      hit = (int)i;
+      break;
+    }
+  }
+  if (!(known && !known->auth) && authenticate(rq, c) != 0) {
+    rq->has_early = 1;
+    return;
+  }
+  if (!known) {
+    rv_reply_error(rq, &rq->early, 404, "not_found", NULL, "no such endpoint: %s %s",
+                   rq->method, path);
+    rq->has_early = 1;
+    return;
+  }
+  if (hit < 0) {
+    rv_reply_error(rq, &rq->early, 405, "method_not_allowed", NULL,
+                   "%s does not take %s; allowed: %s", path, rq->method, known->allow);
+    rq->early.allow = known->allow;
+    rq->has_early = 1;
+    return;
+  }
+  if (routes[hit].scope_denied && rq->caller.scoped) {
+    rv_reply_error(rq, &rq->early, 403, "api_scope_denied", NULL,
+                   "this API key's scope does not allow %s %s", rq->method, path);
+    rq->has_early = 1;
+    return;
+  }
+  rq->route = hit;
+}
+
+int rv_api_takes_body(const rv_req *rq) {
+  return rq->route >= 0 && routes[rq->route].json_body;
+}
+
+int rv_api_is_upload(const rv_req *rq) {
+  return rq->route >= 0 && routes[rq->route].upload;
+}
+
+/* rv_api_dispatch: run the route the gate chose for `rq` into `r` */
+void rv_api_dispatch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  if (rq->route < 0 || !routes[rq->route].fn) {
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "no handler for %s %s",
+                   rq->method, rq->path);
+    return;
+  }
+  routes[rq->route].fn(rq, c, r);
+}
+
+/* ---- endpoints ---------------------------------------------------------- */
+
+/* GET /api/v1/models: the catalog, built from the model tables */
+static void get_models(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  json_t *data = json_array();
+  const rv_model *m;
+  size_t i;
+  (void)rq;
+  (void)c;
+  for (i = 0; (m = rv_model_at(i)) != NULL; i++) {
+    json_t *inputs = m->max_refs > 0 ? json_pack("[s,s]", "text", "file")
+                                     : json_pack("[s]", "text");
+    json_array_append_new(data, json_pack("{s:s,s:s,s:s,s:s,s:o,s:{s:s,s:i}}",
+                                          "id", m->id, "name", m->name,
+                                          "kind", m->kind, "api_status", "active",
+                                          "supported_api_inputs", inputs,
+                                          "pricing", "type", "FIXED",
+                                          "credits", m->credits));
+  }
+  rv_reply_json(r, 200, json_pack("{s:o}", "data", data));
+}
+
+/* GET /api/v1/credits: the balance, after any refunds now due */
+static void get_credits(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  long long credits;
+  (void)c;
+  rv_lock(rq->s);
+  rv_tasks_advance_all_locked(rq->s);
+  credits = rq->s->credits;
+  rv_unlock(rq->s);
+  rv_reply_json(r, 200, json_pack("{s:I}", "current_credits", (json_int_t)credits));
+}
+
+/*
+** check_idem_key: 0 when the Idempotency-Key header `k` (may be NULL) is
+** absent or well-formed: 1..RV_IDEM_KEY_MAX visible ASCII characters.
+*/
+static int check_idem_key(rv_req *rq, rv_reply *r, const char *k) {
+  size_t i, n;
+  if (!k) return 0;
+  n = strlen(k);
+  for (i = 0; i < n; i++)
+    if (k[i] < 0x21 || k[i] > 0x7E) break;
+  if (n == 0 || n > RV_IDEM_KEY_MAX || i < n) {
+    rv_reply_error(rq, r, 400, "validation_failed", "Idempotency-Key",
+                   "Idempotency-Key: expected 1 to %d visible ASCII characters; got %zu "
+                   "bytes%s", RV_IDEM_KEY_MAX, n, i < n ? " including spaces or control bytes" : "");
+    return -1;
+  }
+  return 0;
+}
+
+/* find_idem_locked: the task created by `owner` with Idempotency-Key `k` */
+static rv_task *find_idem_locked(rv_state *s, const char *owner, const char *k) {
+  size_t i;
+  for (i = 0; i < s->ntasks; i++) {
+    rv_task *t = s->tasks[i];
+    if (t->idem_key && strcmp(t->idem_key, k) == 0 && strcmp(t->owner, owner) == 0)
+      return t;
+  }
+  return NULL;
+}
+
+/*
+** create_locked: after validation, the idempotency and credit rules of a
+** create by `rq`: replay, 409, 402, or reserve the price and add the task.
+** `canon` is the canonical body; `gen` is consumed.
+*/
+static void create_locked(rv_req *rq, rv_reply *r, const char *idem, char *canon,
+                          rv_gen *gen) {
+  rv_state *s = rq->s;
+  rv_task *t;
+  if (idem && (t = find_idem_locked(s, rq->caller.key, idem)) != NULL) {
+    if (strcmp(t->canon, canon) == 0) {
+      rv_task_advance_locked(s, t, 0);
+      s->idempotent_replays++;
+      rv_reply_json(r, 201, rv_task_json_locked(s, t));
+      r->replayed = 1;
+    } else {
+      rv_reply_error(rq, r, 409, "idempotency_conflict", "Idempotency-Key",
+                     "Idempotency-Key \"%s\" was already used with a different body "
+                     "(task %s); use a new key for a new request", idem, t->id);
+    }
+    goto out;
+  }
+  if (s->credits < gen->model->credits) {
+    rv_reply_error(rq, r, 402, "insufficient_credits", NULL,
+                   "insufficient credits: a %s run costs %d credits, the balance is %lld",
+                   gen->model->id, gen->model->credits, s->credits);
+    goto out;
+  }
+  t = rv_task_add_locked(s);
+  if (!t || !(t->owner = strdup(rq->caller.key)) || !(t->prompt = strdup(gen->prompt)) ||
+      (idem && !(t->idem_key = strdup(idem)))) {
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    if (t) {
+      /* keep the half-made task out of sight: it never reserved credits */
+      s->ntasks--;
+      free(t->owner);
+      free(t->prompt);
+      free(t);
+    }
+    goto out;
+  }
+  t->canon = canon;
+  canon = NULL;
+  t->model = gen->model;
+  t->params = gen->params;
+  t->warnings = gen->warnings;
+  gen->params = gen->warnings = NULL;
+  t->fail = strstr(t->prompt, RV_FAIL_MARKER) != NULL;
+  s->credits -= t->model->credits;
+  s->charges++;
+  s->credits_charged += t->model->credits;
+  s->tasks_created++;
+  rv_reply_json(r, 201, rv_task_json_locked(s, t));
+out:
+  free(canon);
+  json_decref(gen->params);
+  json_decref(gen->warnings);
+}
+
+/*
+** POST /api/v1/generations: a strict check of the wire form (validate.c),
+** then idempotency, credits, and the new task.
+*/
+static void post_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  const char *ct = rv_header(c, "Content-Type");
+  const char *idem = rv_header(c, "Idempotency-Key");
+  json_error_t jerr;
+  json_t *body;
+  rv_gen gen;
+  rv_verr verr;
+  char *canon;
+  if (!rv_media_type_is(ct, "application/json")) {
+    rv_reply_error(rq, r, 400, "validation_failed", "Content-Type",
+                   "Content-Type: expected application/json; got %s%s%s",
+                   ct ? "\"" : "", ct ? ct : "none", ct ? "\"" : "");
+    return;
+  }
+  if (check_idem_key(rq, r, idem) != 0) return;
+  if (!rq->body || rq->body_len == 0) {
+    rv_reply_error(rq, r, 400, "validation_failed", "body",
+                   "body: expected a JSON object; got an empty body");
+    return;
+  }
+  body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+  if (!body) {
+    rv_reply_error(rq, r, 400, "validation_failed", "body",
+                   "body: invalid JSON at line %d, column %d: %s", jerr.line,
+                   jerr.column, jerr.text);
+    return;
+  }
+  rv_lock(rq->s);
+  if (rv_validate_generation_locked(rq->s, body, &gen, &verr) != 0) {
+    rv_unlock(rq->s);
+    rv_reply_error(rq, r, 400, "validation_failed", verr.field, "%s", verr.msg);
+    json_decref(body);
+    return;
+  }
+  canon = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
+  if (!canon) {
+    rv_unlock(rq->s);
+    json_decref(gen.params);
+    json_decref(gen.warnings);
+    json_decref(body);
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    return;
+  }
+  create_locked(rq, r, idem, canon, &gen);   /* gen.prompt points into body */
+  rv_unlock(rq->s);
+  json_decref(body);
+}
+
+/* the id segment of a has_id route's path */
+static const char *path_id(const rv_req *rq) {
+  return rq->path + strlen(routes[rq->route].path);
+}
+
+/* GET /api/v1/generations/{id}: the task, moved on by this poll */
+static void get_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  const char *id = path_id(rq);
+  rv_task *t;
+  (void)c;
+  rv_lock(rq->s);
+  t = rv_task_find_locked(rq->s, id);
+  if (!t || strcmp(t->owner, rq->caller.key) != 0) {
+    rv_unlock(rq->s);
+    rv_reply_error(rq, r, 404, "not_found", NULL, "no task %s for this API key", id);
+    return;
+  }
+  rv_task_advance_locked(rq->s, t, 1);
+  rv_reply_json(r, 200, rv_task_json_locked(rq->s, t));
+  rv_unlock(rq->s);
+}
+
+/* GET /api/v1/files/{id}: the uploaded file's object */
+static void get_file(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  const char *id = path_id(rq);
+  rv_file *f;
+  (void)c;
+  rv_lock(rq->s);
+  f = rv_file_find_locked(rq->s, id);
+  if (!f || strcmp(f->owner, rq->caller.key) != 0) {
+    rv_unlock(rq->s);
+    rv_reply_error(rq, r, 404, "not_found", NULL, "no file %s for this API key", id);
+    return;
+  }
+  rv_reply_json(r, 200, rv_file_json(f));
+  rv_unlock(rq->s);
+}

@@ -1,0 +1,328 @@
+/*
+** control.c — the simulator's control API on the API listener, /__sim/...,
+** no key: the ledger, the request log, reset, runtime config and the fault
+** queue. Tests drive the simulator through these; they are never logged
+** in /__sim/requests and never hit by faults.
+*/
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sim.h"
+
+static const char *const fault_keys[] = {
+  "listener", "method", "path", "times", "action", "status", "headers", "body",
+  "content_type", "delay_ms", "size", "location", NULL
+};
+static const char *const fault_actions[] = {
+  "respond", "drop", "drop_after_commit", "delay", "stall", "truncate", "invalid_json",
+  "wrong_content_type", "oversized", "redirect", NULL
+};
+
+static int listed(const char *const *list, const char *s) {
+  for (; *list; list++)
+    if (strcmp(*list, s) == 0) return 1;
+  return 0;
+}
+
+/* GET /__sim/ledger: counters, balance, tasks and files, after due moves */
+static void ledger(rv_req *rq, rv_reply *r) {
+  rv_state *s = rq->s;
+  json_t *tasks = json_array(), *files = json_array(), *o;
+  size_t i;
+  rv_lock(s);
+  rv_tasks_advance_all_locked(s);
+  for (i = 0; i < s->ntasks; i++) {
+    const rv_task *t = s->tasks[i];
+    json_t *e = json_pack("{s:s,s:s,s:s,s:s?,s:O}", "id", t->id,
+                          "status", rv_task_status_name(t->status), "prompt", t->prompt,
+                          "idempotency_key", t->idem_key, "params", t->params);
+    if (e && t->warnings) json_object_set(e, "warnings", t->warnings);
+    json_array_append_new(tasks, e);
+  }
+  for (i = 0; i < s->nfiles; i++) {
+    const rv_file *f = s->files[i];
+    json_array_append_new(files, json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "id", f->id,
+                                           "name", f->name, "size_bytes", (json_int_t)f->size,
+                                           "sha256", f->sha256, "kind", f->kind,
+                                           "mime_type", f->mime));
+  }
+  o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+                "tasks_created", (json_int_t)s->tasks_created,
+                "charges", (json_int_t)s->charges,
+                "credits_charged", (json_int_t)s->credits_charged,
+                "credits_refunded", (json_int_t)s->credits_refunded,
+                "credits", (json_int_t)s->credits,
+                "files", (json_int_t)s->nfiles,
+                "requests", (json_int_t)s->requests,
+                "cdn_auth_violations", (json_int_t)s->cdn_auth_violations,
+                "idempotent_replays", (json_int_t)s->idempotent_replays,
+                "tasks", tasks, "files_list", files);
+  rv_unlock(s);
+  rv_reply_json(r, 200, o);
+}
+
+/* config_json_locked: the runtime config as POST /__sim/config answers it */
+static json_t *config_json_locked(rv_state *s) {
+  return json_pack("{s:I,s:f,s:I,s:b}", "credits", (json_int_t)s->credits,
+                   "task_seconds", s->task_seconds, "task_polls", (json_int_t)s->task_polls,
+                   "public_api_disabled", s->public_api_disabled);
+}
+
+/*
+** parse_body: the request body of `rq` as a JSON object (an empty body is
+** {}), or NULL with a 400 in `r`.
+*/
+static json_t *parse_body(rv_req *rq, rv_reply *r) {
+  json_error_t e;
+  json_t *b;
+  if (!rq->body || rq->body_len == 0) return json_object();
+  b = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
+  if (!b) {
+    rv_reply_error(rq, r, 400, "validation_failed", "body",
+                   "body: invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
+    return NULL;
+  }
+  return b;
+}
+
+/*
+** config: POST /__sim/config applies any of credits, task_seconds,
+** task_polls, public_api_disabled (all checked before any is applied);
+** GET answers the config.
+*/
+static void config(rv_req *rq, rv_reply *r, int post) {
+  rv_state *s = rq->s;
+  json_t *b, *v;
+  const char *k;
+  char got[128];
+  if (!post) {
+    rv_lock(s);
+    rv_reply_json(r, 200, config_json_locked(s));
+    rv_unlock(s);
+    return;
+  }
+  if (!(b = parse_body(rq, r))) return;
+  if (!json_is_object(b)) {
+    rv_describe(b, got, sizeof got);
+    rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected an object; got %s",
+                   got);
+    json_decref(b);
+    return;
+  }
+  json_object_foreach(b, k, v) {
+    int ok;
+    if (strcmp(k, "credits") == 0) ok = json_is_integer(v) && json_integer_value(v) >= 0;
+    else if (strcmp(k, "task_seconds") == 0) ok = json_is_number(v) && json_number_value(v) >= 0;
+    else if (strcmp(k, "task_polls") == 0) ok = json_is_integer(v) && json_integer_value(v) >= 0;
+    else if (strcmp(k, "public_api_disabled") == 0) ok = json_is_boolean(v);
+    else {
+      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown config key; allowed: "
+                     "credits, task_seconds, task_polls, public_api_disabled", k);
+      json_decref(b);
+      return;
+    }
+    if (!ok) {
+      rv_describe(v, got, sizeof got);
+      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
+                     strcmp(k, "public_api_disabled") == 0 ? "true or false"
+                     : strcmp(k, "task_seconds") == 0 ? "a number >= 0" : "an integer >= 0",
+                     got);
+      json_decref(b);
+      return;
+    }
+  }
+  rv_lock(s);
+  if ((v = json_object_get(b, "credits"))) s->credits = json_integer_value(v);
+  if ((v = json_object_get(b, "task_seconds"))) s->task_seconds = json_number_value(v);
+  if ((v = json_object_get(b, "task_polls"))) s->task_polls = (long)json_integer_value(v);
+  if ((v = json_object_get(b, "public_api_disabled"))) s->public_api_disabled = json_is_true(v);
+  rv_reply_json(r, 200, config_json_locked(s));
+  rv_unlock(s);
+  json_decref(b);
+}
+
+/* no_crlf: 1 when `s` holds no CR or LF (it goes into a header) */
+static int no_crlf(const char *s) {
+  return !strchr(s, '\r') && !strchr(s, '\n');
+}
+
+/*
+** check_fault: fault object `f` (index `i` of the request) into a new
+** normalized copy with defaults filled in, or NULL with a 400 in `r`.
+*/
+static json_t *check_fault(rv_req *rq, rv_reply *r, const json_t *f, size_t i) {
+  char got[128], field[96];
+  const char *k, *str;
+  json_t *v, *norm;
+  if (!json_is_object(f)) {
+    rv_describe(f, got, sizeof got);
+    rv_reply_error(rq, r, 400, "validation_failed", "fault", "fault %zu: expected an object; "
+                   "got %s", i, got);
+    return NULL;
+  }
+  json_object_foreach((json_t *)f, k, v) {
+    int ok = 1;
+    snprintf(field, sizeof field, "%s", k);
+    if (!listed(fault_keys, k)) {
+      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: unknown fault key; allowed: "
+                     "listener, method, path, times, action, status, headers, body, "
+                     "content_type, delay_ms, size, location", field);
+      return NULL;
+    }
+    str = json_string_value(v);
+    if (strcmp(k, "listener") == 0)
+      ok = str && (strcmp(str, "api") == 0 || strcmp(str, "cdn") == 0);
+    else if (strcmp(k, "path") == 0) ok = str && str[0] == '/';
+    else if (strcmp(k, "action") == 0) ok = str && listed(fault_actions, str);
+    else if (strcmp(k, "method") == 0) ok = str && str[0];
+    else if (strcmp(k, "times") == 0)
+      ok = json_is_integer(v) && json_integer_value(v) >= 1;
+    else if (strcmp(k, "status") == 0)
+      ok = json_is_integer(v) && json_integer_value(v) >= 100 && json_integer_value(v) <= 599;
+    else if (strcmp(k, "delay_ms") == 0)
+      ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 600000;
+    else if (strcmp(k, "size") == 0)
+      ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
+           json_integer_value(v) <= 1000000000000LL;
+    else if (strcmp(k, "body") == 0) ok = str != NULL;
+    else if (strcmp(k, "content_type") == 0 || strcmp(k, "location") == 0)
+      ok = str && no_crlf(str);
+    else if (strcmp(k, "headers") == 0) {
+      const char *hk;
+      json_t *hv;
+      ok = json_is_object(v);
+      json_object_foreach(v, hk, hv) {
+        if (!json_is_string(hv) || !no_crlf(hk) || !no_crlf(json_string_value(hv)) ||
+            !hk[0] || strchr(hk, ':') || strchr(hk, ' '))
+          ok = 0;
+      }
+    }
+    if (!ok) {
+      rv_describe(v, got, sizeof got);
+      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: invalid value %s; see the "
+                     "fault object in the simulator's documentation", field, got);
+      return NULL;
+    }
+  }
+  if (!json_object_get(f, "path") || !json_object_get(f, "action")) {
+    const char *missing = json_object_get(f, "path") ? "action" : "path";
+    rv_reply_error(rq, r, 400, "validation_failed", missing, "%s: required in a fault", missing);
+    return NULL;
+  }
+  if (strcmp(json_string_value(json_object_get(f, "action")), "redirect") == 0 &&
+      !json_object_get(f, "location")) {
+    rv_reply_error(rq, r, 400, "validation_failed", "location",
+                   "location: required for a redirect fault");
+    return NULL;
+  }
+  norm = json_deep_copy(f);
+  if (!json_object_get(norm, "listener")) json_object_set_new(norm, "listener", json_string("api"));
+  if (!json_object_get(norm, "times")) json_object_set_new(norm, "times", json_integer(1));
+  return norm;
+}
+
+/*
+** faults: POST queues a fault (or an array of them) and answers the number
+** pending; GET lists the pending ones; DELETE clears them.
+*/
+static void faults(rv_req *rq, rv_reply *r, const char *method) {
+  rv_state *s = rq->s;
+  json_t *b, *list;
+  size_t i, n;
+  if (strcmp(method, "GET") == 0) {
+    rv_lock(s);
+    rv_reply_json(r, 200, json_pack("{s:O,s:I}", "data", s->faults, "pending",
+                                    (json_int_t)json_array_size(s->faults)));
+    rv_unlock(s);
+    return;
+  }
+  if (strcmp(method, "DELETE") == 0) {
+    rv_lock(s);
+    n = json_array_size(s->faults);
+    json_array_clear(s->faults);
+    rv_unlock(s);
+    rv_reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
+    return;
+  }
+  if (!(b = parse_body(rq, r))) return;
+  list = json_is_array(b) ? json_incref(b) : json_pack("[O]", b);
+  json_decref(b);
+  for (i = 0; i < json_array_size(list); i++) {
+    json_t *norm = check_fault(rq, r, json_array_get(list, i), i);
+    if (!norm) {
+      json_decref(list);
+      return;
+    }
+    json_array_set_new(list, i, norm);
+  }
+  rv_lock(s);
+  json_array_extend(s->faults, list);
+  n = json_array_size(s->faults);
+  rv_unlock(s);
+  json_decref(list);
+  rv_reply_json(r, 200, json_pack("{s:I}", "queued", (json_int_t)n));
+}
+
+/* method_ok: 1 when `method` is one of `allow` (", "-separated) */
+static int method_ok(const char *method, const char *allow) {
+  size_t n = strlen(method);
+  const char *p = allow;
+  if (n == 0) return 0;
+  while ((p = strstr(p, method)) != NULL) {
+    if ((p == allow || p[-1] == ' ') && (p[n] == '\0' || p[n] == ','))
+      return 1;
+    p += n;
+  }
+  return 0;
+}
+
+/*
+** rv_control: answer the control request `rq` (/__sim/...) into `r`.
+*/
+void rv_control(rv_req *rq, rv_reply *r) {
+  static const struct { const char *path, *allow; } eps[] = {
+    { "/__sim/ledger", "GET, HEAD" }, { "/__sim/requests", "GET, HEAD" },
+    { "/__sim/reset", "POST" }, { "/__sim/config", "GET, HEAD, POST" },
+    { "/__sim/faults", "GET, HEAD, POST, DELETE" },
+  };
+  const char *method = strcmp(rq->method, "HEAD") == 0 ? "GET" : rq->method;
+  size_t i;
+  for (i = 0; i < sizeof eps / sizeof eps[0]; i++)
+    if (strcmp(rq->path, eps[i].path) == 0) break;
+  if (i == sizeof eps / sizeof eps[0]) {
+    rv_reply_error(rq, r, 404, "not_found", NULL, "no control endpoint %s; known: "
+                   "/__sim/ledger, /__sim/requests, /__sim/reset, /__sim/config, "
+                   "/__sim/faults", rq->path);
+    return;
+  }
+  if (!method_ok(method, eps[i].allow)) {
+    rv_reply_error(rq, r, 405, "method_not_allowed", NULL, "%s does not take %s; allowed: %s",
+                   rq->path, rq->method, eps[i].allow);
+    r->allow = eps[i].allow;
+    return;
+  }
+  switch (i) {
+    case 0:
+      ledger(rq, r);
+      break;
+    case 1:
+      rv_lock(rq->s);
+      rv_reply_json(r, 200, rv_reqlog_json_locked(rq->s));
+      rv_unlock(rq->s);
+      break;
+    case 2:
+      rv_lock(rq->s);
+      rv_state_clear_locked(rq->s);
+      rv_reply_json(r, 200, json_pack("{s:b,s:o}", "reset", 1, "config",
+                                      config_json_locked(rq->s)));
+      rv_unlock(rq->s);
+      break;
+    case 3:
+      config(rq, r, strcmp(method, "POST") == 0);
+      break;
+    default:
+      faults(rq, r, method);
+      break;
+  }
+}

@@ -1,0 +1,330 @@
+/*
+** main.c — rivya-sim's command line, the two listeners (API and CDN), the
+** start-up line on stdout and a clean exit on SIGTERM / SIGINT or after
+** --max-lifetime. Signals are blocked before MHD starts its threads (they
+** inherit the mask), so only the main thread ever takes them, by sigwait.
+*/
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "sim.h"
+
+static const char usage[] =
+  "usage: rivya-sim [options]\n"
+  "A stateful local simulator of the Rivya Public API v1.\n"
+  "\n"
+  "  --host ADDR          address of both listeners (default 127.0.0.1)\n"
+  "  --port N             API port (0, the default: a free port)\n"
+  "  --cdn-port N         CDN port serving result videos and uploads (0: a free port)\n"
+  "  --api-key K          an accepted key (repeatable; default rvya_sk_test)\n"
+  "  --revoked-key K      a key answered with api_key_revoked (repeatable)\n"
+  "  --expired-key K      a key answered with api_key_expired (repeatable)\n"
+  "  --scoped-key K       a key that may read but not create (repeatable)\n"
+  "  --credits N          starting balance (default 1000)\n"
+  "  --task-seconds S     task lifetime: queued for S/3, then processing, final at S\n"
+  "                       (default 6)\n"
+  "  --task-polls N       also final on the Nth GET of a task, processing from the\n"
+  "                       2nd (default 0: off)\n"
+  "  --max-lifetime S     exit by itself after S seconds (default 0: never)\n"
+  "  --quiet              no per-request log lines on stderr\n"
+  "  --help               this text\n"
+  "\n"
+  "Once both listeners are up, one line goes to stdout:\n"
+  "  {\"port\":P,\"cdn_port\":C,\"pid\":PID}\n"
+  "Control API (no key) on the API listener: /__sim/ledger, /__sim/requests,\n"
+  "/__sim/reset, /__sim/config, /__sim/faults.\n";
+
+/* parse_ll: `s` as an integer in [min, max] into *out; 0 ok, -1 not */
+static int parse_ll(const char *s, long long min, long long max, long long *out) {
+  char *end;
+  long long v;
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+/* parse_seconds: `s` as a number of seconds >= 0 into *out */
+static int parse_seconds(const char *s, double *out) {
+  char *end;
+  double v;
+  errno = 0;
+  v = strtod(s, &end);
+  if (errno || end == s || *end || !(v >= 0) || v > 1e9) return -1;
+  *out = v;
+  return 0;
+}
+
+/*
+** parse_args: the command line `argc` / `argv` into `o` (key lists point
+** into argv). 0 to run, 1 to exit 0 (--help), -1 to exit 2 (bad usage).
+** Options take their value as the next argument or after '='.
+*/
+static int parse_args(int argc, char **argv, rv_options *o) {
+  static const char *const need_value[] = {
+    "--host", "--port", "--cdn-port", "--api-key", "--revoked-key", "--expired-key",
+    "--scoped-key", "--credits", "--task-seconds", "--task-polls", "--max-lifetime", NULL
+  };
+  int i;
+  o->host = "127.0.0.1";
+  o->credits = 1000;
+  o->task_seconds = 6;
+  o->api_keys.v = calloc((size_t)argc + 1, sizeof(char *));
+  o->revoked_keys.v = calloc((size_t)argc + 1, sizeof(char *));
+  o->expired_keys.v = calloc((size_t)argc + 1, sizeof(char *));
+  o->scoped_keys.v = calloc((size_t)argc + 1, sizeof(char *));
+  if (!o->api_keys.v || !o->revoked_keys.v || !o->expired_keys.v || !o->scoped_keys.v) {
+    fprintf(stderr, "rivya-sim: out of memory\n");
+    return -1;
+  }
+  for (i = 1; i < argc; i++) {
+    char name[32];
+    const char *arg = argv[i], *val = NULL, *eq = strchr(arg, '=');
+    const char *const *nv;
+    long long n;
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    int takes = 0;
+    if (len >= sizeof name) len = sizeof name - 1;
+    memcpy(name, arg, len);
+    name[len] = '\0';
+    for (nv = need_value; *nv; nv++)
+      if (strcmp(*nv, name) == 0) takes = 1;
+    if (takes) {
+      if (eq) val = eq + 1;
+      else if (i + 1 < argc) val = argv[++i];
+      else {
+        fprintf(stderr, "rivya-sim: %s needs a value\n", name);
+        return -1;
+      }
+    } else if (eq) {
+      fprintf(stderr, "rivya-sim: %s takes no value\n", name);
+      return -1;
+    }
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+      fputs(usage, stdout);
+      return 1;
+    } else if (strcmp(name, "--quiet") == 0) {
+      o->quiet = 1;
+    } else if (strcmp(name, "--host") == 0) {
+      o->host = val;
+    } else if (strcmp(name, "--port") == 0 || strcmp(name, "--cdn-port") == 0) {
+      if (parse_ll(val, 0, 65535, &n) != 0) {
+        fprintf(stderr, "rivya-sim: %s: expected a port 0..65535; got \"%s\"\n", name, val);
+        return -1;
+      }
+      if (name[2] == 'p') o->port = (int)n;
+      else o->cdn_port = (int)n;
+    } else if (strcmp(name, "--api-key") == 0) {
+      o->api_keys.v[o->api_keys.n++] = val;
+    } else if (strcmp(name, "--revoked-key") == 0) {
+      o->revoked_keys.v[o->revoked_keys.n++] = val;
+    } else if (strcmp(name, "--expired-key") == 0) {
+      o->expired_keys.v[o->expired_keys.n++] = val;
+    } else if (strcmp(name, "--scoped-key") == 0) {
+      o->scoped_keys.v[o->scoped_keys.n++] = val;
+    } else if (strcmp(name, "--credits") == 0) {
+      if (parse_ll(val, 0, (long long)1 << 52, &o->credits) != 0) {
+        fprintf(stderr, "rivya-sim: --credits: expected an integer >= 0; got \"%s\"\n", val);
+        return -1;
+      }
+    } else if (strcmp(name, "--task-polls") == 0) {
+      if (parse_ll(val, 0, 1000000000L, &n) != 0) {
+        fprintf(stderr, "rivya-sim: --task-polls: expected an integer >= 0; got \"%s\"\n", val);
+        return -1;
+      }
+      o->task_polls = (long)n;
+    } else if (strcmp(name, "--task-seconds") == 0 || strcmp(name, "--max-lifetime") == 0) {
+      double *dst = name[2] == 't' ? &o->task_seconds : &o->max_lifetime;
+      if (parse_seconds(val, dst) != 0) {
+        fprintf(stderr, "rivya-sim: %s: expected seconds >= 0; got \"%s\"\n", name, val);
+        return -1;
+      }
+    } else {
+      fprintf(stderr, "rivya-sim: unknown option %s (see --help)\n", name);
+      return -1;
+    }
+  }
+  /* the key is a secret even here: the message names no key */
+  if (o->api_keys.n == 0) o->api_keys.v[o->api_keys.n++] = "rvya_sk_test";
+  return 0;
+}
+
+static void free_options(rv_options *o) {
+  free(o->api_keys.v);
+  free(o->revoked_keys.v);
+  free(o->expired_keys.v);
+  free(o->scoped_keys.v);
+}
+
+typedef union bind_addr {
+  struct sockaddr sa;
+  struct sockaddr_in v4;
+  struct sockaddr_in6 v6;
+} bind_addr;
+
+/*
+** make_addr: `host` (IPv4, IPv6 or "localhost") and `port` into `a`;
+** *ipv6 tells which. 0 ok, -1 when host is no address.
+*/
+static int make_addr(const char *host, int port, bind_addr *a, int *ipv6) {
+  memset(a, 0, sizeof *a);
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (inet_pton(AF_INET, host, &a->v4.sin_addr) == 1) {
+    a->v4.sin_family = AF_INET;
+    a->v4.sin_port = htons((uint16_t)port);
+    *ipv6 = 0;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &a->v6.sin6_addr) == 1) {
+    a->v6.sin6_family = AF_INET6;
+    a->v6.sin6_port = htons((uint16_t)port);
+    *ipv6 = 1;
+    return 0;
+  }
+  return -1;
+}
+
+/*
+** url_host: the host to put in URLs for listeners bound to `host`: a
+** wildcard address becomes loopback, IPv6 gets brackets.
+*/
+static void url_host(const char *host, int ipv6, char *out, size_t size) {
+  if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "localhost") == 0)
+    snprintf(out, size, "127.0.0.1");
+  else if (ipv6 && strcmp(host, "::") == 0)
+    snprintf(out, size, "[::1]");
+  else if (ipv6)
+    snprintf(out, size, "[%s]", host);
+  else
+    snprintf(out, size, "%s", host);
+}
+
+/* start: one listener on host:port, its actual port into *bound */
+static struct MHD_Daemon *start(rv_listener *l, const char *host, int port, int *bound) {
+  bind_addr a;
+  int ipv6;
+  struct MHD_Daemon *d;
+  const union MHD_DaemonInfo *info;
+  if (make_addr(host, port, &a, &ipv6) != 0) return NULL;
+  d = rv_http_start(l, &a.sa, ipv6);
+  if (!d) return NULL;
+  info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  *bound = info ? (int)info->port : port;
+  return d;
+}
+
+/*
+** wait_for_exit: block until SIGTERM / SIGINT in `set`, or until
+** `lifetime` seconds have passed (0: no limit). Returns what ended it.
+*/
+static const char *wait_for_exit(const sigset_t *set, double lifetime) {
+  int sig = 0;
+  if (lifetime <= 0) {
+    while (sigwait(set, &sig) != 0) {
+    }
+    return sig == SIGINT ? "SIGINT" : "SIGTERM";
+  }
+  for (;;) {
+    static const double step = 3600;
+    double left = lifetime;
+    struct timespec ts;
+    double t0 = rv_mono_now();
+    if (left > step) left = step;
+    ts.tv_sec = (time_t)left;
+    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+    sig = sigtimedwait(set, NULL, &ts);
+    if (sig == SIGTERM || sig == SIGINT) return sig == SIGINT ? "SIGINT" : "SIGTERM";
+    lifetime -= rv_mono_now() - t0;
+    if (lifetime <= 0) return "--max-lifetime";
+  }
+}
+
+int main(int argc, char **argv) {
+  rv_options o;
+  rv_state *s;
+  rv_listener api_l, cdn_l;
+  struct MHD_Daemon *api, *cdn;
+  sigset_t set;
+  struct sigaction ign;
+  char host[80];
+  bind_addr probe;
+  int rc, ipv6 = 0, api_port = 0, cdn_port = 0;
+  const char *why;
+
+  memset(&o, 0, sizeof o);
+  rc = parse_args(argc, argv, &o);
+  if (rc != 0) {
+    free_options(&o);
+    return rc > 0 ? 0 : 2;
+  }
+  if (make_addr(o.host, 0, &probe, &ipv6) != 0) {
+    fprintf(stderr, "rivya-sim: --host: expected an IPv4 or IPv6 address; got \"%s\"\n",
+            o.host);
+    free_options(&o);
+    return 2;
+  }
+  url_host(o.host, ipv6, host, sizeof host);
+
+  memset(&ign, 0, sizeof ign);
+  ign.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ign, NULL);
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+  s = rv_state_new(&o);
+  if (!s) {
+    fprintf(stderr, "rivya-sim: out of memory\n");
+    free_options(&o);
+    return 1;
+  }
+  cdn_l.s = api_l.s = s;
+  cdn_l.which = RV_CDN;
+  api_l.which = RV_API;
+  /* the CDN first: task and file URLs need its port */
+  cdn = start(&cdn_l, o.host, o.cdn_port, &cdn_port);
+  if (!cdn) {
+    fprintf(stderr, "rivya-sim: cannot listen on %s port %d (CDN)\n", o.host, o.cdn_port);
+    rv_state_free(s);
+    free_options(&o);
+    return 1;
+  }
+  snprintf(s->cdn_base, sizeof s->cdn_base, "http://%s:%d", host, cdn_port);
+  api = start(&api_l, o.host, o.port, &api_port);
+  if (!api) {
+    fprintf(stderr, "rivya-sim: cannot listen on %s port %d (API)\n", o.host, o.port);
+    MHD_stop_daemon(cdn);
+    rv_state_free(s);
+    free_options(&o);
+    return 1;
+  }
+  printf("{\"port\":%d,\"cdn_port\":%d,\"pid\":%ld}\n", api_port, cdn_port, (long)getpid());
+  fflush(stdout);
+  fprintf(stderr, "rivya-sim: API on http://%s:%d, CDN on http://%s:%d\n", host, api_port,
+          host, cdn_port);
+
+  why = wait_for_exit(&set, o.max_lifetime);
+  fprintf(stderr, "rivya-sim: stopping (%s)\n", why);
+  /* wake handlers sleeping in delays and stalls, or stopping would wait */
+  rv_lock(s);
+  s->stopping = 1;
+  pthread_cond_broadcast(&s->wake);
+  rv_unlock(s);
+  MHD_stop_daemon(api);
+  MHD_stop_daemon(cdn);
+  rv_state_free(s);
+  free_options(&o);
+  return 0;
+}

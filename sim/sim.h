@@ -1,0 +1,296 @@
+/*
+** sim.h — shared types, limits and cross-file functions of rivya-sim, the
+** local simulator of the Rivya Public API v1 (see /work/shared/API.md).
+** Everything that crosses files has the rv_ prefix; the rest is static.
+**
+** One rv_state holds all mutable server state behind one mutex; it reaches
+** the handlers through the daemon's closure pointer, so there are no mutable
+** globals. Functions whose name ends in _locked expect that mutex held.
+*/
+#ifndef RV_SIM_H
+#define RV_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <jansson.h>
+
+/* limits; MB means 1,000,000 bytes throughout, as API.md assumes */
+#define RV_MB              1000000LL
+#define RV_JSON_BODY_MAX   (1 * RV_MB)     /* JSON request bodies, else 413 */
+#define RV_UPLOAD_BODY_MAX (100 * RV_MB)   /* whole multipart body, else 413 */
+#define RV_FIELD_MAX       1024            /* a multipart text field */
+#define RV_REQLOG_MAX      2000            /* entries kept by /__sim/requests */
+#define RV_CLIENT_ID_MAX   128             /* client_request_id, code points */
+#define RV_IDEM_KEY_MAX    255             /* Idempotency-Key header, bytes */
+#define RV_FAIL_MARKER     "[[fail]]"      /* in a prompt: the task fails */
+
+enum { RV_API = 0, RV_CDN = 1 };
+
+/* ---- command line (read-only once the daemons run) -------------------- */
+
+typedef struct rv_keylist {
+  const char **v;    /* points into argv */
+  size_t n;
+} rv_keylist;
+
+typedef struct rv_options {
+  const char *host;
+  int port, cdn_port;
+  rv_keylist api_keys, revoked_keys, expired_keys, scoped_keys;
+  long long credits;
+  double task_seconds;
+  long task_polls;
+  double max_lifetime;
+  int quiet;
+} rv_options;
+
+/* ---- models as data (model.c) ----------------------------------------- */
+
+typedef enum rv_param_type {
+  RV_PARAM_SELECT,       /* a JSON string, one of options */
+  RV_PARAM_TEXT,         /* any JSON string */
+  RV_PARAM_INTEGER,      /* a JSON integer in [min, max] */
+  RV_PARAM_REFERENCES    /* the referenceMediaItems array */
+} rv_param_type;
+
+typedef struct rv_param {
+  const char *key;
+  rv_param_type type;
+  const char *const *options;   /* SELECT: NULL-terminated */
+  long long min, max;           /* INTEGER */
+} rv_param;
+
+/* what the Files API accepts for one kind, by default or for a model */
+typedef struct rv_upload_rule {
+  const char *kind;             /* "image" | "video" | "audio" */
+  long long max_bytes;
+  const char *const *mimes;     /* NULL-terminated */
+} rv_upload_rule;
+
+typedef struct rv_model {
+  const char *id, *name, *kind;
+  int credits;                  /* FIXED price per run */
+  size_t prompt_max;            /* code points */
+  const rv_param *params;       /* terminated by key == NULL */
+  int max_refs, max_images, max_videos;
+  const char *edit_max_duration;  /* duration cap in video editing */
+  const rv_upload_rule *uploads;  /* terminated by kind == NULL */
+} rv_model;
+
+const rv_model *rv_model_find(const char *id);
+const rv_model *rv_model_at(size_t i);          /* NULL past the end */
+const rv_upload_rule *rv_default_uploads(void);
+const rv_upload_rule *rv_upload_rule_for(const rv_upload_rule *rules,
+                                         const char *kind);
+int rv_mime_listed(const char *const *mimes, const char *mime);
+
+/* ---- server state (state.c) ------------------------------------------- */
+
+typedef enum rv_task_status {
+  RV_QUEUED, RV_PROCESSING, RV_SUCCEEDED, RV_FAILED
+} rv_task_status;
+
+typedef struct rv_task {
+  char id[32];
+  char *owner;                  /* the API key; never shown or logged */
+  char *prompt;
+  char *idem_key;               /* NULL without Idempotency-Key */
+  char *canon;                  /* canonical body, for idempotency */
+  json_t *params;               /* normalized params (clamped duration) */
+  json_t *warnings;             /* array of strings, or NULL */
+  const rv_model *model;
+  rv_task_status status;
+  int fail;                     /* the prompt carries RV_FAIL_MARKER */
+  double created_mono;          /* monotonic seconds */
+  long polls;                   /* GETs of this task */
+  char created_at[32], updated_at[32];
+} rv_task;
+
+typedef struct rv_file {
+  char id[32];
+  char *owner;
+  char *name;
+  char *url;
+  char kind[8];
+  const char *mime;             /* static string */
+  unsigned char *data;
+  size_t size;
+  double duration;              /* seconds; < 0 when unknown */
+  char token[48];               /* duration token, "" when none */
+  char sha256[65];
+} rv_file;
+
+typedef struct rv_reqlog {
+  int listener;
+  char *method, *path, *user_agent, *idem_key, *content_type;
+  int auth;                     /* Authorization header present */
+  long long content_length;     /* -1 when the header is absent */
+} rv_reqlog;
+
+typedef struct rv_state {
+  pthread_mutex_t mu;
+  pthread_cond_t wake;          /* broadcast at shutdown: sleepers return */
+  int stopping;
+  const rv_options *opt;
+  char cdn_base[96];            /* "http://127.0.0.1:PORT" */
+  /* runtime config (POST /__sim/config) */
+  long long credits;
+  double task_seconds;
+  long task_polls;
+  int public_api_disabled;
+  /* ledger counters */
+  long long tasks_created, charges, credits_charged, credits_refunded;
+  long long requests, cdn_auth_violations, idempotent_replays;
+  rv_task **tasks;
+  size_t ntasks, cap_tasks;
+  rv_file **files;
+  size_t nfiles, cap_files;
+  json_t *faults;               /* array of pending fault objects */
+  rv_reqlog reqlog[RV_REQLOG_MAX];
+  size_t reqlog_start, reqlog_count;
+  uint64_t rng;
+} rv_state;
+
+rv_state *rv_state_new(const rv_options *opt);
+void rv_state_free(rv_state *s);
+void rv_state_clear_locked(rv_state *s);     /* back to start-up state */
+void rv_lock(rv_state *s);
+void rv_unlock(rv_state *s);
+void rv_sleep_ms(rv_state *s, long ms);      /* returns early at shutdown */
+
+double rv_mono_now(void);
+void rv_iso_now(char out[32]);
+void rv_random_hex_locked(rv_state *s, char *out, size_t nbytes);
+
+rv_task *rv_task_add_locked(rv_state *s);
+rv_task *rv_task_find_locked(rv_state *s, const char *id);
+void rv_task_advance_locked(rv_state *s, rv_task *t, int is_poll);
+void rv_tasks_advance_all_locked(rv_state *s);
+json_t *rv_task_json_locked(rv_state *s, const rv_task *t);
+const char *rv_task_status_name(rv_task_status st);
+
+rv_file *rv_file_add_locked(rv_state *s);
+rv_file *rv_file_find_locked(rv_state *s, const char *id);
+json_t *rv_file_json(const rv_file *f);
+
+void rv_reqlog_add_locked(rv_state *s, const rv_reqlog *e);  /* takes e's strings */
+json_t *rv_reqlog_json_locked(rv_state *s);
+
+/* ---- one HTTP request (http.c) ---------------------------------------- */
+
+/* a reply a route produces; http.c sends it, applying any fault */
+typedef struct rv_reply {
+  unsigned status;
+  json_t *json;                 /* owned; the body when data is NULL */
+  unsigned char *data;          /* raw body: malloc'd unless data_static */
+  size_t len;
+  int data_static;
+  const char *content_type;     /* default application/json */
+  const char *allow;            /* 405: the Allow header */
+  const char *location;
+  int replayed;                 /* Idempotent-Replayed: true */
+} rv_reply;
+
+/* what the gate learned about the caller before the body arrived */
+typedef struct rv_caller {
+  const char *key;              /* authenticated API key, or NULL */
+  int scoped;
+} rv_caller;
+
+struct rv_upload;
+
+typedef struct rv_req {
+  rv_state *s;
+  int listener;
+  int control;                  /* /__sim/...: no faults, not in the log */
+  char rid[24];                 /* "req_<hex>" */
+  char *method, *path;
+  json_t *fault;                /* matched fault (own copy), or NULL */
+  int route;                    /* route index chosen by the gate, or -1 */
+  rv_caller caller;
+  rv_reply early;               /* a gate error waiting for the body's end */
+  int has_early;
+  int done;
+  /* JSON body */
+  int wants_json;
+  char *body;
+  size_t body_len, body_cap;
+  long long body_seen;
+  int body_over;
+  /* multipart body */
+  struct rv_upload *up;
+} rv_req;
+
+struct MHD_Connection;
+struct MHD_Daemon;
+struct sockaddr;
+
+/* the closure of one daemon: the state and which listener it plays */
+typedef struct rv_listener {
+  rv_state *s;
+  int which;                    /* RV_API | RV_CDN */
+} rv_listener;
+
+struct MHD_Daemon *rv_http_start(rv_listener *l, const struct sockaddr *addr,
+                                 int ipv6);
+const char *rv_header(struct MHD_Connection *c, const char *name);
+void rv_reply_error(rv_req *rq, rv_reply *r, unsigned status,
+                    const char *code, const char *field, const char *fmt, ...)
+#if defined(__GNUC__)
+  __attribute__((format(printf, 6, 7)))
+#endif
+  ;
+void rv_reply_json(rv_reply *r, unsigned status, json_t *body);
+void rv_reply_free(rv_reply *r);
+size_t rv_describe(const json_t *v, char *buf, size_t size);
+long rv_utf8_count(const char *s, size_t n);   /* -1 when not UTF-8 */
+char *rv_clean_dup(const char *s);             /* valid UTF-8, no controls */
+int rv_media_type_is(const char *header, const char *type);
+
+/* ---- routes ----------------------------------------------------------- */
+
+/* api.c: gate (auth, route) before the body; dispatch after it */
+void rv_api_gate(rv_req *rq, struct MHD_Connection *c);
+int rv_api_is_upload(const rv_req *rq);
+int rv_api_takes_body(const rv_req *rq);
+void rv_api_dispatch(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+
+/* validate.c: a create body against its model's schema */
+typedef struct rv_verr {
+  char field[160];
+  char msg[640];
+} rv_verr;
+
+typedef struct rv_gen {
+  const rv_model *model;
+  const char *prompt;           /* borrowed from the body */
+  json_t *params;               /* new reference: normalized params */
+  json_t *warnings;             /* new reference or NULL */
+} rv_gen;
+
+int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
+                                  rv_verr *err);
+
+/* upload.c: POST /api/v1/files, streamed through MHD's post processor */
+struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c);
+void rv_upload_feed(struct rv_upload *up, const char *data, size_t size);
+void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r);
+void rv_upload_free(struct rv_upload *up);
+const char *rv_sniff(const unsigned char *p, size_t n, const char **kind);
+double rv_mp4_duration(const unsigned char *p, size_t n);
+
+/* control.c: /__sim/... */
+void rv_control(rv_req *rq, rv_reply *r);
+
+/* cdn.c: the CDN listener */
+void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+
+/* sha256.c */
+void rv_sha256_hex(const unsigned char *p, size_t n, char out[65]);
+
+/* sample_mp4.c: the result video */
+extern const unsigned char rv_sample_mp4[];
+extern const unsigned int rv_sample_mp4_len;
+
+#endif

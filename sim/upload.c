@@ -1,0 +1,518 @@
+/*
+** upload.c — POST /api/v1/files: the multipart body streamed through MHD's
+** post processor, the real file type sniffed from its first bytes, the
+** size rules of model.c, the MP4 duration from moov/mvhd, and the stored
+** file with its duration token and SHA-256.
+**
+** The file part arrives in pieces of any size. It is kept in memory only up
+** to the largest limit still possible given the fields seen so far; past
+** it the bytes are counted and dropped, so a huge upload costs no memory.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "sim.h"
+
+static const char *const upload_kinds[] = { "image", "video", "audio", NULL };
+
+#define HEAD_MAX 64   /* bytes kept for sniffing even when the rest is dropped */
+
+/* one text field of the form */
+typedef struct form_field {
+  char v[RV_FIELD_MAX + 1];
+  size_t len;
+  int seen, too_long;
+} form_field;
+
+struct rv_upload {
+  rv_req *rq;
+  struct MHD_PostProcessor *pp;
+  int pp_failed;
+  /* the first problem met while streaming */
+  int has_err;
+  char err_field[64];
+  char err[512];
+  /* the file part */
+  int file_started;
+  char *filename;
+  unsigned char *data;
+  size_t len, cap;
+  unsigned long long size;      /* bytes seen, kept or not */
+  int dropped;                  /* past the provisional limit: data freed */
+  unsigned char head[HEAD_MAX];
+  size_t head_len;
+  form_field kind, model, client_request_id;
+};
+
+/* note: keep the first streaming error of `up` */
+static void note(struct rv_upload *up, const char *field, const char *msg) {
+  if (up->has_err) return;
+  up->has_err = 1;
+  snprintf(up->err_field, sizeof up->err_field, "%s", field);
+  snprintf(up->err, sizeof up->err, "%s", msg);
+}
+
+static int listed(const char *const *list, const char *s) {
+  for (; *list; list++)
+    if (strcmp(*list, s) == 0) return 1;
+  return 0;
+}
+
+/* rules_max: the largest limit in `rules` for `kind` (any kind when NULL) */
+static long long rules_max(const rv_upload_rule *rules, const char *kind) {
+  long long best = 0;
+  for (; rules->kind; rules++)
+    if ((!kind || strcmp(rules->kind, kind) == 0) && rules->max_bytes > best)
+      best = rules->max_bytes;
+  return best;
+}
+
+/*
+** provisional_limit: the most bytes the file may still turn out to be
+** allowed, from the kind and model fields seen so far (they may come
+** after the file).
+*/
+static long long provisional_limit(const struct rv_upload *up) {
+  const char *kind = up->kind.seen ? up->kind.v : NULL;
+  const rv_model *m;
+  long long best;
+  size_t i;
+  if (up->model.seen) {
+    m = rv_model_find(up->model.v);
+    return rules_max(m ? m->uploads : rv_default_uploads(), kind);
+  }
+  best = rules_max(rv_default_uploads(), kind);
+  for (i = 0; (m = rv_model_at(i)) != NULL; i++) {
+    long long n = rules_max(m->uploads, kind);
+    if (n > best) best = n;
+  }
+  return best;
+}
+
+/* take_file_bytes: append `size` bytes of the file part, or just count them */
+static void take_file_bytes(struct rv_upload *up, const char *data, size_t size) {
+  if (up->head_len < HEAD_MAX) {
+    size_t n = HEAD_MAX - up->head_len < size ? HEAD_MAX - up->head_len : size;
+    memcpy(up->head + up->head_len, data, n);
+    up->head_len += n;
+  }
+  up->size += size;
+  if (up->dropped) return;
+  if ((long long)up->size > provisional_limit(up)) {
+    free(up->data);
+    up->data = NULL;
+    up->len = up->cap = 0;
+    up->dropped = 1;
+    return;
+  }
+  if (up->len + size > up->cap) {
+    size_t ncap = up->cap ? up->cap : 64 * 1024;
+    unsigned char *nd;
+    while (ncap < up->len + size) ncap *= 2;
+    nd = realloc(up->data, ncap);
+    if (!nd) {
+      free(up->data);
+      up->data = NULL;
+      up->len = up->cap = 0;
+      up->dropped = 1;
+      note(up, "file", "file: the simulator ran out of memory storing it");
+      return;
+    }
+    up->data = nd;
+    up->cap = ncap;
+  }
+  memcpy(up->data + up->len, data, size);
+  up->len += size;
+}
+
+/* take_field_bytes: append to a text field, remembering when it overflows */
+static void take_field_bytes(form_field *f, const char *data, size_t size) {
+  f->seen = 1;
+  if (f->len + size > RV_FIELD_MAX) {
+    f->too_long = 1;
+    return;
+  }
+  memcpy(f->v + f->len, data, size);
+  f->len += size;
+  f->v[f->len] = '\0';
+}
+
+/*
+** on_part: MHD's post-data iterator, called for each piece of each part.
+** Problems are noted rather than returned: MHD_NO would stop the parse
+** and the client would get no useful answer.
+*/
+static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *filename, const char *content_type,
+                               const char *transfer_encoding, const char *data,
+                               uint64_t off, size_t size) {
+  struct rv_upload *up = cls;
+  (void)kind;
+  (void)content_type;
+  (void)transfer_encoding;
+  if (!key) return MHD_YES;
+  if (strcmp(key, "file") == 0) {
+    if (!filename || !filename[0]) {
+      note(up, "file", "file: expected a file part with a filename "
+           "(Content-Disposition: form-data; name=\"file\"; filename=\"...\")");
+      return MHD_YES;
+    }
+    if (off == 0 && up->file_started && up->size > 0) {
+      note(up, "file", "file: given more than once; upload one file per request");
+      return MHD_YES;
+    }
+    if (!up->file_started) {
+      up->file_started = 1;
+      up->filename = rv_clean_dup(filename);
+    }
+    if (size > 0) take_file_bytes(up, data, size);
+    return MHD_YES;
+  }
+  if (strcmp(key, "kind") == 0) take_field_bytes(&up->kind, data, size);
+  else if (strcmp(key, "model") == 0) take_field_bytes(&up->model, data, size);
+  else if (strcmp(key, "client_request_id") == 0)
+    take_field_bytes(&up->client_request_id, data, size);
+  else {
+    char msg[256];
+    char *clean = rv_clean_dup(key);
+    snprintf(msg, sizeof msg, "%s: unknown form field; allowed: file, kind, model, "
+             "client_request_id", clean ? clean : "?");
+    note(up, clean ? clean : "?", msg);
+    free(clean);
+  }
+  return MHD_YES;
+}
+
+/*
+** rv_upload_new: the upload state of request `rq` on `c`. A body that is
+** not multipart/form-data is noted as an error and drained.
+*/
+struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c) {
+  struct rv_upload *up = calloc(1, sizeof *up);
+  const char *ct = rv_header(c, "Content-Type");
+  if (!up) return NULL;
+  up->rq = rq;
+  if (!rv_media_type_is(ct, "multipart/form-data")) {
+    char msg[320];
+    char *clean = rv_clean_dup(ct);
+    snprintf(msg, sizeof msg, "Content-Type: expected multipart/form-data; got %s%s%s",
+             clean ? "\"" : "", clean ? clean : "none", clean ? "\"" : "");
+    free(clean);
+    note(up, "Content-Type", msg);
+    return up;
+  }
+  up->pp = MHD_create_post_processor(c, 64 * 1024, on_part, up);
+  if (!up->pp) note(up, "Content-Type", "Content-Type: multipart/form-data needs a boundary");
+  return up;
+}
+
+/* rv_upload_feed: `size` more body bytes at `data` */
+void rv_upload_feed(struct rv_upload *up, const char *data, size_t size) {
+  if (!up->pp || up->pp_failed) return;
+  if (MHD_post_process(up->pp, data, size) != MHD_YES) up->pp_failed = 1;
+}
+
+void rv_upload_free(struct rv_upload *up) {
+  if (!up) return;
+  if (up->pp) MHD_destroy_post_processor(up->pp);
+  free(up->filename);
+  free(up->data);
+  free(up);
+}
+
+/* ---- sniffing ------------------------------------------------------------ */
+
+/*
+** rv_sniff: the MIME type of the `n` bytes at `p` from their signature,
+** with *kind set to "image", "video" or "audio"; NULL when unrecognized.
+*/
+const char *rv_sniff(const unsigned char *p, size_t n, const char **kind) {
+  static const unsigned char png[8] = { 0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A };
+  *kind = "image";
+  if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "image/jpeg";
+  if (n >= 8 && memcmp(p, png, 8) == 0) return "image/png";
+  if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
+    return "image/webp";
+  *kind = "audio";
+  if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WAVE", 4) == 0)
+    return "audio/wav";
+  if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0 && memcmp(p + 8, "M4A ", 4) == 0)
+    return "audio/mp4";
+  if (n >= 4 && memcmp(p, "OggS", 4) == 0) return "audio/ogg";
+  if (n >= 3 && memcmp(p, "ID3", 3) == 0) return "audio/mpeg";
+  /* ADTS has layer bits 00 (FF F0/F1/F8/F9); MPEG audio frames do not */
+  if (n >= 2 && p[0] == 0xFF && (p[1] & 0xF6) == 0xF0) return "audio/aac";
+  if (n >= 2 && p[0] == 0xFF && (p[1] & 0xE0) == 0xE0) return "audio/mpeg";
+  *kind = "video";
+  if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0)
+    return memcmp(p + 8, "qt  ", 4) == 0 ? "video/quicktime" : "video/mp4";
+  if (n >= 4 && p[0] == 0x1A && p[1] == 0x45 && p[2] == 0xDF && p[3] == 0xA3)
+    return "video/webm";
+  *kind = NULL;
+  return NULL;
+}
+
+static uint64_t be32(const unsigned char *p) {
+  return ((uint64_t)p[0] << 24) | ((uint64_t)p[1] << 16) | ((uint64_t)p[2] << 8) | p[3];
+}
+
+static uint64_t be64(const unsigned char *p) {
+  return (be32(p) << 32) | be32(p + 4);
+}
+
+/*
+** find_box: the payload of the first ISO-BMFF box of `type` among the
+** boxes filling the `n` bytes at `p`: 0 with *payload / *plen set, or -1.
+** Handles 64-bit sizes (size 1) and to-the-end boxes (size 0).
+*/
+static int find_box(const unsigned char *p, size_t n, const char *type,
+                    const unsigned char **payload, size_t *plen) {
+  size_t off = 0;
+  while (n - off >= 8) {
+    uint64_t size = be32(p + off);
+    size_t header = 8;
+    if (size == 1) {
+      if (n - off < 16) return -1;
+      size = be64(p + off + 8);
+      header = 16;
+    } else if (size == 0) {
+      size = n - off;
+    }
+    if (size < header || size > n - off) return -1;
+    if (memcmp(p + off + 4, type, 4) == 0) {
+      *payload = p + off + header;
+      *plen = (size_t)size - header;
+      return 0;
+    }
+    off += (size_t)size;
+  }
+  return -1;
+}
+
+/*
+** rv_mp4_duration: the duration in seconds from moov/mvhd of the MP4 or
+** QuickTime file in the `n` bytes at `p`, or -1 when it cannot be read.
+** Version 0 mvhd has 32-bit times, version 1 64-bit ones.
+*/
+double rv_mp4_duration(const unsigned char *p, size_t n) {
+  const unsigned char *moov, *mvhd;
+  size_t moov_len, mvhd_len;
+  uint64_t timescale, duration;
+  if (find_box(p, n, "moov", &moov, &moov_len) != 0) return -1;
+  if (find_box(moov, moov_len, "mvhd", &mvhd, &mvhd_len) != 0) return -1;
+  if (mvhd_len >= 1 && mvhd[0] == 1) {
+    if (mvhd_len < 32) return -1;
+    timescale = be32(mvhd + 20);
+    duration = be64(mvhd + 24);
+  } else {
+    if (mvhd_len < 20) return -1;
+    timescale = be32(mvhd + 12);
+    duration = be32(mvhd + 16);
+  }
+  if (timescale == 0) return -1;
+  return (double)duration / (double)timescale;
+}
+
+/*
+** url_encode: `name` percent-encoded (all but RFC 3986 unreserved), a new
+** string or NULL when out of memory.
+*/
+static char *url_encode(const char *name) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  char *out = malloc(3 * strlen(name) + 1);
+  if (!out) return NULL;
+  for (; *name; name++) {
+    unsigned char ch = (unsigned char)*name;
+    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+        ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+      out[o++] = (char)ch;
+    } else {
+      out[o++] = '%';
+      out[o++] = hex[ch >> 4];
+      out[o++] = hex[ch & 15];
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/*
+** check_form: the rules on the form `up` once complete: the fields, the
+** sniffed type against kind, the model's MIME list and size limit. 0 with
+** *rule_out / *mime_out / *model_out set, or -1 with the error in `r`.
+*/
+static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char **mime_out,
+                      const rv_model **model_out) {
+  const rv_upload_rule *rules = rv_default_uploads(), *rule;
+  const rv_model *m = NULL;
+  const char *mime, *sniffed;
+  char list[256];
+  size_t used = 0;
+  const char *const *mp;
+  if (up->has_err) {
+    rv_reply_error(rq, r, 400, "validation_failed", up->err_field, "%s", up->err);
+    return -1;
+  }
+  if (up->pp_failed) {
+    rv_reply_error(rq, r, 400, "validation_failed", "body",
+                   "body: malformed multipart/form-data");
+    return -1;
+  }
+  if (!up->kind.seen || up->kind.too_long || !listed(upload_kinds, up->kind.v)) {
+    char *clean = rv_clean_dup(up->kind.v);
+    rv_reply_error(rq, r, 400, "validation_failed", "kind",
+                   "kind: required, one of \"image\", \"video\", \"audio\"; got %s%s%s",
+                   up->kind.seen ? "\"" : "", up->kind.seen && clean ? clean : "nothing",
+                   up->kind.seen ? "\"" : "");
+    free(clean);
+    return -1;
+  }
+  if (up->model.seen) {
+    m = up->model.too_long ? NULL : rv_model_find(up->model.v);
+    if (!m) {
+      char *clean = rv_clean_dup(up->model.v);
+      rv_reply_error(rq, r, 400, "validation_failed", "model",
+                     "model: unknown model \"%s\"; known: %s", clean ? clean : "?",
+                     rv_model_at(0)->id);
+      free(clean);
+      return -1;
+    }
+    rules = m->uploads;
+  }
+  if (up->client_request_id.seen) {
+    long n = rv_utf8_count(up->client_request_id.v, up->client_request_id.len);
+    if (up->client_request_id.too_long || n < 0 || n > RV_CLIENT_ID_MAX) {
+      rv_reply_error(rq, r, 400, "validation_failed", "client_request_id",
+                     "client_request_id: at most %d characters", RV_CLIENT_ID_MAX);
+      return -1;
+    }
+  }
+  if (!up->file_started) {
+    rv_reply_error(rq, r, 400, "validation_failed", "file",
+                   "file: required, a file part with a filename (curl -F file=@path)");
+    return -1;
+  }
+  if (up->size == 0) {
+    rv_reply_error(rq, r, 400, "validation_failed", "file", "file: the file is empty (0 bytes)");
+    return -1;
+  }
+  mime = rv_sniff(up->head, up->head_len, &sniffed);
+  if (!mime) {
+    rv_reply_error(rq, r, 400, "validation_failed", "file",
+                   "file: unrecognized file type: the first bytes match none of JPEG, PNG, "
+                   "WebP, MP4, QuickTime, WebM, MP3, WAV, OGG, AAC, M4A");
+    return -1;
+  }
+  if (strcmp(sniffed, up->kind.v) != 0) {
+    rv_reply_error(rq, r, 400, "validation_failed", "kind",
+                   "kind: the file is %s %s (%s by its signature) but kind is \"%s\"",
+                   sniffed[0] == 'i' || sniffed[0] == 'a' ? "an" : "a", sniffed, mime,
+                   up->kind.v);
+    return -1;
+  }
+  rule = rv_upload_rule_for(rules, up->kind.v);
+  if (!rule) {
+    rv_reply_error(rq, r, 400, "validation_failed", "kind",
+                   "kind: %s files are not accepted for model %s", up->kind.v,
+                   m ? m->id : "(none)");
+    return -1;
+  }
+  if (!rv_mime_listed(rule->mimes, mime)) {
+    list[0] = '\0';
+    for (mp = rule->mimes; *mp && used < sizeof list; mp++) {
+      int k = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", *mp);
+      if (k < 0) break;
+      used += (size_t)k;
+    }
+    rv_reply_error(rq, r, 400, "validation_failed", "file",
+                   "file: %s is not accepted for %s uploads%s%s (accepted: %s)", mime,
+                   up->kind.v, m ? " to " : "", m ? m->id : "", list);
+    return -1;
+  }
+  if ((long long)up->size > rule->max_bytes) {
+    rv_reply_error(rq, r, 400, "validation_failed", "file",
+                   "file: %llu bytes is over the %lld MB (%lld bytes) limit for %s uploads%s%s",
+                   up->size, rule->max_bytes / RV_MB, rule->max_bytes, up->kind.v,
+                   m ? " to " : "", m ? m->id : "");
+    return -1;
+  }
+  if (up->dropped || !up->data) {
+    rv_reply_error(rq, r, 500, "internal_error", "file", "file: could not be stored");
+    return -1;
+  }
+  *mime_out = mime;
+  *model_out = m;
+  return 0;
+}
+
+/*
+** rv_upload_finish: the whole body of upload `up` (request `rq`) has
+** arrived: check it, store the file and answer 201 with its object in `r`.
+*/
+void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
+  const char *mime;
+  const rv_model *m;
+  double duration = -1;
+  char sha[65], *enc, *url;
+  size_t url_len;
+  rv_state *s = rq->s;
+  rv_file *f;
+  if (up->pp) {
+    if (MHD_destroy_post_processor(up->pp) != MHD_YES) up->pp_failed = 1;
+    up->pp = NULL;
+  }
+  if (check_form(rq, up, r, &mime, &m) != 0) return;
+  if (strcmp(mime, "video/mp4") == 0 || strcmp(mime, "video/quicktime") == 0) {
+    duration = rv_mp4_duration(up->data, up->len);
+    if (duration < 0) {
+      rv_reply_error(rq, r, 400, "validation_failed", "file",
+                     "file: cannot read the video's duration (no readable moov/mvhd box)");
+      return;
+    }
+  }
+  rv_sha256_hex(up->data, up->len, sha);
+  rv_lock(s);
+  f = rv_file_add_locked(s);
+  if (!f || !(f->owner = strdup(rq->caller.key))) {
+    if (f) s->nfiles--, free(f);
+    rv_unlock(s);
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    return;
+  }
+  f->name = up->filename ? up->filename : strdup("file");
+  up->filename = NULL;
+  enc = f->name ? url_encode(f->name) : NULL;
+  url_len = strlen(s->cdn_base) + strlen(f->id) + (enc ? strlen(enc) : 0) + 16;
+  url = malloc(url_len);
+  if (url) snprintf(url, url_len, "%s/files/%s/%s", s->cdn_base, f->id, enc ? enc : "");
+  free(enc);
+  f->url = url;
+  if (!f->name || !f->url) {
+    s->nfiles--;
+    free(f->name);
+    free(f->url);
+    free(f->owner);
+    free(f);
+    rv_unlock(s);
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    return;
+  }
+  memcpy(f->kind, up->kind.v, strlen(up->kind.v) + 1);   /* checked: a listed kind */
+  f->mime = mime;
+  f->data = up->data;
+  f->size = up->len;
+  up->data = NULL;
+  f->duration = duration;
+  if (duration >= 0) {
+    memcpy(f->token, "dt_", 3);
+    rv_random_hex_locked(s, f->token + 3, 16);
+  }
+  memcpy(f->sha256, sha, sizeof f->sha256);
+  (void)m;
+  rv_reply_json(r, 201, rv_file_json(f));
+  rv_unlock(s);
+}

@@ -1,0 +1,193 @@
+--- Shared fixtures for the specs: a real rivya-sim process on 127.0.0.1.
+-- Each spec file starts its own simulator in `setup` and stops it in
+-- `teardown`, so files never share server state. Nothing here reaches
+-- beyond loopback.
+local cjson = require "cjson.safe"
+
+local helper = {}
+
+helper.KEY = "rvya_sk_test_0123456789abcdef"
+helper.REVOKED_KEY = "rvya_sk_revoked_0000"
+helper.EXPIRED_KEY = "rvya_sk_expired_0000"
+helper.SCOPED_KEY = "rvya_sk_scoped_0000"
+
+local function root()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  return (src:match("^(.*)/spec/[^/]*$") or ".")
+end
+helper.ROOT = root()
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+helper.sh_quote = sh_quote
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+helper.read_file = read_file
+
+function helper.write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(data))
+  assert(f:close())
+end
+
+function helper.sleep(s)
+  os.execute("sleep " .. string.format("%.3f", s))
+end
+
+--- A fresh scratch directory, removed by helper.cleanup(dir).
+function helper.tmpdir()
+  local p = io.popen("mktemp -d " .. sh_quote((os.getenv("TMPDIR") or "/tmp") .. "/rivya-spec.XXXXXX"))
+  local dir = p:read("l")
+  p:close()
+  return dir
+end
+
+function helper.rmrf(dir)
+  if dir and dir:match("^/tmp/") or (dir and dir:match("rivya%-spec")) then
+    os.execute("rm -rf " .. sh_quote(dir))
+  end
+end
+
+--- Names in a directory (without . and ..), sorted.
+function helper.ls(dir)
+  local names = {}
+  local p = io.popen("ls -A " .. sh_quote(dir) .. " 2>/dev/null")
+  for line in p:lines() do names[#names + 1] = line end
+  p:close()
+  table.sort(names)
+  return names
+end
+
+local Sim = {}
+Sim.__index = Sim
+
+--- Start rivya-sim. opts.args: extra command-line arguments (array).
+-- Returns a Sim with port, cdn_port, url, cdn_url, key, log (path).
+function helper.start_sim(opts)
+  opts = opts or {}
+  local bin = os.getenv("RIVYA_SIM") or (helper.ROOT .. "/build/rivya-sim")
+  local dir = helper.tmpdir()
+  local args = {
+    "--port", "0", "--cdn-port", "0", "--max-lifetime", "900",
+    "--api-key", helper.KEY,
+    "--revoked-key", helper.REVOKED_KEY,
+    "--expired-key", helper.EXPIRED_KEY,
+    "--scoped-key", helper.SCOPED_KEY,
+  }
+  for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = sh_quote(a) end
+  local out, log, pidf = dir .. "/stdout", dir .. "/stderr", dir .. "/pid"
+  local cmd = string.format("%s %s >%s 2>%s & echo $! >%s", sh_quote(bin),
+    table.concat(quoted, " "), sh_quote(out), sh_quote(log), sh_quote(pidf))
+  assert(os.execute(cmd))
+  local info
+  for _ = 1, 400 do
+    local line = read_file(out)
+    if line and line:find("\n") then
+      info = cjson.decode(line:match("^[^\n]*"))
+      break
+    end
+    helper.sleep(0.025)
+  end
+  local pid = tonumber((read_file(pidf) or ""):match("%d+"))
+  if not info then
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+    error("rivya-sim did not start: " .. (read_file(log) or "no log"))
+  end
+  local sim = setmetatable({
+    pid = pid, dir = dir, log = log,
+    port = math.tointeger(info.port), cdn_port = math.tointeger(info.cdn_port),
+    url = "http://127.0.0.1:" .. math.tointeger(info.port),
+    cdn_url = "http://127.0.0.1:" .. math.tointeger(info.cdn_port),
+    key = helper.KEY,
+  }, Sim)
+  return sim
+end
+
+--- Stop with SIGTERM and wait for the exit; returns true when it exited by itself.
+function Sim:stop()
+  if not self.pid then return true end
+  os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+  local gone = false
+  for _ = 1, 200 do
+    if not os.execute("kill -0 " .. self.pid .. " 2>/dev/null") then gone = true break end
+    helper.sleep(0.025)
+  end
+  if not gone then os.execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
+  self.pid = nil
+  self.stderr = read_file(self.log)
+  helper.rmrf(self.dir)
+  return gone
+end
+
+--- The simulator's stderr so far.
+function Sim:log_text()
+  return read_file(self.log) or self.stderr or ""
+end
+
+--- One HTTP request through the curl CLI (independent of rivya's client).
+-- req: method, url (or path on the API listener), headers (table), body (string).
+-- Returns status (integer), headers (lower-case names), body (string).
+function helper.curl(req)
+  local dir = helper.tmpdir()
+  local args = { "curl", "-sS", "--max-time", tostring(req.max_time or 30),
+    "-o", sh_quote(dir .. "/body"), "-D", sh_quote(dir .. "/headers"),
+    "-w", "'%{http_code}'", "-X", sh_quote(req.method or "GET") }
+  for k, v in pairs(req.headers or {}) do
+    args[#args + 1] = "-H " .. sh_quote(k .. ": " .. v)
+  end
+  if req.body then
+    helper.write_file(dir .. "/req", req.body)
+    args[#args + 1] = "--data-binary @" .. sh_quote(dir .. "/req")
+  end
+  for _, a in ipairs(req.extra or {}) do args[#args + 1] = a end
+  args[#args + 1] = sh_quote(req.url)
+  local p = io.popen(table.concat(args, " ") .. " 2>/dev/null")
+  local code = p:read("a")
+  p:close()
+  local headers = {}
+  for line in (read_file(dir .. "/headers") or ""):gmatch("[^\r\n]+") do
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k then headers[k:lower()] = v end
+  end
+  local body = read_file(dir .. "/body") or ""
+  helper.rmrf(dir)
+  return tonumber(code) or 0, headers, body
+end
+
+--- A request to the simulator's API listener; `auth` false sends no key.
+-- Returns status, decoded JSON (or nil), headers, raw body.
+function Sim:api(method, path, body, opts)
+  opts = opts or {}
+  local headers = opts.headers or {}
+  if opts.key ~= false then
+    headers["Authorization"] = headers["Authorization"] or ("Bearer " .. (opts.key or self.key))
+  end
+  if body ~= nil and type(body) ~= "string" then body = cjson.encode(body) end
+  if body then headers["Content-Type"] = headers["Content-Type"] or "application/json" end
+  local status, h, raw = helper.curl{ method = method, url = self.url .. path,
+    headers = headers, body = body, extra = opts.extra }
+  return status, cjson.decode(raw), h, raw
+end
+
+--- The simulator's control API (no key): /__sim/...
+function Sim:control(method, path, body)
+  local status, json = self:api(method, "/__sim/" .. path, body, { key = false })
+  assert(status >= 200 and status < 300, "control " .. path .. " answered " .. status)
+  return json
+end
+
+function Sim:ledger() return self:control("GET", "ledger") end
+function Sim:reset() return self:control("POST", "reset", {}) end
+function Sim:fault(f) return self:control("POST", "faults", f) end
+function Sim:config(c) return self:control("POST", "config", c) end
+
+return helper

@@ -1,0 +1,30 @@
+/*
+** core.c — luaopen_rivya_core: registers the C core's functions, nothing else.
+*/
+#include <curl/curl.h>
+
+#include "rivya.h"
+
+LUALIB_API int luaopen_rivya_core(lua_State *L);
+
+static const luaL_Reg core_funcs[] = {
+  {"validate", rv_validate},
+  {"estimate", rv_estimate},
+  {"models", rv_models},
+  {"sniff", rv_sniff},
+  {"upload_rules", rv_upload_rules},
+  {"check_upload", rv_check_upload},
+  {NULL, NULL}
+};
+
+LUALIB_API int luaopen_rivya_core(lua_State *L) {
+  luaL_newlib(L, core_funcs);
+  rv_error_open(L);
+  rv_http_open(L);
+  rv_file_open(L);
+  lua_pushliteral(L, RV_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  lua_pushstring(L, curl_version());
+  lua_setfield(L, -2, "curl_version");
+  return 1;
+}

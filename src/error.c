@@ -1,0 +1,128 @@
+/*
+** error.c — rivya's one error type: a table with metatable "rivya.Error".
+** Fields: code, message and, when known, field, status, request_id,
+** retry_after, task. tostring(err) is one readable line.
+*/
+#include <stdio.h>
+
+#include "rivya.h"
+
+/*
+** Push a new error table. `code` is a stable string (the API's error.code or
+** one of rivya's own); `field` may be NULL; the message is formatted with
+** printf rules (unlike lua_pushfstring, so %zu and %.3f work).
+*/
+static void push_verror(lua_State *L, const char *code, const char *field,
+                        const char *fmt, va_list ap) {
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  if (field != NULL) {
+    lua_pushstring(L, field);
+    lua_setfield(L, -2, "field");
+  }
+  luaL_setmetatable(L, RV_ERROR_MT);
+}
+
+void rv_error_push(lua_State *L, const char *code, const char *field,
+                   const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  push_verror(L, code, field, fmt, ap);
+  va_end(ap);
+}
+
+int rv_error_return(lua_State *L, const char *code, const char *field,
+                    const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  va_start(ap, fmt);
+  push_verror(L, code, field, fmt, ap);
+  va_end(ap);
+  return 2;
+}
+
+/* add ", name=value" to the line when the field is present */
+static void add_part(lua_State *L, luaL_Buffer *b, int t, const char *name,
+                     int *first) {
+  if (lua_getfield(L, t, name) != LUA_TNIL) {
+    const char *s = luaL_tolstring(L, -1, NULL);
+    lua_pushfstring(L, "%s%s=%s", *first ? " (" : ", ", name, s);
+    lua_remove(L, -2);   /* the tolstring copy */
+    lua_remove(L, -2);   /* the raw value */
+    luaL_addvalue(b);
+    *first = 0;
+  } else {
+    lua_pop(L, 1);
+  }
+}
+
+/*
+** __tostring: "rivya: <code>: <message> (field=..., status=..., request_id=...)".
+** Only fields the client itself filled are shown; none can hold the API key.
+*/
+static int error_tostring(lua_State *L) {
+  luaL_Buffer b;
+  int first = 1;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "rivya: ");
+  lua_getfield(L, 1, "code");
+  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "message");
+  if (lua_isstring(L, -1)) {
+    luaL_addstring(&b, ": ");
+    luaL_addvalue(&b);
+  } else {
+    lua_pop(L, 1);
+  }
+  add_part(L, &b, 1, "field", &first);
+  add_part(L, &b, 1, "status", &first);
+  add_part(L, &b, 1, "request_id", &first);
+  add_part(L, &b, 1, "retry_after", &first);
+  if (!first) luaL_addchar(&b, ')');
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* core.error(t): give a Lua-built table the error metatable; returns t */
+static int error_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "code");
+  luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "error needs a string code");
+  lua_pop(L, 1);
+  lua_settop(L, 1);
+  luaL_setmetatable(L, RV_ERROR_MT);
+  return 1;
+}
+
+/* core.is_error(v): true when v carries the error metatable */
+static int error_is(lua_State *L) {
+  int yes = 0;
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, RV_ERROR_MT);
+    yes = lua_rawequal(L, -1, -2);
+  }
+  lua_pushboolean(L, yes);
+  return 1;
+}
+
+int rv_error_open(lua_State *L) {
+  if (luaL_newmetatable(L, RV_ERROR_MT)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "rivya.Error");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, error_new);
+  lua_setfield(L, -2, "error");
+  lua_pushcfunction(L, error_is);
+  lua_setfield(L, -2, "is_error");
+  return 0;
+}
