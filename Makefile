@@ -106,6 +106,10 @@ demo: setup build
 	@RIVYA_SIM=$(CURDIR)/$(SIM_BIN) RIVYA_SIM_ARGS="--task-seconds 4" RIVYA_POLL_INTERVAL=1 \
 	  examples/with-sim.sh $(LUA) examples/text_to_video.lua out/demo.mp4
 
+# Benchmarks (not part of test): each prints a markdown table with date and machine.
+bench: setup build
+	@for b in bench/*.lua; do echo "== $$b"; $(LUA) $$b || exit 1; echo; done
+
 install: build
 	install -d $(DESTDIR)$(LUADIR)/rivya $(DESTDIR)$(LIBDIR)/rivya $(DESTDIR)$(BINDIR)
 	install -m 644 lua/rivya/*.lua $(DESTDIR)$(LUADIR)/rivya/

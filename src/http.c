@@ -27,6 +27,7 @@
 #define MAX_EVENTS 64
 #define DEFAULT_MAX_BODY (8u * 1024u * 1024u)   /* bytes of a response kept in memory */
 #define ERROR_BODY_CAP (64u * 1024u)            /* error bodies of a download */
+#define OUT_BUFFER (1u << 20)                   /* stdio buffer of a download */
 
 typedef struct Session Session;
 typedef struct Transfer Transfer;
@@ -42,6 +43,12 @@ struct Session {
   int running;
   Transfer *transfers;       /* every transfer not yet freed, to detach on close */
   int closed;
+  /* ids of watched transfers done since the last session:finished(), so a
+     scheduler wakes exactly their waiters instead of scanning them all */
+  lua_Integer next_id;
+  lua_Integer *finished;
+  size_t nfinished, capfinished;
+  int finished_lost;         /* a report was lost (out of memory): rescan */
 };
 
 struct Transfer {
@@ -58,11 +65,18 @@ struct Transfer {
   int done;
   CURLcode result;
   long status;
+  lua_Integer id;            /* unique within its session */
+  int watched;               /* reported by session:finished() once done */
+  /* kept when done, as the easy handle is then cleaned up at once: curl's
+     buffers go back to the heap now, not at some later Lua GC cycle */
+  curl_off_t got_bytes;
+  double seconds;
   char errbuf[CURL_ERROR_SIZE];
   /* streaming to a file: written to tmp_path, renamed to out_path when whole */
   char *out_path;
   char *tmp_path;
   FILE *out;
+  char *outbuf;              /* stdio buffer of `out`, freed after fclose */
   int out_failed;
   int out_error;             /* errno of a failed write/flush/rename */
   /* progress, read by Lua between steps */
@@ -175,11 +189,17 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
 
 /* ---- transfers ------------------------------------------------------------- */
 
-static void remove_temp(Transfer *T) {
+static void close_out(Transfer *T) {
   if (T->out != NULL) {
     fclose(T->out);
     T->out = NULL;
   }
+  free(T->outbuf);
+  T->outbuf = NULL;
+}
+
+static void remove_temp(Transfer *T) {
+  close_out(T);
   if (T->tmp_path != NULL) {
     unlink(T->tmp_path);
     free(T->tmp_path);
@@ -244,8 +264,7 @@ static void finish_output(Transfer *T) {
     remove_temp(T);
     return;
   }
-  fclose(T->out);
-  T->out = NULL;
+  close_out(T);
   if (rename(T->tmp_path, T->out_path) != 0) {
     T->out_failed = 1;
     T->out_error = errno;
@@ -254,6 +273,23 @@ static void finish_output(Transfer *T) {
   }
   free(T->tmp_path);
   T->tmp_path = NULL;
+}
+
+/* Queue a watched transfer's id for session:finished(). */
+static void report_done(Transfer *T) {
+  Session *S = T->session;
+  if (S == NULL || !T->watched) return;
+  if (S->nfinished == S->capfinished) {
+    size_t cap = S->capfinished ? S->capfinished * 2 : 64;
+    lua_Integer *v = (lua_Integer *)realloc(S->finished, cap * sizeof *v);
+    if (v == NULL) {
+      S->finished_lost = 1;
+      return;
+    }
+    S->finished = v;
+    S->capfinished = cap;
+  }
+  S->finished[S->nfinished++] = T->id;
 }
 
 /* Collect finished transfers from the multi handle. */
@@ -270,6 +306,17 @@ static void collect(Session *S) {
     detach(T);
     T->done = 1;
     if (T->out_path != NULL) finish_output(T);
+    curl_easy_getinfo(T->easy, CURLINFO_SIZE_DOWNLOAD_T, &T->got_bytes);
+    curl_easy_getinfo(T->easy, CURLINFO_TOTAL_TIME, &T->seconds);
+    curl_easy_cleanup(T->easy);
+    T->easy = NULL;
+    curl_slist_free_all(T->headers);
+    T->headers = NULL;
+    if (T->mime != NULL) {
+      curl_mime_free(T->mime);
+      T->mime = NULL;
+    }
+    report_done(T);
   }
 }
 
@@ -355,6 +402,27 @@ static int session_timeout(lua_State *L) {
   return 1;
 }
 
+/*
+** session:finished() -> ids, closed, lost: the ids of watched transfers done
+** since the last call; `closed` when the session was closed (its transfers
+** aborted); `lost` when a report could not be queued (check every transfer).
+** Works on a closed session, so a scheduler learns of the aborts.
+*/
+static int session_finished(lua_State *L) {
+  Session *S = (Session *)luaL_checkudata(L, 1, RV_SESSION_MT);
+  size_t i;
+  lua_createtable(L, (int)S->nfinished, 0);
+  for (i = 0; i < S->nfinished; i++) {
+    lua_pushinteger(L, S->finished[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  S->nfinished = 0;
+  lua_pushboolean(L, S->closed);
+  lua_pushboolean(L, S->finished_lost);
+  S->finished_lost = 0;
+  return 3;
+}
+
 static int session_running(lua_State *L) {
   Session *S = check_session(L, 1);
   lua_pushinteger(L, S->running);
@@ -382,6 +450,7 @@ static int session_close(lua_State *L) {
       T->done = 1;
       T->result = CURLE_ABORTED_BY_CALLBACK;
       remove_temp(T);
+      report_done(T);
     }
     unlink_from_session(T);
   }
@@ -395,6 +464,16 @@ static int session_close(lua_State *L) {
   free(S->user_agent);
   free(S->ca_file);
   S->api_origin = S->user_agent = S->ca_file = NULL;
+  return 0;
+}
+
+/* __gc: close, then free what finished() still needed after a close */
+static int session_gc(lua_State *L) {
+  Session *S = (Session *)luaL_checkudata(L, 1, RV_SESSION_MT);
+  session_close(L);
+  free(S->finished);
+  S->finished = NULL;
+  S->nfinished = S->capfinished = 0;
   return 0;
 }
 
@@ -514,6 +593,9 @@ static int open_temp(Transfer *T) {
     T->tmp_path = NULL;
     return e;
   }
+  /* 1 MiB writes, not 4 KiB ones (glibc ignores the size without a buffer) */
+  T->outbuf = (char *)malloc(OUT_BUFFER);
+  if (T->outbuf != NULL) setvbuf(T->out, T->outbuf, _IOFBF, OUT_BUFFER);
   return 0;
 }
 
@@ -547,6 +629,7 @@ static int session_start(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);   /* the transfer keeps its session alive */
   T->session = S;
+  T->id = ++S->next_id;
   T->next = S->transfers;
   if (S->transfers != NULL) S->transfers->prev = T;
   S->transfers = T;
@@ -641,7 +724,10 @@ static int session_start(lua_State *L) {
     curl_easy_setopt(T->easy, CURLOPT_CUSTOMREQUEST, method);
   }
   if (T->out_path != NULL) {
-    int e = open_temp(T);
+    int e;
+    /* bigger reads for files: fewer callbacks and writes per megabyte */
+    curl_easy_setopt(T->easy, CURLOPT_BUFFERSIZE, 512L * 1024L);
+    e = open_temp(T);
     if (e != 0) {
       lua_pushstring(L, T->out_path);
       transfer_release(T);
@@ -742,13 +828,9 @@ static int transfer_result(lua_State *L) {
   else lua_pushlstring(L, T->body.data ? T->body.data : "", T->body.len);
   lua_createtable(L, 0, 2);
   {
-    curl_off_t dl = 0;
-    double total = 0;
-    curl_easy_getinfo(T->easy, CURLINFO_SIZE_DOWNLOAD_T, &dl);
-    curl_easy_getinfo(T->easy, CURLINFO_TOTAL_TIME, &total);
-    lua_pushinteger(L, (lua_Integer)dl);
+    lua_pushinteger(L, (lua_Integer)T->got_bytes);
     lua_setfield(L, -2, "bytes");
-    lua_pushnumber(L, total);
+    lua_pushnumber(L, T->seconds);
     lua_setfield(L, -2, "seconds");
   }
   return 4;
@@ -772,8 +854,20 @@ static int transfer_cancel(lua_State *L) {
     T->done = 1;
     T->result = CURLE_ABORTED_BY_CALLBACK;
     remove_temp(T);
+    report_done(T);
   }
   return 0;
+}
+
+/*
+** transfer:watch() -> id: have session:finished() report this transfer when
+** it is done (a scheduler maps ids to its waiting coroutines).
+*/
+static int transfer_watch(lua_State *L) {
+  Transfer *T = check_transfer(L, 1);
+  T->watched = 1;
+  lua_pushinteger(L, T->id);
+  return 1;
 }
 
 static int transfer_gc(lua_State *L) {
@@ -897,6 +991,7 @@ static const luaL_Reg session_methods[] = {
   {"events", session_events},
   {"timeout", session_timeout},
   {"running", session_running},
+  {"finished", session_finished},
   {"close", session_close},
   {NULL, NULL}
 };
@@ -906,6 +1001,7 @@ static const luaL_Reg transfer_methods[] = {
   {"result", transfer_result},
   {"progress", transfer_progress},
   {"cancel", transfer_cancel},
+  {"watch", transfer_watch},
   {NULL, NULL}
 };
 
@@ -923,7 +1019,7 @@ int rv_http_open(lua_State *L) {
   if (luaL_newmetatable(L, RV_SESSION_MT)) {
     luaL_newlib(L, session_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, session_close);
+    lua_pushcfunction(L, session_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, session_close);
     lua_setfield(L, -2, "__close");
