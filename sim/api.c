@@ -170,10 +170,12 @@ void rv_api_gate(rv_req *rq, struct MHD_Connection *c) {
   rq->route = hit;
 }
 
+/* rv_api_takes_body: 1 when the route chosen for `rq` reads a JSON body */
 int rv_api_takes_body(const rv_req *rq) {
   return rq->route >= 0 && routes[rq->route].json_body;
 }
 
+/* rv_api_is_upload: 1 when the route chosen for `rq` is the upload */
 int rv_api_is_upload(const rv_req *rq) {
   return rq->route >= 0 && routes[rq->route].upload;
 }

@@ -19,12 +19,6 @@ static const char *const fault_actions[] = {
   "wrong_content_type", "oversized", "redirect", NULL
 };
 
-static int listed(const char *const *list, const char *s) {
-  for (; *list; list++)
-    if (strcmp(*list, s) == 0) return 1;
-  return 0;
-}
-
 /* GET /__sim/ledger: counters, balance, tasks and files, after due moves */
 static void ledger(rv_req *rq, rv_reply *r) {
   rv_state *s = rq->s;
@@ -164,7 +158,7 @@ static json_t *check_fault(rv_req *rq, rv_reply *r, const json_t *f, size_t i) {
   json_object_foreach((json_t *)f, k, v) {
     int ok = 1;
     snprintf(field, sizeof field, "%s", k);
-    if (!listed(fault_keys, k)) {
+    if (!rv_listed(fault_keys, k)) {
       rv_reply_error(rq, r, 400, "validation_failed", field, "%s: unknown fault key; allowed: "
                      "listener, method, path, times, action, status, headers, body, "
                      "content_type, delay_ms, size, location", field);
@@ -174,7 +168,7 @@ static json_t *check_fault(rv_req *rq, rv_reply *r, const json_t *f, size_t i) {
     if (strcmp(k, "listener") == 0)
       ok = str && (strcmp(str, "api") == 0 || strcmp(str, "cdn") == 0);
     else if (strcmp(k, "path") == 0) ok = str && str[0] == '/';
-    else if (strcmp(k, "action") == 0) ok = str && listed(fault_actions, str);
+    else if (strcmp(k, "action") == 0) ok = str && rv_listed(fault_actions, str);
     else if (strcmp(k, "method") == 0) ok = str && str[0];
     else if (strcmp(k, "times") == 0)
       ok = json_is_integer(v) && json_integer_value(v) >= 1;

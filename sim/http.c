@@ -174,6 +174,11 @@ void rv_reply_free(rv_reply *r) {
 
 /* ---- request context --------------------------------------------------- */
 
+/*
+** log_line: the one stderr line of request `rq`: listener, method, path
+** and `outcome` (a status, or how the connection ended). No header value
+** is ever part of it.
+*/
 static void log_line(const rv_req *rq, const char *outcome) {
   if (rq->s->opt->quiet) return;
   fprintf(stderr, "%s %s %s -> %s\n", rq->listener == RV_CDN ? "cdn" : "api",
@@ -185,6 +190,7 @@ static const char *fault_action(const rv_req *rq) {
   return rq->fault ? json_string_value(json_object_get(rq->fault, "action")) : NULL;
 }
 
+/* action_is: 1 when `rq` matched a fault whose action is `name` */
 static int action_is(const rv_req *rq, const char *name) {
   const char *a = fault_action(rq);
   return a && strcmp(a, name) == 0;
@@ -220,6 +226,7 @@ static json_t *fault_take_locked(rv_state *s, int which, const char *method,
   return NULL;
 }
 
+/* expects_continue: 1 when the client of `c` waits for 100 Continue */
 static int expects_continue(struct MHD_Connection *c) {
   const char *e = rv_header(c, "Expect");
   return e && strncasecmp(e, "100-continue", 12) == 0;
@@ -262,6 +269,7 @@ static rv_req *req_new(rv_listener *l, const char *url, const char *method) {
   return rq;
 }
 
+/* req_free: release the request context `rq` and all it owns */
 static void req_free(rv_req *rq) {
   free(rq->method);
   free(rq->path);
@@ -407,6 +415,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   return (ssize_t)n;
 }
 
+/* stream_free: MHD's free callback for the rv_stream `cls` */
 static void stream_free(void *cls) {
   rv_stream *st = cls;
   if (st->data && !st->data_static) free(st->data);

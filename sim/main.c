@@ -160,6 +160,7 @@ static int parse_args(int argc, char **argv, rv_options *o) {
   return 0;
 }
 
+/* free_options: release the key lists of `o` (the keys are argv's) */
 static void free_options(rv_options *o) {
   free(o->api_keys.v);
   free(o->revoked_keys.v);
@@ -250,6 +251,11 @@ static const char *wait_for_exit(const sigset_t *set, double lifetime) {
   }
 }
 
+/*
+** main: parse `argc` / `argv`, start the CDN then the API listener, print
+** the start-up line, wait for a signal or the lifetime, stop and free.
+** Exit status: 0 clean stop or --help, 1 cannot listen, 2 bad usage.
+*/
 int main(int argc, char **argv) {
   rv_options o;
   rv_state *s;

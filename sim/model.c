@@ -98,10 +98,11 @@ const rv_upload_rule *rv_upload_rule_for(const rv_upload_rule *rules,
 }
 
 /*
-** rv_mime_listed: 1 when `mime` is in the NULL-terminated list `mimes`.
+** rv_listed: 1 when `s` is in the NULL-terminated string list `list`
+** (option lists, MIME lists, allowed keys).
 */
-int rv_mime_listed(const char *const *mimes, const char *mime) {
-  for (; *mimes; mimes++)
-    if (strcmp(*mimes, mime) == 0) return 1;
+int rv_listed(const char *const *list, const char *s) {
+  for (; *list; list++)
+    if (strcmp(*list, s) == 0) return 1;
   return 0;
 }

@@ -83,7 +83,7 @@ const rv_model *rv_model_at(size_t i);          /* NULL past the end */
 const rv_upload_rule *rv_default_uploads(void);
 const rv_upload_rule *rv_upload_rule_for(const rv_upload_rule *rules,
                                          const char *kind);
-int rv_mime_listed(const char *const *mimes, const char *mime);
+int rv_listed(const char *const *list, const char *s);
 
 /* ---- server state (state.c) ------------------------------------------- */
 
@@ -119,6 +119,7 @@ typedef struct rv_file {
   double duration;              /* seconds; < 0 when unknown */
   char token[48];               /* duration token, "" when none */
   char sha256[65];
+  char *idem_key;               /* the upload's Idempotency-Key, or NULL */
 } rv_file;
 
 typedef struct rv_reqlog {
@@ -279,6 +280,7 @@ void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r);
 void rv_upload_free(struct rv_upload *up);
 const char *rv_sniff(const unsigned char *p, size_t n, const char **kind);
 double rv_mp4_duration(const unsigned char *p, size_t n);
+double rv_webm_duration(const unsigned char *p, size_t n);
 
 /* control.c: /__sim/... */
 void rv_control(rv_req *rq, rv_reply *r);

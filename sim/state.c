@@ -59,7 +59,7 @@ rv_state *rv_state_new(const rv_options *opt) {
   return s;
 }
 
-/* task_free, file_free, reqlog_entry_free: release one record */
+/* task_free: release task `t` and what it owns */
 static void task_free(rv_task *t) {
   free(t->owner);
   free(t->prompt);
@@ -70,14 +70,17 @@ static void task_free(rv_task *t) {
   free(t);
 }
 
+/* file_free: release file `f` and its bytes */
 static void file_free(rv_file *f) {
   free(f->owner);
+  free(f->idem_key);
   free(f->name);
   free(f->url);
   free(f->data);
   free(f);
 }
 
+/* reqlog_entry_free: release the strings of log entry `e` and zero it */
 static void reqlog_entry_free(rv_reqlog *e) {
   free(e->method);
   free(e->path);
@@ -126,6 +129,7 @@ void rv_state_free(rv_state *s) {
   free(s);
 }
 
+/* rv_lock, rv_unlock: take and release the one mutex of `s` */
 void rv_lock(rv_state *s) { pthread_mutex_lock(&s->mu); }
 void rv_unlock(rv_state *s) { pthread_mutex_unlock(&s->mu); }
 
@@ -248,6 +252,7 @@ rv_task *rv_task_find_locked(rv_state *s, const char *id) {
 ** 1 processing, 2 final. Time: queued for the first third of task_seconds,
 ** final at task_seconds. Polls (when task_polls > 0): processing from the
 ** 2nd GET, final on the task_polls-th.
+** time_stage: the stage of a task `age` seconds old in a `seconds` lifetime.
 */
 static int time_stage(double age, double seconds) {
   if (age >= seconds) return 2;
@@ -255,6 +260,7 @@ static int time_stage(double age, double seconds) {
   return 0;
 }
 
+/* poll_stage: the stage after `polls` GETs when `limit` GETs finish it */
 static int poll_stage(long polls, long limit) {
   if (limit <= 0) return 0;
   if (polls >= limit) return 2;

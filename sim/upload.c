@@ -45,6 +45,7 @@ struct rv_upload {
   unsigned char head[HEAD_MAX];
   size_t head_len;
   form_field kind, model, client_request_id;
+  char *idem;                   /* the Idempotency-Key header, or NULL */
 };
 
 /* note: keep the first streaming error of `up` */
@@ -53,12 +54,6 @@ static void note(struct rv_upload *up, const char *field, const char *msg) {
   up->has_err = 1;
   snprintf(up->err_field, sizeof up->err_field, "%s", field);
   snprintf(up->err, sizeof up->err, "%s", msg);
-}
-
-static int listed(const char *const *list, const char *s) {
-  for (; *list; list++)
-    if (strcmp(*list, s) == 0) return 1;
-  return 0;
 }
 
 /* rules_max: the largest limit in `rules` for `kind` (any kind when NULL) */
@@ -193,8 +188,17 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c) {
   struct rv_upload *up = calloc(1, sizeof *up);
   const char *ct = rv_header(c, "Content-Type");
+  const char *idem = rv_header(c, "Idempotency-Key");
   if (!up) return NULL;
   up->rq = rq;
+  if (idem) {   /* as for creates: 1..RV_IDEM_KEY_MAX visible ASCII characters */
+    size_t i, n = strlen(idem);
+    for (i = 0; i < n && idem[i] > 0x20 && idem[i] < 0x7f; i++) {}
+    if (n == 0 || n > RV_IDEM_KEY_MAX || i < n)
+      note(up, "Idempotency-Key", "Idempotency-Key: expected 1 to 255 visible ASCII characters");
+    else if (!(up->idem = strdup(idem)))
+      note(up, "Idempotency-Key", "Idempotency-Key: out of memory");
+  }
   if (!rv_media_type_is(ct, "multipart/form-data")) {
     char msg[320];
     char *clean = rv_clean_dup(ct);
@@ -215,9 +219,11 @@ void rv_upload_feed(struct rv_upload *up, const char *data, size_t size) {
   if (MHD_post_process(up->pp, data, size) != MHD_YES) up->pp_failed = 1;
 }
 
+/* rv_upload_free: release upload `up` (NULL is fine) and its buffers */
 void rv_upload_free(struct rv_upload *up) {
   if (!up) return;
   if (up->pp) MHD_destroy_post_processor(up->pp);
+  free(up->idem);
   free(up->filename);
   free(up->data);
   free(up);
@@ -255,6 +261,7 @@ const char *rv_sniff(const unsigned char *p, size_t n, const char **kind) {
   return NULL;
 }
 
+/* be32, be64: big-endian integers at `p`, as ISO-BMFF stores them */
 static uint64_t be32(const unsigned char *p) {
   return ((uint64_t)p[0] << 24) | ((uint64_t)p[1] << 16) | ((uint64_t)p[2] << 8) | p[3];
 }
@@ -317,6 +324,82 @@ double rv_mp4_duration(const unsigned char *p, size_t n) {
 }
 
 /*
+** ebml_vint: the EBML variable-length integer at `p` (`n` bytes left): its
+** length into *len and value into *val, the length marker kept for element
+** ids (`id`) and dropped for sizes, where all-ones means "unknown size"
+** (UINT64_MAX). 0 ok, -1 malformed.
+*/
+static int ebml_vint(const unsigned char *p, size_t n, int id, size_t *len, uint64_t *val) {
+  unsigned mask = 0x80;
+  size_t l = 1, i;
+  uint64_t v, ones;
+  if (n == 0) return -1;
+  while (l <= 8 && !(p[0] & mask)) {
+    mask >>= 1;
+    l++;
+  }
+  if (l > 8 || l > n) return -1;
+  v = id ? p[0] : (p[0] & (mask - 1));
+  ones = mask - 1;
+  for (i = 1; i < l; i++) {
+    v = (v << 8) | p[i];
+    ones = (ones << 8) | 0xFF;
+  }
+  *len = l;
+  *val = (!id && v == ones) ? UINT64_MAX : v;
+  return 0;
+}
+
+/*
+** rv_webm_duration: the duration in seconds of the WebM (Matroska) file in
+** the `n` bytes at `p`, from Segment/Info: Duration (a float in units of
+** TimecodeScale nanoseconds, 1 ms by default); -1 when it cannot be read.
+*/
+double rv_webm_duration(const unsigned char *p, size_t n) {
+  size_t off = 0, end = n, l1, l2;
+  uint64_t id, size, scale = 1000000;
+  double duration = -1;
+  int in_segment = 0, in_info = 0;
+  while (off < end) {
+    if (ebml_vint(p + off, end - off, 1, &l1, &id) != 0) return -1;
+    if (ebml_vint(p + off + l1, end - off - l1, 0, &l2, &size) != 0) return -1;
+    off += l1 + l2;
+    if (size == UINT64_MAX) size = end - off;   /* unknown size: to the end */
+    if (size > end - off) return -1;
+    if (!in_segment && id == 0x18538067) {        /* Segment: go inside */
+      in_segment = 1;
+      end = off + (size_t)size;
+      continue;
+    }
+    if (in_segment && !in_info && id == 0x1549A966) {   /* Info: go inside */
+      in_info = 1;
+      end = off + (size_t)size;
+      continue;
+    }
+    if (in_info && id == 0x2AD7B1) {              /* TimecodeScale */
+      size_t i;
+      scale = 0;
+      for (i = 0; i < size && i < 8; i++) scale = (scale << 8) | p[off + i];
+    } else if (in_info && id == 0x4489 && (size == 4 || size == 8)) {   /* Duration */
+      uint64_t bits = size == 4 ? be32(p + off) : be64(p + off);
+      if (size == 4) {
+        uint32_t b32 = (uint32_t)bits;
+        float f;
+        memcpy(&f, &b32, sizeof f);
+        duration = f;
+      } else {
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        duration = d;
+      }
+    }
+    off += (size_t)size;
+  }
+  if (duration < 0 || scale == 0) return -1;
+  return duration * (double)scale / 1e9;
+}
+
+/*
 ** url_encode: `name` percent-encoded (all but RFC 3986 unreserved), a new
 ** string or NULL when out of memory.
 */
@@ -362,7 +445,7 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
                    "body: malformed multipart/form-data");
     return -1;
   }
-  if (!up->kind.seen || up->kind.too_long || !listed(upload_kinds, up->kind.v)) {
+  if (!up->kind.seen || up->kind.too_long || !rv_listed(upload_kinds, up->kind.v)) {
     char *clean = rv_clean_dup(up->kind.v);
     rv_reply_error(rq, r, 400, "validation_failed", "kind",
                    "kind: required, one of \"image\", \"video\", \"audio\"; got %s%s%s",
@@ -421,7 +504,7 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
                    m ? m->id : "(none)");
     return -1;
   }
-  if (!rv_mime_listed(rule->mimes, mime)) {
+  if (!rv_listed(rule->mimes, mime)) {
     list[0] = '\0';
     for (mp = rule->mimes; *mp && used < sizeof list; mp++) {
       int k = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", *mp);
@@ -449,6 +532,16 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
   return 0;
 }
 
+/* find_idem_file_locked: the file uploaded by `owner` with Idempotency-Key `k` */
+static rv_file *find_idem_file_locked(rv_state *s, const char *owner, const char *k) {
+  size_t i;
+  for (i = 0; i < s->nfiles; i++) {
+    rv_file *f = s->files[i];
+    if (f->idem_key && strcmp(f->idem_key, k) == 0 && strcmp(f->owner, owner) == 0) return f;
+  }
+  return NULL;
+}
+
 /*
 ** rv_upload_finish: the whole body of upload `up` (request `rq`) has
 ** arrived: check it, store the file and answer 201 with its object in `r`.
@@ -466,16 +559,32 @@ void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
     up->pp = NULL;
   }
   if (check_form(rq, up, r, &mime, &m) != 0) return;
-  if (strcmp(mime, "video/mp4") == 0 || strcmp(mime, "video/quicktime") == 0) {
-    duration = rv_mp4_duration(up->data, up->len);
+  if (strcmp(up->kind.v, "video") == 0) {
+    int webm = strcmp(mime, "video/webm") == 0;
+    duration = webm ? rv_webm_duration(up->data, up->len) : rv_mp4_duration(up->data, up->len);
     if (duration < 0) {
       rv_reply_error(rq, r, 400, "validation_failed", "file",
-                     "file: cannot read the video's duration (no readable moov/mvhd box)");
+                     "file: cannot read the video's duration (%s)",
+                     webm ? "no Segment/Info/Duration element" : "no readable moov/mvhd box");
       return;
     }
   }
   rv_sha256_hex(up->data, up->len, sha);
   rv_lock(s);
+  /* an upload retried with its Idempotency-Key stores nothing twice */
+  if (up->idem && (f = find_idem_file_locked(s, rq->caller.key, up->idem)) != NULL) {
+    if (strcmp(f->sha256, sha) == 0 && strcmp(f->kind, up->kind.v) == 0) {
+      s->idempotent_replays++;
+      rv_reply_json(r, 201, rv_file_json(f));
+      r->replayed = 1;
+    } else {
+      rv_reply_error(rq, r, 409, "idempotency_conflict", "Idempotency-Key",
+                     "Idempotency-Key \"%s\" was already used for another upload (file %s); "
+                     "use a new key for a new upload", up->idem, f->id);
+    }
+    rv_unlock(s);
+    return;
+  }
   f = rv_file_add_locked(s);
   if (!f || !(f->owner = strdup(rq->caller.key))) {
     if (f) s->nfiles--, free(f);
@@ -512,6 +621,8 @@ void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
     rv_random_hex_locked(s, f->token + 3, 16);
   }
   memcpy(f->sha256, sha, sizeof f->sha256);
+  f->idem_key = up->idem;
+  up->idem = NULL;
   (void)m;
   rv_reply_json(r, 201, rv_file_json(f));
   rv_unlock(s);

@@ -42,12 +42,6 @@ static int fail(rv_verr *err, const char *field, const char *fmt, ...) {
   return -1;
 }
 
-static int listed(const char *const *list, const char *s) {
-  for (; *list; list++)
-    if (strcmp(*list, s) == 0) return 1;
-  return 0;
-}
-
 /* quoted_list: `"a", "b", "c"` (or a, b, c when !quote) into buf */
 static const char *quoted_list(const char *const *list, int quote, char *buf, size_t size) {
   size_t used = 0;
@@ -89,7 +83,7 @@ static int check_param(const rv_param *p, const char *key, const json_t *v, rv_v
       quoted_list(p->options, 1, opts, sizeof opts);
       if (!json_is_string(v))
         return fail(err, field, "%s: expected a string, one of %s; got %s", field, opts, got);
-      if (!listed(p->options, json_string_value(v)))
+      if (!rv_listed(p->options, json_string_value(v)))
         return fail(err, field, "%s: expected one of %s; got %s", field, opts, got);
       return 0;
     case RV_PARAM_TEXT:
@@ -124,7 +118,7 @@ static int check_reference(const rv_model *m, size_t i, const json_t *item,
                 "durationSeconds?, durationToken?}; got %s", base, got);
   }
   json_object_foreach((json_t *)item, k, v) {
-    if (!listed(ref_keys, k)) {
+    if (!rv_listed(ref_keys, k)) {
       snprintf(field, sizeof field, "%s.%s", base, k);
       return fail(err, field, "%s: unknown field%s; allowed: %s", field,
                   strchr(k, '_') ? " (reference items use camelCase)" : "",
@@ -141,7 +135,7 @@ static int check_reference(const rv_model *m, size_t i, const json_t *item,
   snprintf(field, sizeof field, "%s.kind", base);
   v = json_object_get(item, "kind");
   rv_describe(v, got, sizeof got);
-  if (!json_is_string(v) || !listed(ref_kinds, json_string_value(v)))
+  if (!json_is_string(v) || !rv_listed(ref_kinds, json_string_value(v)))
     return fail(err, field, "%s: required, one of %s; got %s", field,
                 quoted_list(ref_kinds, 1, opts, sizeof opts), got);
   kind = json_string_value(v);
@@ -156,7 +150,7 @@ static int check_reference(const rv_model *m, size_t i, const json_t *item,
     const rv_upload_rule *rule = rv_upload_rule_for(m->uploads, kind);
     snprintf(field, sizeof field, "%s.mimeType", base);
     rv_describe(v, got, sizeof got);
-    if (!json_is_string(v) || !rule || !rv_mime_listed(rule->mimes, json_string_value(v)))
+    if (!json_is_string(v) || !rule || !rv_listed(rule->mimes, json_string_value(v)))
       return fail(err, field, "%s: expected one of %s for a%s %s; got %s", field,
                   rule ? quoted_list(rule->mimes, 1, opts, sizeof opts) : "(none)",
                   kind[0] == 'i' ? "n" : "", kind, got);
@@ -312,7 +306,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     if (strcmp(k, "files") == 0)
       return fail(err, "files", "files: not accepted at the top level; reference media go "
                   "in params.referenceMediaItems (upload them with POST /api/v1/files)");
-    if (!listed(top_keys, k))
+    if (!rv_listed(top_keys, k))
       return fail(err, k, "%s: unknown top-level field; allowed: %s (model controls go in "
                   "params)", k, quoted_list(top_keys, 0, keys, sizeof keys));
   }

@@ -1,0 +1,666 @@
+--- rivya-sim: the simulator's own contract (API.md as it serves it, the
+-- control API, fault injection, uploads and the CDN), spoken to with the
+-- curl CLI through spec/helper.lua, independent of rivya's client.
+local helper = require "helper"
+local cjson = require "cjson.safe"
+
+local MODEL = "wan-2-7-video"
+local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
+local PNG_SIG = "\137PNG\r\n\26\n"
+local JPEG_SIG = "\255\216\255\224"
+
+local function create_body(extra)
+  local body = { model = MODEL, prompt = "A cinematic product reveal" }
+  for k, v in pairs(extra or {}) do body[k] = v end
+  return body
+end
+
+local function sha256_of(path)
+  local p = io.popen("sha256sum " .. helper.sh_quote(path))
+  local out = p:read("a")
+  p:close()
+  return out:match("^(%x+)")
+end
+
+describe("rivya-sim", function()
+  local sim, tmp
+
+  setup(function()
+    sim = helper.start_sim{ args = { "--task-seconds", "0.3" } }
+    tmp = helper.tmpdir()
+  end)
+
+  teardown(function()
+    helper.rmrf(tmp)
+    assert.is_true(sim:stop(), "rivya-sim did not exit on SIGTERM")
+  end)
+
+  before_each(function()
+    sim:reset()
+  end)
+
+  local function create(extra, opts)
+    return sim:api("POST", "/api/v1/generations", create_body(extra), opts)
+  end
+
+  -- GET the task until its status is in `want` (a set); returns the task
+  local function poll_until(id, want)
+    local task
+    for _ = 1, 200 do
+      local status
+      status, task = sim:api("GET", "/api/v1/generations/" .. id)
+      assert.are.equal(200, status)
+      if want[task.status] then return task end
+      helper.sleep(0.05)
+    end
+    error("task " .. id .. " stayed " .. tostring(task and task.status))
+  end
+
+  local function upload(path, fields, opts)
+    local extra = { "-F", helper.sh_quote("file=@" .. path) }
+    for k, v in pairs(fields or {}) do
+      extra[#extra + 1] = "-F"
+      extra[#extra + 1] = helper.sh_quote(k .. "=" .. v)
+    end
+    opts = opts or {}
+    opts.extra = extra
+    return sim:api("POST", "/api/v1/files", nil, opts)
+  end
+
+  local function fixture(name, bytes)
+    local path = tmp .. "/" .. name
+    helper.write_file(path, bytes)
+    return path
+  end
+
+  local function assert_error(status, json, want_status, code)
+    assert.are.equal(want_status, status)
+    assert.is_table(json, "expected a JSON error body")
+    assert.are.equal(code, json.error.code)
+    assert.is_string(json.error.message)
+    assert.matches("^req_%x+$", json.error.requestId)
+  end
+
+  describe("models", function()
+    it("lists wan-2-7-video without a key", function()
+      local status, json = sim:api("GET", "/api/v1/models", nil, { key = false })
+      assert.are.equal(200, status)
+      local m = json.data[1]
+      assert.are.equal(MODEL, m.id)
+      assert.are.equal("active", m.api_status)
+      assert.are.same({ "text", "file" }, m.supported_api_inputs)
+      assert.are.same({ type = "FIXED", credits = 80 }, m.pricing)
+    end)
+  end)
+
+  describe("auth", function()
+    it("answers api_key_missing without an Authorization header", function()
+      local status, json, headers = sim:api("GET", "/api/v1/credits", nil, { key = false })
+      assert_error(status, json, 401, "api_key_missing")
+      assert.are.equal(headers["x-request-id"], json.error.requestId)
+      assert.matches("application/json", headers["content-type"])
+    end)
+
+    it("answers api_key_invalid for a non-Bearer header and for an unknown key", function()
+      local status, json = sim:api("GET", "/api/v1/credits", nil,
+        { key = false, headers = { Authorization = "Basic " .. helper.KEY } })
+      assert_error(status, json, 401, "api_key_invalid")
+      status, json = sim:api("GET", "/api/v1/credits", nil, { key = "rvya_sk_unknown_1" })
+      assert_error(status, json, 401, "api_key_invalid")
+      assert.is_nil(json.error.message:find("rvya_sk_unknown_1", 1, true))
+    end)
+
+    it("answers api_key_revoked and api_key_expired", function()
+      local status, json = sim:api("GET", "/api/v1/credits", nil, { key = helper.REVOKED_KEY })
+      assert_error(status, json, 401, "api_key_revoked")
+      status, json = sim:api("GET", "/api/v1/credits", nil, { key = helper.EXPIRED_KEY })
+      assert_error(status, json, 401, "api_key_expired")
+    end)
+
+    it("lets a scoped key read but answers api_scope_denied on the POST endpoints", function()
+      local opts = { key = helper.SCOPED_KEY }
+      local status = sim:api("GET", "/api/v1/credits", nil, opts)
+      assert.are.equal(200, status)
+      local json
+      status, json = create({}, { key = helper.SCOPED_KEY })
+      assert_error(status, json, 403, "api_scope_denied")
+      status, json = upload(fixture("scoped.png", PNG_SIG .. "x"), { kind = "image" },
+        { key = helper.SCOPED_KEY })
+      assert_error(status, json, 403, "api_scope_denied")
+      assert.are.equal(0, sim:ledger().tasks_created)
+    end)
+
+    it("answers public_api_disabled on every /api/v1 path while disabled", function()
+      sim:config{ public_api_disabled = true }
+      local status, json = sim:api("GET", "/api/v1/models", nil, { key = false })
+      assert_error(status, json, 503, "public_api_disabled")
+      status, json = create()
+      assert_error(status, json, 503, "public_api_disabled")
+      sim:config{ public_api_disabled = false }
+      status = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(200, status)
+    end)
+  end)
+
+  describe("credits", function()
+    it("reports the starting balance and the configured one", function()
+      local status, json = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(200, status)
+      assert.are.equal(1000, json.current_credits)
+      assert.are.equal(500, sim:config{ credits = 500 }.credits)
+      status, json = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(200, status)
+      assert.are.equal(500, json.current_credits)
+    end)
+  end)
+
+  describe("generations", function()
+    it("creates a queued task with every field of the task object and reserves 80", function()
+      local status, task = create({ params = { duration = "5", seed = 7 },
+        client_request_id = "cr-1" })
+      assert.are.equal(201, status)
+      assert.matches("^task_%x+$", task.id)
+      assert.are.equal("queued", task.status)
+      assert.are.equal(MODEL, task.model)
+      assert.are.equal(80, task.reserved_credits)
+      assert.are.equal(0, task.final_credits)
+      local iso = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"
+      assert.matches(iso, task.created_at)
+      assert.matches(iso, task.updated_at)
+      assert.are.equal(cjson.null, task.result)
+      assert.are.equal(cjson.null, task.error)
+      local _, credits = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(920, credits.current_credits)
+      local ledger = sim:ledger()
+      assert.are.equal(1, ledger.tasks_created)
+      assert.are.equal(1, ledger.charges)
+      assert.are.equal(80, ledger.credits_charged)
+      assert.are.equal(task.id, ledger.tasks[1].id)
+    end)
+
+    it("moves a task to succeeded with a result URL on the CDN and final_credits 80", function()
+      local _, task = create()
+      local done = poll_until(task.id, { succeeded = true, failed = true })
+      assert.are.equal("succeeded", done.status)
+      assert.are.equal(80, done.final_credits)
+      assert.are.equal(cjson.null, done.error)
+      local url = sim.cdn_url .. "/videos/" .. task.id .. ".mp4"
+      assert.are.equal(url, done.result.primary_url)
+      assert.are.same({ url }, done.result.urls)
+      assert.are_not.equal(task.updated_at, done.updated_at)
+    end)
+
+    it("serves the sample video at the result URL once succeeded, and 404 before", function()
+      sim:config{ task_seconds = 1000 }
+      local _, pending = create()
+      local status = helper.curl{ url = sim.cdn_url .. "/videos/" .. pending.id .. ".mp4" }
+      assert.are.equal(404, status)
+      sim:config{ task_seconds = 0.3 }
+      local done = poll_until(pending.id, { succeeded = true })
+      local headers, body
+      status, headers, body = helper.curl{ url = done.result.primary_url }
+      assert.are.equal(200, status)
+      assert.are.equal("video/mp4", headers["content-type"])
+      assert.are.equal("ftyp", body:sub(5, 8))
+      assert.are.equal(helper.read_file(SAMPLE), body)
+    end)
+
+    it("fails a task whose prompt carries [[fail]] and refunds its credits", function()
+      local _, task = create({ prompt = "make it [[fail]] please" })
+      local done = poll_until(task.id, { succeeded = true, failed = true })
+      assert.are.equal("failed", done.status)
+      assert.are.equal("generation_failed", done.error.code)
+      assert.is_string(done.error.message)
+      assert.are.equal(cjson.null, done.result)
+      assert.are.equal(0, done.final_credits)
+      local _, credits = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(1000, credits.current_credits)
+      assert.are.equal(80, sim:ledger().credits_refunded)
+    end)
+
+    it("answers insufficient_credits below 80 and creates and charges nothing", function()
+      sim:config{ credits = 79 }
+      local status, json = create()
+      assert_error(status, json, 402, "insufficient_credits")
+      local ledger = sim:ledger()
+      assert.are.equal(0, ledger.tasks_created)
+      assert.are.equal(0, ledger.charges)
+      assert.are.equal(79, ledger.credits)
+    end)
+
+    it("replays the same task for the same Idempotency-Key and body, charging once", function()
+      local s1, t1 = create({}, { headers = { ["Idempotency-Key"] = "idem-1" } })
+      local s2, t2, h2 = create({}, { headers = { ["Idempotency-Key"] = "idem-1" } })
+      assert.are.equal(201, s1)
+      assert.are.equal(201, s2)
+      assert.are.equal(t1.id, t2.id)
+      assert.are.equal("true", h2["idempotent-replayed"])
+      local ledger = sim:ledger()
+      assert.are.equal(1, ledger.tasks_created)
+      assert.are.equal(1, ledger.charges)
+      assert.are.equal(1, ledger.idempotent_replays)
+      assert.are.equal(920, ledger.credits)
+      assert.are.equal("idem-1", ledger.tasks[1].idempotency_key)
+    end)
+
+    it("answers idempotency_conflict for the same key with a different body", function()
+      create({}, { headers = { ["Idempotency-Key"] = "idem-2" } })
+      local status, json = create({ prompt = "another prompt" },
+        { headers = { ["Idempotency-Key"] = "idem-2" } })
+      assert_error(status, json, 409, "idempotency_conflict")
+      assert.are.equal(1, sim:ledger().tasks_created)
+    end)
+
+    it("answers not_found for an unknown task and an unknown route, 405 for a wrong method",
+      function()
+        local status, json = sim:api("GET", "/api/v1/generations/task_doesnotexist")
+        assert_error(status, json, 404, "not_found")
+        status, json = sim:api("GET", "/api/v1/nothing-here")
+        assert_error(status, json, 404, "not_found")
+        local headers
+        status, json, headers = sim:api("DELETE", "/api/v1/credits")
+        assert.are.equal(405, status)
+        assert.is_string(json.error.code)
+        assert.matches("GET", headers["allow"])
+        status, json = sim:api("BREW", "/api/v1/credits")
+        assert.are.equal(405, status)
+        assert.is_string(json.error.message)
+      end)
+
+    it("finishes a task on the Nth GET with --task-polls", function()
+      local s2 = helper.start_sim{ args = { "--task-polls", "3", "--task-seconds", "1000" } }
+      finally(function() assert.is_true(s2:stop()) end)
+      local _, task = s2:api("POST", "/api/v1/generations", create_body())
+      local seen = {}
+      for i = 1, 3 do
+        local _, t = s2:api("GET", "/api/v1/generations/" .. task.id)
+        seen[i] = t.status
+      end
+      assert.are.same({ "queued", "processing", "succeeded" }, seen)
+    end)
+  end)
+
+  describe("validation", function()
+    local function rejects(extra, field, pattern)
+      local status, json = create(extra)
+      assert_error(status, json, 400, "validation_failed")
+      assert.are.equal(field, json.error.field)
+      if pattern then assert.matches(pattern, json.error.message) end
+      return json
+    end
+
+    it("rejects a JSON number for a select parameter, naming expected and given", function()
+      local json = rejects({ params = { duration = 5 } }, "params.duration")
+      assert.truthy(json.error.message:find('"5", "10", "15"', 1, true))
+      assert.truthy(json.error.message:find("number 5", 1, true))
+      rejects({ params = { duration = "7" } }, "params.duration", '"7"')
+    end)
+
+    it("rejects an unknown parameter and unknown top-level keys", function()
+      rejects({ params = { fps = "24" } }, "params.fps", "unknown parameter")
+      rejects({ duration = "5" }, "duration", "unknown top%-level")
+    end)
+
+    it("rejects a top-level files field pointing to params.referenceMediaItems", function()
+      rejects({ files = { "x" } }, "files", "params%.referenceMediaItems")
+    end)
+
+    it("rejects a missing or unknown model and a missing or empty prompt", function()
+      local status, json = sim:api("POST", "/api/v1/generations", { prompt = "x" })
+      assert_error(status, json, 400, "validation_failed")
+      assert.are.equal("model", json.error.field)
+      rejects({ model = "no-such-model" }, "model", "no%-such%-model")
+      status, json = sim:api("POST", "/api/v1/generations", { model = MODEL })
+      assert_error(status, json, 400, "validation_failed")
+      assert.are.equal("prompt", json.error.field)
+      rejects({ prompt = "" }, "prompt")
+    end)
+
+    it("counts the prompt in code points: 5000 multi-byte accepted, 5001 rejected", function()
+      local status = create({ prompt = ("é"):rep(4999) .. "😀" })
+      assert.are.equal(201, status)
+      rejects({ prompt = ("é"):rep(5001) }, "prompt", "5001")
+    end)
+
+    it("takes seeds 0 and 2147483647 and rejects -1, 2147483648 and 1.5", function()
+      assert.are.equal(201, (create({ params = { seed = 0 } })))
+      assert.are.equal(201, (create({ params = { seed = 2147483647 } })))
+      rejects({ params = { seed = -1 } }, "params.seed")
+      rejects({ params = { seed = 2147483648 } }, "params.seed")
+      rejects({ params = { seed = 1.5 } }, "params.seed")
+    end)
+
+    it("rejects three references, two videos, a video without token and a bad token", function()
+      local img = { url = "https://cdn.example.com/a.png", kind = "image" }
+      rejects({ params = { referenceMediaItems = { img, img, img } } },
+        "params.referenceMediaItems", "at most 2")
+      local vid = { url = "https://cdn.example.com/a.mp4", kind = "video", durationToken = "dt_x" }
+      rejects({ params = { referenceMediaItems = { vid, vid } } },
+        "params.referenceMediaItems", "video")
+      rejects({ params = { referenceMediaItems = { { url = vid.url, kind = "video" } } } },
+        "params.referenceMediaItems[0].durationToken")
+      rejects({ params = { referenceMediaItems = { img, vid } } },
+        "params.referenceMediaItems[1].durationToken", "verify")
+      assert.are.equal(0, sim:ledger().tasks_created)
+    end)
+
+    it("rejects malformed JSON, a non-object body and a wrong Content-Type", function()
+      local status, json = sim:api("POST", "/api/v1/generations", "{\"model\": ")
+      assert_error(status, json, 400, "validation_failed")
+      status, json = sim:api("POST", "/api/v1/generations", "[1, 2]")
+      assert_error(status, json, 400, "validation_failed")
+      status, json = sim:api("POST", "/api/v1/generations", cjson.encode(create_body()),
+        { headers = { ["Content-Type"] = "text/plain" } })
+      assert_error(status, json, 400, "validation_failed")
+      assert.are.equal("Content-Type", json.error.field)
+    end)
+
+    it("answers 413 for a JSON body over 1 MB and keeps serving", function()
+      local big = cjson.encode(create_body({ prompt = ("x"):rep(1100000) }))
+      local status, json = sim:api("POST", "/api/v1/generations", big)
+      assert_error(status, json, 413, "payload_too_large")
+      assert.are.equal(200, (sim:api("GET", "/api/v1/credits")))
+    end)
+  end)
+
+  describe("faults", function()
+    it("respond: answers 429 with Retry-After and commits nothing", function()
+      assert.are.equal(1, sim:fault{ path = "/api/v1/generations", action = "respond",
+        status = 429, headers = { ["Retry-After"] = "2" } }.queued)
+      local status, json, headers = create()
+      assert_error(status, json, 429, "rate_limited")
+      assert.are.equal("2", headers["retry-after"])
+      assert.are.equal(0, sim:ledger().tasks_created)
+      assert.are.equal(201, (create()))
+    end)
+
+    it("respond: uses the given body and content type", function()
+      sim:fault{ path = "/api/v1/credits", action = "respond", status = 502,
+        body = "<html>bad gateway</html>", content_type = "text/html" }
+      local status, json, headers, raw = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(502, status)
+      assert.is_nil(json)
+      assert.are.equal("text/html", headers["content-type"])
+      assert.are.equal("<html>bad gateway</html>", raw)
+    end)
+
+    it("drop: closes without a status and creates nothing", function()
+      sim:fault{ path = "/api/v1/generations", action = "drop" }
+      assert.are.equal(0, (create()))
+      assert.are.equal(0, sim:ledger().tasks_created)
+    end)
+
+    it("drop_after_commit: closes without a status but the task and charge exist", function()
+      sim:fault{ path = "/api/v1/generations", method = "POST", action = "drop_after_commit" }
+      assert.are.equal(0, (create()))
+      local ledger = sim:ledger()
+      assert.are.equal(1, ledger.tasks_created)
+      assert.are.equal(920, ledger.credits)
+    end)
+
+    it("delay: still processes the request and consumes the fault", function()
+      sim:fault{ path = "/api/v1/generations", action = "delay", delay_ms = 200 }
+      local status, task = create()
+      assert.are.equal(201, status)
+      assert.matches("^task_", task.id)
+      assert.are.equal(0, #sim:control("GET", "faults").data)
+    end)
+
+    it("stall: sends half the body, then closes it incomplete", function()
+      sim:fault{ path = "/api/v1/generations", action = "stall", delay_ms = 200 }
+      local status, json, headers, raw = create()
+      assert.are.equal(201, status)
+      assert.is_nil(json)
+      assert.is_true(#raw < tonumber(headers["content-length"]))
+      assert.are.equal(1, sim:ledger().tasks_created)
+    end)
+
+    it("truncate: declares the full length but sends only half", function()
+      sim:fault{ path = "/api/v1/generations", action = "truncate" }
+      local status, json, headers, raw = create()
+      assert.are.equal(201, status)
+      assert.is_nil(json)
+      local declared = tonumber(headers["content-length"])
+      assert.are.equal(declared // 2, #raw)
+    end)
+
+    it("invalid_json: commits and answers a broken JSON body", function()
+      sim:fault{ path = "/api/v1/generations", action = "invalid_json" }
+      local status, json, headers, raw = create()
+      assert.are.equal(201, status)
+      assert.is_nil(json)
+      assert.are.equal('{"id": "task_', raw)
+      assert.matches("application/json", headers["content-type"])
+      assert.are.equal(1, sim:ledger().tasks_created)
+    end)
+
+    it("wrong_content_type: answers the normal body as text/html", function()
+      sim:fault{ path = "/api/v1/credits", action = "wrong_content_type" }
+      local status, json, headers = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(200, status)
+      assert.are.equal("text/html", headers["content-type"])
+      assert.are.equal(1000, json.current_credits)
+    end)
+
+    it("oversized: answers 200 with a body of the given size", function()
+      sim:fault{ path = "/api/v1/generations/", action = "oversized", size = 100000 }
+      local status, _, _, raw = sim:api("GET", "/api/v1/generations/task_x")
+      assert.are.equal(200, status)
+      assert.are.equal(100000, #raw)
+    end)
+
+    it("redirect: answers 302 with the Location and processes nothing", function()
+      sim:fault{ path = "/api/v1/generations", action = "redirect",
+        location = "http://127.0.0.1:9/elsewhere" }
+      local status, _, headers = create()
+      assert.are.equal(302, status)
+      assert.are.equal("http://127.0.0.1:9/elsewhere", headers["location"])
+      assert.are.equal(0, sim:ledger().tasks_created)
+    end)
+
+    it("matches by listener, method and path prefix, for `times` requests", function()
+      sim:fault{ path = "/api/v1/credits", method = "POST", action = "respond", status = 500 }
+      sim:fault{ listener = "cdn", path = "/videos/", action = "respond", status = 503,
+        times = 2 }
+      assert.are.equal(200, (sim:api("GET", "/api/v1/credits")))
+      local url = sim.cdn_url .. "/videos/task_x.mp4"
+      assert.are.equal(503, (helper.curl{ url = url }))
+      assert.are.equal(503, (helper.curl{ url = url }))
+      assert.are.equal(404, (helper.curl{ url = url }))
+      local pending = sim:control("GET", "faults").data
+      assert.are.equal(1, #pending)
+      assert.are.equal("POST", pending[1].method)
+      assert.are.equal(1, sim:control("DELETE", "faults").cleared)
+      assert.are.equal(0, #sim:control("GET", "faults").data)
+    end)
+
+    it("rejects a fault without path or with an unknown action", function()
+      local status = sim:api("POST", "/__sim/faults", { action = "drop" }, { key = false })
+      assert.are.equal(400, status)
+      status = sim:api("POST", "/__sim/faults", { path = "/", action = "explode" },
+        { key = false })
+      assert.are.equal(400, status)
+    end)
+  end)
+
+  describe("control", function()
+    it("reset returns to the start-up state", function()
+      sim:config{ credits = 5000, task_polls = 2 }
+      create({}, { headers = { ["Idempotency-Key"] = "idem-r" } })
+      sim:fault{ path = "/api/v1/credits", action = "drop" }
+      local answer = sim:reset()
+      assert.are.equal(1000, answer.config.credits)
+      assert.are.equal(0, answer.config.task_polls)
+      local ledger = sim:ledger()
+      assert.are.equal(0, ledger.tasks_created)
+      assert.are.equal(1000, ledger.credits)
+      assert.are.same({}, ledger.tasks)
+      assert.are.equal(0, ledger.requests)
+      assert.are.equal(0, #sim:control("GET", "faults").data)
+      -- the idempotency record went with the task
+      local status, task = create({ prompt = "new" },
+        { headers = { ["Idempotency-Key"] = "idem-r" } })
+      assert.are.equal(201, status)
+      assert.are.equal("queued", task.status)
+    end)
+
+    it("logs requests with Idempotency-Key but never the key itself", function()
+      create({}, { headers = { ["Idempotency-Key"] = "idem-log" } })
+      sim:api("GET", "/api/v1/credits", nil, { key = false })
+      local status, _, _, raw = sim:api("GET", "/__sim/requests", nil, { key = false })
+      assert.are.equal(200, status)
+      assert.is_nil(raw:find(helper.KEY, 1, true))
+      local data = cjson.decode(raw).data
+      assert.are.equal(2, #data)
+      assert.are.equal("POST", data[1].method)
+      assert.are.equal("/api/v1/generations", data[1].path)
+      assert.are.equal("idem-log", data[1].idempotency_key)
+      assert.are.equal("present", data[1].authorization)
+      assert.are.equal("api", data[1].listener)
+      assert.matches("application/json", data[1].content_type)
+      assert.are.equal("absent", data[2].authorization)
+      assert.are.equal(cjson.null, data[2].idempotency_key)
+    end)
+
+    it("counts CDN requests that carry Authorization and logs them without the value", function()
+      local status = helper.curl{ url = sim.cdn_url .. "/videos/task_none.mp4",
+        headers = { Authorization = "Bearer " .. helper.KEY } }
+      assert.are.equal(404, status)
+      assert.are.equal(1, sim:ledger().cdn_auth_violations)
+      local log = sim:log_text()
+      assert.truthy(log:find("ERROR cdn request carried Authorization", 1, true))
+      local requests = sim:control("GET", "requests").data
+      assert.are.equal("cdn", requests[1].listener)
+      assert.are.equal("present", requests[1].authorization)
+    end)
+
+    it("never writes any key to its stderr log", function()
+      sim:api("GET", "/api/v1/credits")
+      sim:api("GET", "/api/v1/credits", nil, { key = helper.REVOKED_KEY })
+      sim:api("GET", "/api/v1/credits", nil, { key = "rvya_sk_typo_zzz" })
+      create()
+      local log = sim:log_text()
+      assert.truthy(log:find("api GET /api/v1/credits -> 200", 1, true))
+      for _, k in ipairs{ helper.KEY, helper.REVOKED_KEY, "rvya_sk_typo_zzz", "Bearer" } do
+        assert.is_nil(log:find(k, 1, true), "the log holds " .. k)
+      end
+    end)
+  end)
+
+  describe("files", function()
+    it("stores PNG and JPEG images and serves them on the CDN", function()
+      for _, case in ipairs{ { "a.png", PNG_SIG .. "pixels", "image/png" },
+                             { "b.jpg", JPEG_SIG .. "pixels", "image/jpeg" } } do
+        local path = fixture(case[1], case[2])
+        local status, file = upload(path, { kind = "image" })
+        assert.are.equal(201, status)
+        assert.matches("^file_%x+$", file.id)
+        assert.are.equal("image", file.kind)
+        assert.are.equal(case[1], file.name)
+        assert.are.equal(case[3], file.mime_type)
+        assert.are.equal(#case[2], file.size_bytes)
+        assert.is_nil(file.duration_token)
+        assert.are.equal(sim.cdn_url .. "/files/" .. file.id .. "/" .. case[1], file.url)
+        local got, meta = sim:api("GET", "/api/v1/files/" .. file.id)
+        assert.are.equal(200, got)
+        assert.are.same(file, meta)
+        local _, headers, body = helper.curl{ url = file.url }
+        assert.are.equal(case[2], body)
+        assert.are.equal(case[3], headers["content-type"])
+      end
+    end)
+
+    it("reads an MP4's duration from mvhd and issues a duration token", function()
+      local status, file = upload(SAMPLE, { kind = "video", model = MODEL })
+      assert.are.equal(201, status)
+      assert.are.equal("video/mp4", file.mime_type)
+      assert.are.equal(2.0, file.duration_seconds)
+      assert.matches("^dt_%w+$", file.duration_token)
+    end)
+
+    it("reads a WebM's duration from Segment/Info when no model is named", function()
+      local info = "\42\215\177\131\15\66\64" -- TimecodeScale 1000000 (1 ms)
+        .. "\68\137\132\68\250\0\0"          -- Duration 2000.0 as a float
+      local webm = "\26\69\223\163\132\66\134\129\1"  -- EBML header
+        .. "\24\83\128\103\1\255\255\255\255\255\255\255" -- Segment, unknown size
+        .. "\21\73\169\102" .. string.char(0x80 + #info) .. info
+      local status, file = upload(fixture("clip.webm", webm), { kind = "video" })
+      assert.are.equal(201, status)
+      assert.are.equal("video/webm", file.mime_type)
+      assert.are.equal(2.0, file.duration_seconds)
+      assert.matches("^dt_%w+$", file.duration_token)
+      local json
+      status, json = upload(fixture("nodur.webm", webm:sub(1, 21)), { kind = "video" })
+      assert_error(status, json, 400, "validation_failed")
+      assert.matches("duration", json.error.message)
+    end)
+
+    it("rejects a kind that does not match the signature, naming both", function()
+      local status, json = upload(fixture("c.png", PNG_SIG .. "x"), { kind = "video" })
+      assert_error(status, json, 400, "validation_failed")
+      assert.are.equal("kind", json.error.field)
+      assert.matches("image", json.error.message)
+      assert.matches("video", json.error.message)
+    end)
+
+    it("rejects an empty file, a missing kind and an unknown signature", function()
+      local status, json = upload(fixture("empty.png", ""), { kind = "image" })
+      assert_error(status, json, 400, "validation_failed")
+      assert.matches("empty", json.error.message)
+      status, json = upload(fixture("d.png", PNG_SIG .. "x"))
+      assert_error(status, json, 400, "validation_failed")
+      assert.are.equal("kind", json.error.field)
+      status, json = upload(fixture("e.txt", "just text"), { kind = "image" })
+      assert_error(status, json, 400, "validation_failed")
+    end)
+
+    it("applies the model's rules: no audio and no WebM for wan-2-7-video", function()
+      local status, json = upload(fixture("a.mp3", "ID3\3\0\0\0\0\0\0"),
+        { kind = "audio", model = MODEL })
+      assert_error(status, json, 400, "validation_failed")
+      status = upload(fixture("b.mp3", "ID3\3\0\0\0\0\0\0"), { kind = "audio" })
+      assert.are.equal(201, status)
+      status, json = upload(fixture("a.webm", "\26\69\223\163webm"),
+        { kind = "video", model = MODEL })
+      assert_error(status, json, 400, "validation_failed")
+      assert.matches("video/webm", json.error.message)
+    end)
+
+    it("rejects an image over the default 10 MB limit", function()
+      local path = fixture("big.png", PNG_SIG .. ("\0"):rep(10000001 - #PNG_SIG))
+      local status, json = upload(path, { kind = "image" })
+      assert_error(status, json, 400, "validation_failed")
+      assert.matches("10000000", json.error.message)
+      assert.are.equal(0, sim:ledger().files)
+    end)
+
+    it("reports each stored file's sha256 in the ledger", function()
+      local path = fixture("hash.jpg", JPEG_SIG .. ("rivya"):rep(1000))
+      local _, image = upload(path, { kind = "image" })
+      local _, video = upload(SAMPLE, { kind = "video" })
+      local list = sim:ledger().files_list
+      assert.are.equal(2, #list)
+      assert.are.equal(image.id, list[1].id)
+      assert.are.equal(sha256_of(path), list[1].sha256)
+      assert.are.equal(video.id, list[2].id)
+      assert.are.equal(sha256_of(SAMPLE), list[2].sha256)
+    end)
+
+    it("accepts an uploaded video referenced with its token, clamping the duration",
+      function()
+        local _, video = upload(SAMPLE, { kind = "video", model = MODEL })
+        local status, task = create({ params = { duration = "15", referenceMediaItems = {
+          { url = video.url, kind = "video", name = video.name, mimeType = video.mime_type,
+            durationSeconds = video.duration_seconds, durationToken = video.duration_token },
+        } } })
+        assert.are.equal(201, status)
+        assert.are.same({ "params.duration clamped to 10 in video editing" }, task.warnings)
+        assert.are.equal("10", sim:ledger().tasks[1].params.duration)
+        -- the token is bound to the file's URL
+        status = create({ params = { referenceMediaItems = {
+          { url = video.url .. "x", kind = "video", durationToken = video.duration_token },
+        } } })
+        assert.are.equal(400, status)
+      end)
+  end)
+end)
