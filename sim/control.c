@@ -19,7 +19,11 @@ static const char *const fault_actions[] = {
   "wrong_content_type", "oversized", "redirect", NULL
 };
 
-/* GET /__sim/ledger: counters, balance, tasks and files, after due moves */
+/*
+** GET /__sim/ledger: counters, balance, tasks and files, after due moves.
+** connections / cdn_connections: TCP connections accepted since the reset
+** on each listener, not counting those that began with a control request.
+*/
 static void ledger(rv_req *rq, rv_reply *r) {
   rv_state *s = rq->s;
   json_t *tasks = json_array(), *files = json_array(), *o;
@@ -41,7 +45,7 @@ static void ledger(rv_req *rq, rv_reply *r) {
                                            "sha256", f->sha256, "kind", f->kind,
                                            "mime_type", f->mime));
   }
-  o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+  o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
                 "tasks_created", (json_int_t)s->tasks_created,
                 "charges", (json_int_t)s->charges,
                 "credits_charged", (json_int_t)s->credits_charged,
@@ -51,6 +55,8 @@ static void ledger(rv_req *rq, rv_reply *r) {
                 "requests", (json_int_t)s->requests,
                 "cdn_auth_violations", (json_int_t)s->cdn_auth_violations,
                 "idempotent_replays", (json_int_t)s->idempotent_replays,
+                "connections", (json_int_t)s->connections,
+                "cdn_connections", (json_int_t)s->cdn_connections,
                 "tasks", tasks, "files_list", files);
   rv_unlock(s);
   rv_reply_json(r, 200, o);

@@ -625,6 +625,50 @@ static enum MHD_Result req_finish(rv_req *rq, struct MHD_Connection *c) {
   return send_reply(rq, c, &r);
 }
 
+/* what the simulator keeps about one TCP connection (MHD's socket context) */
+typedef struct rv_conn {
+  unsigned long epoch;          /* s->conn_epoch when it was accepted */
+  long requests;                /* requests begun on it */
+} rv_conn;
+
+/*
+** on_connection: MHD's connection notifier; `cls` is the rv_listener. A
+** connection is counted when accepted (before any TLS handshake, so one
+** refused by the client counts too) and its context freed when it closes.
+*/
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  rv_listener *l = cls;
+  (void)c;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    rv_conn *conn = calloc(1, sizeof *conn);
+    rv_lock(l->s);
+    if (l->which == RV_CDN) l->s->cdn_connections++;
+    else l->s->connections++;
+    if (conn) conn->epoch = l->s->conn_epoch;
+    rv_unlock(l->s);
+    *socket_context = conn;
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+    free(*socket_context);
+    *socket_context = NULL;
+  }
+}
+
+/*
+** note_first_request: request `rq` begins on connection `c`. A connection
+** whose first request is to the control API belongs to the test harness,
+** not to a client: it leaves the count (unless a reset came in between).
+*/
+static void note_first_request(rv_req *rq, struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *info =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  rv_conn *conn = info ? info->socket_context : NULL;
+  if (!conn || conn->requests++ > 0 || !rq->control) return;
+  rv_lock(rq->s);
+  if (conn->epoch == rq->s->conn_epoch && rq->s->connections > 0) rq->s->connections--;
+  rv_unlock(rq->s);
+}
+
 /*
 ** on_request: MHD's access handler; `cls` is the rv_listener. The first
 ** call (headers only) sets up the context, later ones carry body bytes,
@@ -640,6 +684,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     rq = req_new(cls, url, method);
     if (!rq) return MHD_NO;
     *con_cls = rq;
+    note_first_request(rq, c);
     req_begin(rq, c);
     /* a client waiting for 100 Continue can take the refusal right away;
        others are drained first, or closing early could reset the answer */
@@ -675,15 +720,30 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 ** rv_http_start: start a daemon for listener `l` bound to `addr` (an IPv6
 ** address when `ipv6`), or NULL. Thread per connection, because handlers
 ** sleep for delays and stalls; poll() because select() stops at 1024 fds.
+** With a certificate and key in the options it serves HTTPS (GnuTLS); MHD
+** keeps pointers to the PEM buffers, so they outlive the daemon.
 */
 struct MHD_Daemon *rv_http_start(rv_listener *l, const struct sockaddr *addr, int ipv6) {
+  const rv_options *o = l->s->opt;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                    MHD_USE_POLL;
+  struct MHD_OptionItem tls[3] = {
+    { MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL }
+  };
   if (ipv6) flags |= MHD_USE_IPv6;
+  if (o->tls_cert_pem && o->tls_key_pem) {
+    flags |= MHD_USE_TLS;
+    tls[0].option = MHD_OPTION_HTTPS_MEM_CERT;
+    tls[0].ptr_value = o->tls_cert_pem;
+    tls[1].option = MHD_OPTION_HTTPS_MEM_KEY;
+    tls[1].ptr_value = o->tls_key_pem;
+  }
   return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
                           MHD_OPTION_SOCK_ADDR, addr,
                           MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)600,
                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+                          MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
+                          MHD_OPTION_ARRAY, tls,
                           MHD_OPTION_END);
 }

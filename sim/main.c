@@ -36,11 +36,15 @@ static const char usage[] =
   "  --task-polls N       also final on the Nth GET of a task, processing from the\n"
   "                       2nd (default 0: off)\n"
   "  --max-lifetime S     exit by itself after S seconds (default 0: never)\n"
+  "  --tls-cert FILE      serve HTTPS on both listeners with this PEM certificate\n"
+  "                       (chain); needs --tls-key. URLs the simulator hands out\n"
+  "                       then use https://\n"
+  "  --tls-key FILE       the PEM private key of --tls-cert\n"
   "  --quiet              no per-request log lines on stderr\n"
   "  --help               this text\n"
   "\n"
   "Once both listeners are up, one line goes to stdout:\n"
-  "  {\"port\":P,\"cdn_port\":C,\"pid\":PID}\n"
+  "  {\"port\":P,\"cdn_port\":C,\"pid\":PID}   (with TLS: ,\"tls\":true before })\n"
   "Control API (no key) on the API listener: /__sim/ledger, /__sim/requests,\n"
   "/__sim/reset, /__sim/config, /__sim/faults.\n";
 
@@ -74,7 +78,8 @@ static int parse_seconds(const char *s, double *out) {
 static int parse_args(int argc, char **argv, rv_options *o) {
   static const char *const need_value[] = {
     "--host", "--port", "--cdn-port", "--api-key", "--revoked-key", "--expired-key",
-    "--scoped-key", "--credits", "--task-seconds", "--task-polls", "--max-lifetime", NULL
+    "--scoped-key", "--credits", "--task-seconds", "--task-polls", "--max-lifetime",
+    "--tls-cert", "--tls-key", NULL
   };
   int i;
   o->host = "127.0.0.1";
@@ -118,6 +123,10 @@ static int parse_args(int argc, char **argv, rv_options *o) {
       o->quiet = 1;
     } else if (strcmp(name, "--host") == 0) {
       o->host = val;
+    } else if (strcmp(name, "--tls-cert") == 0) {
+      o->tls_cert = val;
+    } else if (strcmp(name, "--tls-key") == 0) {
+      o->tls_key = val;
     } else if (strcmp(name, "--port") == 0 || strcmp(name, "--cdn-port") == 0) {
       if (parse_ll(val, 0, 65535, &n) != 0) {
         fprintf(stderr, "rivya-sim: %s: expected a port 0..65535; got \"%s\"\n", name, val);
@@ -155,13 +164,61 @@ static int parse_args(int argc, char **argv, rv_options *o) {
       return -1;
     }
   }
+  if (!o->tls_cert != !o->tls_key) {
+    fprintf(stderr, "rivya-sim: %s needs %s as well\n", o->tls_cert ? "--tls-cert" : "--tls-key",
+            o->tls_cert ? "--tls-key" : "--tls-cert");
+    return -1;
+  }
   /* the key is a secret even here: the message names no key */
   if (o->api_keys.n == 0) o->api_keys.v[o->api_keys.n++] = "rvya_sk_test";
   return 0;
 }
 
-/* free_options: release the key lists of `o` (the keys are argv's) */
+/*
+** read_pem: the whole file `path` (the value of option `flag`) as a new
+** NUL-terminated string into *out, checked to hold a PEM block whose label
+** ends in `label` ("CERTIFICATE", "PRIVATE KEY"). 0 ok, -1 with a message.
+*/
+static int read_pem(const char *flag, const char *path, const char *label, char **out) {
+  static const long max = 1024 * 1024;
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL, end[64];
+  size_t len = 0;
+  long size;
+  *out = NULL;
+  if (!f) {
+    fprintf(stderr, "rivya-sim: %s: cannot read %s: %s\n", flag, path, strerror(errno));
+    return -1;
+  }
+  if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0 ||
+      size > max) {
+    fprintf(stderr, "rivya-sim: %s: %s is not a PEM file of at most %ld bytes\n", flag, path, max);
+    fclose(f);
+    return -1;
+  }
+  buf = malloc((size_t)size + 1);
+  if (buf) len = fread(buf, 1, (size_t)size, f);
+  fclose(f);
+  if (!buf || len != (size_t)size) {
+    fprintf(stderr, "rivya-sim: %s: cannot read %s\n", flag, path);
+    free(buf);
+    return -1;
+  }
+  buf[len] = '\0';
+  snprintf(end, sizeof end, "%s-----", label);
+  if (!strstr(buf, "-----BEGIN ") || !strstr(buf, end)) {
+    fprintf(stderr, "rivya-sim: %s: %s holds no PEM %s\n", flag, path, label);
+    free(buf);
+    return -1;
+  }
+  *out = buf;
+  return 0;
+}
+
+/* free_options: release the key lists of `o` (the keys are argv's) and the PEM buffers */
 static void free_options(rv_options *o) {
+  free(o->tls_cert_pem);
+  free(o->tls_key_pem);
   free(o->api_keys.v);
   free(o->revoked_keys.v);
   free(o->expired_keys.v);
@@ -266,7 +323,7 @@ int main(int argc, char **argv) {
   char host[80];
   bind_addr probe;
   int rc, ipv6 = 0, api_port = 0, cdn_port = 0;
-  const char *why;
+  const char *why, *scheme;
 
   memset(&o, 0, sizeof o);
   rc = parse_args(argc, argv, &o);
@@ -281,6 +338,20 @@ int main(int argc, char **argv) {
     return 2;
   }
   url_host(o.host, ipv6, host, sizeof host);
+  if (o.tls_cert) {
+    if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+      fprintf(stderr, "rivya-sim: --tls-cert: this libmicrohttpd was built without TLS "
+              "(GnuTLS), so it cannot serve HTTPS\n");
+      free_options(&o);
+      return 1;
+    }
+    if (read_pem("--tls-cert", o.tls_cert, "CERTIFICATE", &o.tls_cert_pem) != 0 ||
+        read_pem("--tls-key", o.tls_key, "PRIVATE KEY", &o.tls_key_pem) != 0) {
+      free_options(&o);
+      return 2;
+    }
+  }
+  scheme = o.tls_cert_pem ? "https" : "http";
 
   memset(&ign, 0, sizeof ign);
   ign.sa_handler = SIG_IGN;
@@ -302,24 +373,27 @@ int main(int argc, char **argv) {
   /* the CDN first: task and file URLs need its port */
   cdn = start(&cdn_l, o.host, o.cdn_port, &cdn_port);
   if (!cdn) {
-    fprintf(stderr, "rivya-sim: cannot listen on %s port %d (CDN)\n", o.host, o.cdn_port);
+    fprintf(stderr, "rivya-sim: cannot listen on %s port %d (CDN)%s\n", o.host, o.cdn_port,
+            o.tls_cert_pem ? ", or the TLS certificate and key are not usable together" : "");
     rv_state_free(s);
     free_options(&o);
     return 1;
   }
-  snprintf(s->cdn_base, sizeof s->cdn_base, "http://%s:%d", host, cdn_port);
+  snprintf(s->cdn_base, sizeof s->cdn_base, "%s://%s:%d", scheme, host, cdn_port);
   api = start(&api_l, o.host, o.port, &api_port);
   if (!api) {
-    fprintf(stderr, "rivya-sim: cannot listen on %s port %d (API)\n", o.host, o.port);
+    fprintf(stderr, "rivya-sim: cannot listen on %s port %d (API)%s\n", o.host, o.port,
+            o.tls_cert_pem ? ", or the TLS certificate and key are not usable together" : "");
     MHD_stop_daemon(cdn);
     rv_state_free(s);
     free_options(&o);
     return 1;
   }
-  printf("{\"port\":%d,\"cdn_port\":%d,\"pid\":%ld}\n", api_port, cdn_port, (long)getpid());
+  printf("{\"port\":%d,\"cdn_port\":%d,\"pid\":%ld%s}\n", api_port, cdn_port,
+         (long)getpid(), o.tls_cert_pem ? ",\"tls\":true" : "");
   fflush(stdout);
-  fprintf(stderr, "rivya-sim: API on http://%s:%d, CDN on http://%s:%d\n", host, api_port,
-          host, cdn_port);
+  fprintf(stderr, "rivya-sim: API on %s://%s:%d, CDN on %s://%s:%d\n", scheme, host, api_port,
+          scheme, host, cdn_port);
 
   why = wait_for_exit(&set, o.max_lifetime);
   fprintf(stderr, "rivya-sim: stopping (%s)\n", why);

@@ -43,6 +43,8 @@ typedef struct rv_options {
   long task_polls;
   double max_lifetime;
   int quiet;
+  const char *tls_cert, *tls_key;   /* --tls-cert / --tls-key paths, or NULL */
+  char *tls_cert_pem, *tls_key_pem; /* their contents (NUL-terminated): HTTPS */
 } rv_options;
 
 /* ---- models as data (model.c) ----------------------------------------- */
@@ -134,7 +136,7 @@ typedef struct rv_state {
   pthread_cond_t wake;          /* broadcast at shutdown: sleepers return */
   int stopping;
   const rv_options *opt;
-  char cdn_base[96];            /* "http://127.0.0.1:PORT" */
+  char cdn_base[96];            /* "http://127.0.0.1:PORT" (https with TLS) */
   /* runtime config (POST /__sim/config) */
   long long credits;
   double task_seconds;
@@ -143,6 +145,10 @@ typedef struct rv_state {
   /* ledger counters */
   long long tasks_created, charges, credits_charged, credits_refunded;
   long long requests, cdn_auth_violations, idempotent_replays;
+  /* TCP connections accepted since the reset, by listener; on the API one,
+     a connection whose first request is /__sim/... is taken back out */
+  long long connections, cdn_connections;
+  unsigned long conn_epoch;     /* bumped by each reset */
   rv_task **tasks;
   size_t ntasks, cap_tasks;
   rv_file **files;

@@ -114,6 +114,8 @@ void rv_state_clear_locked(rv_state *s) {
   s->tasks_created = s->charges = s->credits_charged = 0;
   s->credits_refunded = s->requests = s->cdn_auth_violations = 0;
   s->idempotent_replays = 0;
+  s->connections = s->cdn_connections = 0;
+  s->conn_epoch++;              /* connections open now are not counted again */
 }
 
 /*

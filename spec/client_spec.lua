@@ -68,7 +68,8 @@ describe("rivya client against rivya-sim", function()
       local c = new_client()
       for _ = 1, 5 do assert(c:credits()) end
       c:close()
-      -- a TCP connect per request would show as 5 connections in the sim's log
+      -- a TCP connect per request would show as 5 connections accepted by the sim
+      assert.are.equal(1, sim:ledger().connections)
       assert.are.equal(5, #requests())
     end)
   end)

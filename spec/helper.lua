@@ -65,11 +65,25 @@ function helper.ls(dir)
   return names
 end
 
+--- Open file descriptors of this process: the entries of /proc/<pid>/fd,
+-- listed by a child (the pipe to it is open, and counted, every time). The
+-- least of three readings: a descriptor in the middle of being closed can
+-- show once, a leaked one shows every time.
+function helper.fd_count()
+  local pid = (read_file("/proc/self/stat") or ""):match("^(%d+)")
+  local dir = "/proc/" .. assert(pid, "no /proc/self/stat") .. "/fd"
+  local n = math.huge
+  for _ = 1, 3 do n = math.min(n, #helper.ls(dir)) end
+  return n
+end
+
 local Sim = {}
 Sim.__index = Sim
 
---- Start rivya-sim. opts.args: extra command-line arguments (array).
--- Returns a Sim with port, cdn_port, url, cdn_url, key, log (path).
+--- Start rivya-sim. opts.args: extra command-line arguments (array);
+-- opts.curl_args: arguments for every curl CLI call to it (--cacert for TLS).
+-- Returns a Sim with port, cdn_port, url, cdn_url (https:// when the sim
+-- serves TLS), tls, key, log (path).
 function helper.start_sim(opts)
   opts = opts or {}
   local bin = os.getenv("RIVYA_SIM") or (helper.ROOT .. "/build/rivya-sim")
@@ -102,12 +116,13 @@ function helper.start_sim(opts)
     if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
     error("rivya-sim did not start: " .. (read_file(log) or "no log"))
   end
+  local scheme = info.tls and "https" or "http"
   local sim = setmetatable({
-    pid = pid, dir = dir, log = log,
+    pid = pid, dir = dir, log = log, tls = info.tls == true,
     port = math.tointeger(info.port), cdn_port = math.tointeger(info.cdn_port),
-    url = "http://127.0.0.1:" .. math.tointeger(info.port),
-    cdn_url = "http://127.0.0.1:" .. math.tointeger(info.cdn_port),
-    key = helper.KEY,
+    url = scheme .. "://127.0.0.1:" .. math.tointeger(info.port),
+    cdn_url = scheme .. "://127.0.0.1:" .. math.tointeger(info.cdn_port),
+    key = helper.KEY, curl_args = opts.curl_args,
   }, Sim)
   return sim
 end
@@ -124,6 +139,11 @@ function Sim:stop()
   if not gone then os.execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
   self.pid = nil
   self.stderr = read_file(self.log)
+  -- `make spec` keeps every simulator's log there and scans them for the keys
+  local keep = os.getenv("RIVYA_SIM_LOGS")
+  if keep and keep ~= "" and self.stderr then
+    helper.write_file(keep .. "/" .. self.dir:match("([^/]+)$") .. ".log", self.stderr)
+  end
   helper.rmrf(self.dir)
   return gone
 end
@@ -173,8 +193,11 @@ function Sim:api(method, path, body, opts)
   end
   if body ~= nil and type(body) ~= "string" then body = cjson.encode(body) end
   if body then headers["Content-Type"] = headers["Content-Type"] or "application/json" end
+  local extra = {}
+  for _, a in ipairs(self.curl_args or {}) do extra[#extra + 1] = sh_quote(a) end
+  for _, a in ipairs(opts.extra or {}) do extra[#extra + 1] = a end
   local status, h, raw = helper.curl{ method = method, url = self.url .. path,
-    headers = headers, body = body, extra = opts.extra }
+    headers = headers, body = body, extra = extra }
   return status, cjson.decode(raw), h, raw
 end
 

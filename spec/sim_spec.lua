@@ -504,6 +504,18 @@ describe("rivya-sim", function()
       assert.are.equal("queued", task.status)
     end)
 
+    it("counts the connections each listener accepts since the reset, leaving out control ones", function()
+      for _ = 1, 3 do sim:api("GET", "/api/v1/models", nil, { key = false }) end
+      for _ = 1, 2 do helper.curl{ url = sim.cdn_url .. "/videos/task_none.mp4" } end
+      local ledger = sim:ledger()
+      assert.are.equal(3, ledger.connections)
+      assert.are.equal(2, ledger.cdn_connections)
+      sim:reset()
+      ledger = sim:ledger()
+      assert.are.equal(0, ledger.connections)
+      assert.are.equal(0, ledger.cdn_connections)
+    end)
+
     it("logs requests with Idempotency-Key but never the key itself", function()
       create({}, { headers = { ["Idempotency-Key"] = "idem-log" } })
       sim:api("GET", "/api/v1/credits", nil, { key = false })

@@ -27,6 +27,7 @@
 #define MAX_EVENTS 64
 #define DEFAULT_MAX_BODY (8u * 1024u * 1024u)   /* bytes of a response kept in memory */
 #define ERROR_BODY_CAP (64u * 1024u)            /* error bodies of a download */
+#define MEDIA_HEAD 16u                          /* bytes sniffed of a media download */
 #define OUT_BUFFER (1u << 20)                   /* stdio buffer of a download */
 
 typedef struct Session Session;
@@ -39,10 +40,11 @@ struct Session {
   char *api_key;             /* never handed back to Lua */
   char *api_origin;          /* "https://rivya.ai": the only place the key goes */
   char *user_agent;
-  char *ca_file;
+  rv_buf ca_blob;             /* with ca_file: system bundle + ca_file (PEM), else empty */
   int running;
   Transfer *transfers;       /* every transfer not yet freed, to detach on close */
   int closed;
+  long long stall_at;        /* earliest moment a transfer may stall; -1 none */
   /* ids of watched transfers done since the last session:finished(), so a
      scheduler wakes exactly their waiters instead of scanning them all */
   lua_Integer next_id;
@@ -79,6 +81,14 @@ struct Transfer {
   char *outbuf;              /* stdio buffer of `out`, freed after fclose */
   int out_failed;
   int out_error;             /* errno of a failed write/flush/rename */
+  /* a media download: its first bytes must have an image/video/audio signature */
+  int media;
+  int not_media;
+  unsigned char media_head[MEDIA_HEAD];
+  size_t media_len;
+  /* the stall detector: fail when no byte moved for stall_ms */
+  long long stall_ms;        /* 0: off */
+  long long last_ms;         /* monotonic time of the last byte in or out */
   /* progress, read by Lua between steps */
   curl_off_t ul_now, ul_total, dl_now, dl_total;
 };
@@ -135,6 +145,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
 static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   Transfer *T = (Transfer *)userp;
   size_t len = size * n;
+  T->last_ms = now_ms();
   if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) T->head.len = 0;  /* new response */
   if (T->head.len + len > 256u * 1024u) return 0;                  /* absurd headers */
   if (rv_buf_add(&T->head, data, len) != 0) return 0;
@@ -149,10 +160,20 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp) {
   Transfer *T = (Transfer *)userp;
   size_t len = size * n;
   long code = 0;
+  T->last_ms = now_ms();
   if (T->out_path != NULL) {
     curl_easy_getinfo(T->easy, CURLINFO_RESPONSE_CODE, &code);
     if (code >= 200 && code < 300) {
       if (T->out == NULL) return 0;
+      if (T->media && T->media_len < MEDIA_HEAD) {   /* an error page sent as 200 */
+        size_t take = MEDIA_HEAD - T->media_len < len ? MEDIA_HEAD - T->media_len : len;
+        memcpy(T->media_head + T->media_len, data, take);
+        T->media_len += take;
+        if (T->media_len == MEDIA_HEAD && rv_sniff_bytes(T->media_head, T->media_len, NULL) == NULL) {
+          T->not_media = 1;
+          return 0;
+        }
+      }
       if (fwrite(data, 1, len, T->out) != len) {
         T->out_failed = 1;
         T->out_error = errno;
@@ -180,6 +201,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp) {
 static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
                        curl_off_t ultotal, curl_off_t ulnow) {
   Transfer *T = (Transfer *)userp;
+  if (dlnow != T->dl_now || ulnow != T->ul_now) T->last_ms = now_ms();
   T->dl_total = dltotal;
   T->dl_now = dlnow;
   T->ul_total = ultotal;
@@ -254,6 +276,10 @@ static void transfer_release(Transfer *T) {
 static void finish_output(Transfer *T) {
   int ok = T->result == CURLE_OK && T->status >= 200 && T->status < 300 &&
            T->out != NULL && !T->out_failed;
+  if (ok && T->media && rv_sniff_bytes(T->media_head, T->media_len, NULL) == NULL) {
+    T->not_media = 1;   /* shorter than MEDIA_HEAD, and no signature */
+    ok = 0;
+  }
   if (!ok) {
     remove_temp(T);
     return;
@@ -323,6 +349,34 @@ static void collect(Session *S) {
 /* ---- session: steps ------------------------------------------------------------ */
 
 /*
+** The stall detector. curl's low-speed check averages over seconds, so a
+** burst followed by silence goes unnoticed for a long time; this one fails
+** a transfer that moved no byte (in or out) for its stall time, exactly.
+** S->stall_at is a lower bound of the next stall: the list is walked only
+** when it has passed.
+*/
+static void check_stalls(Session *S) {
+  long long now, next = -1;
+  Transfer *T;
+  if (S->stall_at < 0 || (now = now_ms()) < S->stall_at) return;
+  for (T = S->transfers; T != NULL; T = T->next) {
+    if (!T->added || T->done || T->stall_ms <= 0) continue;
+    if (now - T->last_ms >= T->stall_ms) {
+      detach(T);
+      T->done = 1;
+      T->result = CURLE_OPERATION_TIMEDOUT;
+      snprintf(T->errbuf, sizeof T->errbuf, "no byte sent or received for %lld ms (stall_timeout)",
+               T->stall_ms);
+      remove_temp(T);
+      report_done(T);
+    } else if (next < 0 || T->last_ms + T->stall_ms < next) {
+      next = T->last_ms + T->stall_ms;
+    }
+  }
+  S->stall_at = next;
+}
+
+/*
 ** Run curl for what is ready now, waiting at most `wait_ms` (0: never block)
 ** for socket activity or curl's own timer. Returns the number of transfers
 ** still running.
@@ -336,6 +390,8 @@ static int session_run(Session *S, long long wait_ms) {
     if (until < 0) until = 0;
     if (until < wait_ms) wait_ms = until;
   }
+  if (S->stall_at >= 0 && S->stall_at - now < wait_ms)
+    wait_ms = S->stall_at - now < 0 ? 0 : S->stall_at - now;
   if (wait_ms > 0x7fffffff) wait_ms = 0x7fffffff;
   if (S->running == 0 && S->timer_ms < 0 && wait_ms > 0) {
     /* nothing in flight: a plain sleep, still in the kernel */
@@ -358,6 +414,7 @@ static int session_run(Session *S, long long wait_ms) {
     curl_multi_socket_action(S->multi, CURL_SOCKET_TIMEOUT, 0, &still);
   }
   collect(S);
+  check_stalls(S);
   return S->running;
 }
 
@@ -393,10 +450,12 @@ static int session_events(lua_State *L) {
 /* session:timeout() -> seconds until curl needs a step without I/O, or nil */
 static int session_timeout(lua_State *L) {
   Session *S = check_session(L, 1);
-  if (S->timer_ms < 0) {
+  long long at = S->timer_ms;
+  if (S->stall_at >= 0 && (at < 0 || S->stall_at < at)) at = S->stall_at;
+  if (at < 0) {
     lua_pushnil(L);
   } else {
-    long long left = S->timer_ms - now_ms();
+    long long left = at - now_ms();
     lua_pushnumber(L, left > 0 ? (lua_Number)left / 1000.0 : 0.0);
   }
   return 1;
@@ -462,8 +521,8 @@ static int session_close(lua_State *L) {
   S->api_key = NULL;
   free(S->api_origin);
   free(S->user_agent);
-  free(S->ca_file);
-  S->api_origin = S->user_agent = S->ca_file = NULL;
+  rv_buf_free(&S->ca_blob);
+  S->api_origin = S->user_agent = NULL;
   return 0;
 }
 
@@ -604,7 +663,8 @@ static int open_temp(Transfer *T) {
 ** spec: method, url, headers (array of "Name: value"), body (string),
 ** multipart (array of parts), auth (bool: send the key — only to the API
 ** origin), timeout, connect_timeout, stall (seconds without a byte),
-** max_body (bytes), follow (bool: follow redirects), output (path).
+** max_body (bytes), follow (bool: follow redirects), output (path),
+** media (bool: the output must start with an image/video/audio signature).
 */
 static int session_start(lua_State *L) {
   Session *S = check_session(L, 1);
@@ -658,17 +718,19 @@ static int session_start(lua_State *L) {
   curl_easy_setopt(T->easy, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(T->easy, CURLOPT_SSL_VERIFYHOST, 2L);
   if (S->user_agent) curl_easy_setopt(T->easy, CURLOPT_USERAGENT, S->user_agent);
-  if (S->ca_file) curl_easy_setopt(T->easy, CURLOPT_CAINFO, S->ca_file);
+  if (S->ca_blob.len > 0) {   /* read once per session; it outlives the transfers in the multi */
+    struct curl_blob blob;
+    blob.data = S->ca_blob.data;
+    blob.len = S->ca_blob.len;
+    blob.flags = CURL_BLOB_NOCOPY;
+    curl_easy_setopt(T->easy, CURLOPT_CAINFO_BLOB, &blob);
+  }
   curl_easy_setopt(T->easy, CURLOPT_TIMEOUT_MS, seconds_to_ms(opt_number(L, 2, "timeout", 0)));
   curl_easy_setopt(T->easy, CURLOPT_CONNECTTIMEOUT_MS,
                    seconds_to_ms(opt_number(L, 2, "connect_timeout", 10)));
-  {
-    long stall = (long)opt_number(L, 2, "stall", 0);
-    if (stall > 0) {
-      curl_easy_setopt(T->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-      curl_easy_setopt(T->easy, CURLOPT_LOW_SPEED_TIME, stall);
-    }
-  }
+  T->stall_ms = seconds_to_ms(opt_number(L, 2, "stall", 0));
+  T->last_ms = now_ms();
+  T->media = opt_bool(L, 2, "media");
   if (opt_bool(L, 2, "follow")) {
     /* only transfers without the key may follow: the key never leaves the API */
     if (auth) return luaL_error(L, "rivya: an authenticated request cannot follow redirects");
@@ -741,6 +803,8 @@ static int session_start(lua_State *L) {
   }
   T->added = 1;
   S->running++;
+  if (T->stall_ms > 0 && (S->stall_at < 0 || T->last_ms + T->stall_ms < S->stall_at))
+    S->stall_at = T->last_ms + T->stall_ms;
   lua_pushvalue(L, tidx);
   return 1;
 }
@@ -784,10 +848,11 @@ static void push_headers(lua_State *L, const rv_buf *head) {
   }
 }
 
-/* A transport failure's kind: timeout, too_large, io, tls, aborted or network. */
+/* A transport failure's kind: timeout, too_large, io, not_media, tls, aborted or network. */
 static const char *failure_kind(const Transfer *T) {
   if (T->too_large) return "too_large";
   if (T->out_failed) return "io";
+  if (T->not_media) return "not_media";
   switch (T->result) {
     case CURLE_OPERATION_TIMEDOUT: return "timeout";
     case CURLE_ABORTED_BY_CALLBACK: return "aborted";
@@ -808,7 +873,7 @@ static const char *failure_kind(const Transfer *T) {
 static int transfer_result(lua_State *L) {
   Transfer *T = check_transfer(L, 1);
   if (!T->done) return luaL_error(L, "rivya: transfer still running");
-  if (T->result != CURLE_OK || T->too_large || T->out_failed) {
+  if (T->result != CURLE_OK || T->too_large || T->out_failed || T->not_media) {
     const char *kind = failure_kind(T);
     lua_pushnil(L);
     lua_pushstring(L, kind);
@@ -816,6 +881,8 @@ static int transfer_result(lua_State *L) {
       lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)T->max_body);
     else if (T->out_failed)
       lua_pushfstring(L, "cannot write the file: %s", strerror(T->out_error));
+    else if (T->not_media)
+      lua_pushliteral(L, "the answer is not an image, video or audio file (no known signature)");
     else
       lua_pushfstring(L, "%s%s%s", curl_easy_strerror(T->result),
                       T->errbuf[0] ? ": " : "", T->errbuf);
@@ -950,8 +1017,70 @@ static int core_random_hex(lua_State *L) {
 
 /* ---- constructor -------------------------------------------------------------------- */
 
+/* Append the regular file at `path` to `b`: 0, or an errno (EINVAL: not a regular file). */
+static int append_file(rv_buf *b, const char *path) {
+  char chunk[16384];
+  struct stat st;
+  int e = 0, fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);   /* a FIFO cannot block */
+  if (fd < 0) return errno;
+  if (fstat(fd, &st) != 0) e = errno;
+  else if (!S_ISREG(st.st_mode)) e = EINVAL;
+  while (e == 0) {
+    ssize_t r = read(fd, chunk, sizeof chunk);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) e = errno;
+    if (r <= 0) break;
+    if (rv_buf_add(b, chunk, (size_t)r) != 0) e = ENOMEM;
+  }
+  close(fd);
+  return e;
+}
+
+/*
+** The trust anchors of a session, read once here, not per transfer. With
+** ca_file, every transfer gets the system bundle (libcurl's default CA file,
+** or system_ca) followed by ca_file as CURLOPT_CAINFO_BLOB: ca_file is an
+** extra anchor, not a replacement. Without it curl's defaults stand. Raises
+** when ca_file cannot be read or holds no PEM certificate.
+*/
+static void session_trust(lua_State *L, Session *S) {
+  const char *ca_file, *system_ca;
+  size_t start;
+  int e;
+  lua_getfield(L, 1, "ca_file");
+  lua_getfield(L, 1, "system_ca");
+  ca_file = lua_tostring(L, -2);
+  system_ca = lua_tostring(L, -1);
+  if (ca_file == NULL) {
+    lua_pop(L, 2);
+    return;
+  }
+  if (system_ca == NULL) {
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    system_ca = v->cainfo ? v->cainfo : "/etc/ssl/certs/ca-certificates.crt";
+  }
+  if (append_file(&S->ca_blob, system_ca) != 0 || rv_buf_add(&S->ca_blob, "\n", 1) != 0) {
+    S->ca_blob.len = 0;   /* no system bundle here: ca_file alone */
+    if (S->ca_blob.data != NULL) S->ca_blob.data[0] = '\0';
+  }
+  start = S->ca_blob.len;
+  if ((e = append_file(&S->ca_blob, ca_file)) != 0) {
+    rv_buf_free(&S->ca_blob);
+    luaL_error(L, "rivya: ca_file: cannot read %s: %s", ca_file,
+               e == EINVAL ? "not a regular file" : strerror(e));
+  }
+  if (S->ca_blob.data == NULL ||
+      strstr(S->ca_blob.data + start, "-----BEGIN CERTIFICATE-----") == NULL) {
+    rv_buf_free(&S->ca_blob);
+    luaL_error(L, "rivya: ca_file: %s holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+               ca_file);
+  }
+  lua_pop(L, 2);
+}
+
 /*
 ** core.session{api_key=, api_origin=, user_agent=, ca_file=, max_connections=}
+** (and system_ca=, for tests: a file that stands for the system CA bundle)
 ** The key is copied into C memory and never returned to Lua.
 */
 static int session_new(lua_State *L) {
@@ -962,13 +1091,14 @@ static int session_new(lua_State *L) {
   memset(S, 0, sizeof *S);
   S->epfd = -1;
   S->timer_ms = -1;
+  S->stall_at = -1;
   S->closed = 1;   /* until fully built, __gc has nothing to free */
   luaL_setmetatable(L, RV_SESSION_MT);
   S->api_key = dup_field(L, 1, "api_key");
   S->api_origin = dup_field(L, 1, "api_origin");
   S->user_agent = dup_field(L, 1, "user_agent");
-  S->ca_file = dup_field(L, 1, "ca_file");
   S->closed = 0;
+  session_trust(L, S);
   S->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (S->epfd < 0) return luaL_error(L, "rivya: epoll_create1: %s", strerror(errno));
   S->multi = curl_multi_init();

@@ -135,6 +135,7 @@ int rv_models(lua_State *L);         /* core.models() -> array of schema tables 
 int rv_upload_rules(lua_State *L);   /* core.upload_rules(model?) -> rules | nil, err */
 int rv_check_upload(lua_State *L);   /* core.check_upload(model?, kind, mime?, size) -> true | nil, err */
 int rv_sniff(lua_State *L);          /* core.sniff(bytes) -> kind, mime | nil */
+const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime);
 /* end of validate.c / schema.c / sniff.c */
 
 /* local files for uploads (file.c) */

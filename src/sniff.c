@@ -59,6 +59,24 @@ static int matches(const pattern *p, const unsigned char *s, size_t len) {
 }
 
 /*
+** rv_sniff_bytes: the kind ("image", "video", "audio") of the file whose
+** first `len` bytes are at `s`, its MIME type in `*mime` (may be NULL), or
+** NULL when no signature matches. Used by downloads, without Lua.
+*/
+const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime) {
+  const signature *sig;
+  if (len > SNIFF_BYTES) len = SNIFF_BYTES;
+  for (sig = signatures; sig->kind != NULL; sig++) {
+    if (matches(&sig->first, s, len) &&
+        (sig->second.bytes == NULL || matches(&sig->second, s, len))) {
+      if (mime != NULL) *mime = sig->mime;
+      return sig->kind;
+    }
+  }
+  return NULL;
+}
+
+/*
 ** core.sniff(bytes) -> kind, mime | nil: `bytes` is the start of a file
 ** (the first SNIFF_BYTES are looked at; fewer is fine). kind is "image",
 ** "video" or "audio".
@@ -66,16 +84,13 @@ static int matches(const pattern *p, const unsigned char *s, size_t len) {
 int rv_sniff(lua_State *L) {
   size_t len;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
-  const signature *sig;
-  if (len > SNIFF_BYTES) len = SNIFF_BYTES;
-  for (sig = signatures; sig->kind != NULL; sig++) {
-    if (matches(&sig->first, s, len) &&
-        (sig->second.bytes == NULL || matches(&sig->second, s, len))) {
-      lua_pushstring(L, sig->kind);
-      lua_pushstring(L, sig->mime);
-      return 2;
-    }
+  const char *mime = NULL;
+  const char *kind = rv_sniff_bytes(s, len, &mime);
+  if (kind == NULL) {
+    lua_pushnil(L);
+    return 1;
   }
-  lua_pushnil(L);
-  return 1;
+  lua_pushstring(L, kind);
+  lua_pushstring(L, mime);
+  return 2;
 }

@@ -104,12 +104,29 @@ local function parse_origin(url, allow_http)
   return scheme .. "://" .. hostport
 end
 
+-- A ca_file that cannot serve as a trust anchor is misuse found offline: it raises
+-- in rivya.new rather than making every call fail later with a `tls` error.
+local function check_ca_file(path)
+  local st, why = core.stat(path)
+  if st and st.type ~= "file" then why = "a " .. st.type .. ", not a PEM file" end
+  if not why then
+    local f, ferr = io.open(path, "rb")
+    local pem = f and f:read("a")
+    if f then f:close() end
+    why = (ferr or not pem) and (ferr or "not readable")
+      or (not pem:find("-----BEGIN CERTIFICATE-----", 1, true) and "no PEM certificate in it")
+  end
+  if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
+end
+
 --- rivya.new(opts) -> client. Raises on misuse; never contacts the server.
 function Client.new(opts)
   opts = check_options("rivya.new", opts, OPTIONS)
   local self = setmetatable({}, Client)
   for k, v in pairs(DEFAULTS) do self[k] = v end
   for k, v in pairs(opts) do if k ~= "api_key" then self[k] = v end end
+  -- the `timeout` option must not shadow the pollable client:timeout() method
+  self.request_timeout, self.timeout = self.timeout, nil
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
@@ -123,6 +140,7 @@ function Client.new(opts)
   if math.type(self.max_retries) ~= "integer" or self.max_retries < 0 then
     error("rivya.new: max_retries must be a non-negative integer", 2)
   end
+  if opts.ca_file then check_ca_file(opts.ca_file) end
   self.session = core.session{
     api_key = key, api_origin = self.origin, user_agent = self.user_agent,
     ca_file = opts.ca_file, max_connections = self.max_connections,
@@ -148,6 +166,14 @@ function Client:_backoff(attempt)
   return d * (0.5 + 0.5 * math.random())
 end
 
+--- The wait before retry number `attempt` after `err`: the server's
+-- Retry-After (seconds or an HTTP date, read into err.retry_after) capped at
+-- retry_after_cap, else the backoff.
+function Client:_retry_delay(err, attempt)
+  if err.retry_after then return math.min(err.retry_after, self.retry_after_cap) end
+  return self:_backoff(attempt)
+end
+
 local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
 
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
@@ -163,7 +189,9 @@ function Client:_exchange(spec, o)
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
-    local t, start_err = self.session:start(spec)
+    -- inside gather, waits for a free slot; <close> returns curl's memory as soon as
+    -- the answer is read, not at some later GC cycle
+    local t <close>, start_err = sched.start(self.session, spec)
     if not t then return nil, start_err end
     sched.await(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
     if o.on_tick then o.on_tick(t) end
@@ -171,9 +199,11 @@ function Client:_exchange(spec, o)
     local err, retryable
     if status == nil then
       local kind, message = headers, body
-      local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response" })[kind] or "network"
+      local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
+        not_media = "bad_response" })[kind] or "network"
       err = errors.new(code, message)
-      retryable = kind == "network" or kind == "timeout"
+      -- an answer over the size cap is garbled like invalid JSON: try again
+      retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
       if not o.decode then return status, headers end
       local v = json.decode(body)
@@ -190,8 +220,7 @@ function Client:_exchange(spec, o)
       err.attempts = attempt + 1
       return nil, err
     end
-    local delay = err.retry_after and math.min(err.retry_after, self.retry_after_cap)
-      or self:_backoff(attempt)
+    local delay = self:_retry_delay(err, attempt)
     if o.deadline and now() + delay >= o.deadline then
       err.attempts = attempt + 1
       return nil, err
@@ -220,7 +249,7 @@ function Client:_api(method, path, o)
   if o.idempotency_key then headers[#headers + 1] = "Idempotency-Key: " .. o.idempotency_key end
   return self:_exchange({
     method = method, url = self.api_url .. path, headers = headers, body = body,
-    auth = o.auth ~= false, timeout = self.timeout, connect_timeout = self.connect_timeout,
+    auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
   }, { decode = true, deadline = o.deadline })
 end
@@ -372,9 +401,13 @@ function Client:upload(source, opts)
       on_progress(sent, info.size)
     end
   end
+  -- every retry re-streams the file from its start under the same key, so
+  -- an upload the server stored before the connection broke is not stored twice
+  local key = "rivya-" .. core.random_hex(16)
   local v
   v, err = self:_exchange({
-    method = "POST", url = self.api_url .. "/files", headers = { "Accept: application/json" },
+    method = "POST", url = self.api_url .. "/files",
+    headers = { "Accept: application/json", "Idempotency-Key: " .. key },
     multipart = parts, auth = true, timeout = 0, stall = self.stall_timeout,
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
   }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil })
@@ -437,7 +470,11 @@ function Client:create(req)
   if not body then return nil, warnings end
   local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
   local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
-  if not v then return nil, err end
+  if not v then
+    -- creating again with this key can never charge twice, whatever happened
+    err.idempotency_key = key
+    return nil, err
+  end
   local task, terr = check_task(v)
   if not task then return nil, terr end
   if warnings and #warnings > 0 then
@@ -619,7 +656,7 @@ function Client:download(task_or_url, path, opts)
     end
   end
   local status, err = self:_exchange({
-    url = url, auth = false, follow = true, output = path,
+    url = url, auth = false, follow = true, output = path, media = true,
     timeout = opts.timeout or 0, connect_timeout = self.connect_timeout,
     stall = self.stall_timeout, max_body = 64 * 1024,
   }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,

@@ -53,6 +53,13 @@ function errors.from_response(status, headers, body)
     code = status >= 500 and "server_error" or (status == 429 and "rate_limited")
       or (status == 404 and "not_found") or "http_error"
     local ctype = headers["content-type"] or "no content type"
+    local location = status >= 300 and status < 400 and headers["location"]
+    if location then
+      -- only the origin: a query string could carry anything
+      local origin = location:match("^(%a[%w+.-]*://[^/?#]+)") or "a relative location"
+      message = message or string.format("HTTP %d, a redirect to %s that rivya does not follow: "
+        .. "API requests (and the key) stay with the API's origin", status, origin)
+    end
     message = message or string.format("HTTP %d without an API error body (%s)", status, ctype)
   end
   return errors.new(code, message or code, {

@@ -1,131 +1,354 @@
 --- The coroutine scheduler behind rivya.gather and rivya.sleep.
--- Inside a function run by gather, waiting (for a transfer, a sleep or child
--- functions) yields to the scheduler; outside, the same waits block in the
--- kernel. Yields only ever happen here, in Lua: never across a C frame.
+-- Inside a function run by gather, waiting (for a transfer, a sleep, a free
+-- transfer slot or child functions) yields to the scheduler; outside, the
+-- same waits block in the kernel, or call the client's `waiter` (a foreign
+-- event loop's wait). Yields only ever happen here, in Lua: never across a C
+-- frame, and user callbacks run in the waiting coroutine, between steps.
+--
+-- Costs stay flat with thousands of coroutines: a waiting coroutine is found
+-- from the id of its transfer (the C session reports the ids of finished
+-- transfers) or from a binary heap of wake-up times, never by a scan.
 local core = require "rivya.core"
 
 local sched = {}
 
 local now, create, resume, yield, running, status =
   core.now, coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
-local huge = math.huge
+local pack = table.pack
 
--- coroutine -> its scheduler (weak: a finished coroutine is forgotten)
-local owner = setmetatable({}, { __mode = "k" })
+--- Transfers one session runs at once for a scheduler; more wait in Lua, so
+-- 10,000 coroutines do not hold 10,000 curl handles (about 12 KB each).
+sched.MAX_ACTIVE = 128
+
+--- Rounds of the scheduler loops so far: each waits once, for I/O or time.
+-- (A busy loop would show here as a count that grows without waiting.)
+sched.rounds = 0
+
+-- the value a waiting coroutine yields; anything else is a user's own yield
+local WAIT = setmetatable({}, { __name = "rivya.wait", __tostring = function() return "rivya.wait" end })
+
+-- coroutine -> its record {sched=, co=, seq=, waiting=, group=, index=, ...}
+local record = setmetatable({}, { __mode = "k" })
 
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
 --- The scheduler driving the running coroutine, or nil (blocking mode).
 function sched.current()
-  return owner[running()]
+  local w = record[running()]
+  return w and w.sched
 end
 
 local function new_scheduler()
-  return setmetatable({ waiting = {}, ready = {}, count = 0 }, Scheduler)
+  return setmetatable({
+    q = {}, qh = 1, qt = 0,      -- ready FIFO
+    -- timers: a binary heap, earliest first, in three parallel arrays (no
+    -- table per timer): wake time, waiting record, its seq when armed
+    hat = {}, hw = {}, hseq = {}, hn = 0,
+    count = 0,                   -- coroutines not finished
+    sessions = {},               -- session -> per-session state (see :state)
+    waiter = nil,                -- a foreign loop's wait, learned from clients
+  }, Scheduler)
 end
 
--- A waiter is {co=, transfer=, session=, wake=, children=}: runnable when its
--- transfer is done, its wake time passed, or its children all finished.
-function Scheduler:spawn(fn, on_done)
-  local co = create(function() return table.pack(fn()) end)
-  owner[co] = self
+-- ---- ready queue and timers ------------------------------------------------------
+
+function Scheduler:push_ready(w)
+  local qt = self.qt + 1
+  self.qt = qt
+  self.q[qt] = w
+end
+
+function Scheduler:pop_ready()
+  local qh = self.qh
+  if qh > self.qt then return nil end
+  local w = self.q[qh]
+  self.q[qh] = nil
+  if qh == self.qt then self.qh, self.qt = 1, 0 else self.qh = qh + 1 end
+  return w
+end
+
+function Scheduler:add_timer(w, at)
+  local hat, hw, hseq = self.hat, self.hw, self.hseq
+  local i = self.hn + 1
+  self.hn = i
+  while i > 1 do
+    local p = i // 2
+    if hat[p] <= at then break end
+    hat[i], hw[i], hseq[i] = hat[p], hw[p], hseq[p]
+    i = p
+  end
+  hat[i], hw[i], hseq[i] = at, w, w.seq
+end
+
+-- Remove the earliest timer; returns its record and the seq it was armed with.
+function Scheduler:pop_timer()
+  local hat, hw, hseq, n = self.hat, self.hw, self.hseq, self.hn
+  local w, seq = hw[1], hseq[1]
+  local lat, lw, lseq = hat[n], hw[n], hseq[n]
+  hat[n], hw[n], hseq[n] = nil, nil, nil
+  n = n - 1
+  self.hn = n
+  if n > 0 then
+    local i = 1
+    while true do
+      local c = 2 * i
+      if c > n then break end
+      if c < n and hat[c + 1] < hat[c] then c = c + 1 end
+      if hat[c] >= lat then break end
+      hat[i], hw[i], hseq[i] = hat[c], hw[c], hseq[c]
+      i = c
+    end
+    hat[i], hw[i], hseq[i] = lat, lw, lseq
+  end
+  return w, seq
+end
+
+--- Make a waiting coroutine runnable, once, whatever it waited for.
+function Scheduler:wake(w)
+  if not w.waiting then return end
+  w.waiting = false
+  w.seq = w.seq + 1   -- its pending timer entry, if any, is now stale
+  if w.id then
+    local st = w.state
+    st.pending[w.id] = nil
+    st.npending = st.npending - 1
+    w.id, w.transfer, w.state = nil, nil, nil
+  end
+  self:push_ready(w)
+end
+
+-- ---- per-session state: waiters by transfer id, transfer slots ---------------------
+
+function Scheduler:state(session)
+  local st = self.sessions[session]
+  if not st then
+    st = { session = session, pending = {}, npending = 0, admitted = {}, active = 0,
+      slots = {}, sh = 1, st = 0 }
+    self.sessions[session] = st
+  end
+  return st
+end
+
+-- A transfer slot of `st` is free again: hand it to the first coroutine
+-- queued for one (the slot stays counted), else count it free.
+function Scheduler:release(st)
+  local sh = st.sh
+  if sh <= st.st then
+    local w = st.slots[sh]
+    st.slots[sh] = nil
+    if sh == st.st then st.sh, st.st = 1, 0 else st.sh = sh + 1 end
+    w.granted = true
+    self:wake(w)
+  else
+    st.active = st.active - 1
+  end
+end
+
+-- Wake the coroutines whose transfers on `st` finished; free their slots.
+-- Returns true when the session was closed (every transfer aborted).
+function Scheduler:drain(st)
+  local ids, closed, lost = st.session:finished()
+  local pending, admitted = st.pending, st.admitted
+  for i = 1, #ids do
+    local id = ids[i]
+    local w = pending[id]
+    if w then self:wake(w) end
+    if admitted[id] then
+      admitted[id] = nil
+      self:release(st)
+    end
+  end
+  if lost then   -- a report was lost for want of memory: look at each one
+    for _, w in pairs(pending) do
+      if w.transfer:done() then self:wake(w) end
+    end
+    for id, t in pairs(admitted) do
+      if t:done() then
+        admitted[id] = nil
+        self:release(st)
+      end
+    end
+  end
+  return closed
+end
+
+-- ---- the loop ----------------------------------------------------------------------
+
+--- A new coroutine running `fn`; `group` (a gather) learns of its end
+-- through group:done(index, results).
+function Scheduler:spawn(fn, group, index)
+  local co = create(fn)
+  local w = { sched = self, co = co, seq = 0, waiting = false, group = group, index = index }
+  record[co] = w
   self.count = self.count + 1
-  self.ready[#self.ready + 1] = { co = co, on_done = on_done }
+  self:push_ready(w)
 end
 
-function Scheduler:run_one(w)
-  local ok, res = resume(w.co)
-  if status(w.co) == "dead" then
+-- what resume returned: finished (results packed), a wait, or a user's yield
+local function resumed(self, w, ok, ...)
+  local co = w.co
+  if status(co) == "dead" then
     self.count = self.count - 1
-    owner[w.co] = nil
-    if ok then w.on_done(res) else w.on_done(table.pack(nil, res), res) end
-    return
+    record[co] = nil
+    w.group:done(w.index, ok and pack(...) or pack(nil, (...)))
+  elseif ... ~= WAIT then
+    -- a plain coroutine.yield() from user code: run it again next round
+    self:push_ready(w)
   end
-  if type(res) ~= "table" or not res.rivya_wait then
-    -- a plain coroutine.yield() from user code: run it again on the next round
-    self.ready[#self.ready + 1] = w
-    return
-  end
-  res.co, res.on_done = w.co, w.on_done
-  self.waiting[#self.waiting + 1] = res
 end
 
-local function is_runnable(w, t)
-  if w.transfer and w.transfer:done() then return true end
-  if w.wake and t >= w.wake then return true end
-  if w.children and w.children.left == 0 then return true end
-  return false
+function Scheduler:run(w)
+  resumed(self, w, resume(w.co))
+end
+
+local BIG = 60   -- seconds: the longest single wait with no deadline at all
+
+--- Wait for I/O on the sessions in use or for the earliest timer (not at
+-- all when something is ready), step the sessions and wake who can run.
+function Scheduler:wait_io()
+  sched.rounds = sched.rounds + 1
+  local list, n = {}, 0
+  for session, st in pairs(self.sessions) do
+    if st.npending > 0 or st.active > 0 then
+      if self:drain(st) then
+        self.sessions[session] = nil   -- closed: its waiters were all woken
+      else
+        n = n + 1
+        list[n] = st
+      end
+    end
+  end
+  local timeout
+  if self.qh <= self.qt then
+    timeout = 0
+  elseif self.hn > 0 then
+    timeout = self.hat[1] - now()
+    if timeout < 0 then timeout = 0 end
+  end
+  if n == 0 then
+    if timeout == nil then
+      error("rivya.gather: every function is waiting and nothing can wake them", 0)
+    end
+    if timeout > 0 then
+      if self.waiter then self.waiter(nil, timeout) else core.sleep(timeout) end
+    end
+  elseif n == 1 then
+    local st = list[1]
+    local session = st.session
+    if st.waiter then
+      local ct = session:timeout()
+      if ct and (not timeout or ct < timeout) then timeout = ct end
+      if timeout ~= 0 then st.waiter(st.pollable, timeout) end
+      session:step()
+    else
+      session:step(timeout or BIG)
+    end
+  else
+    local fds, waiter, pollable = {}, nil, nil
+    for i = 1, n do
+      local st = list[i]
+      local ct = st.session:timeout()
+      if ct and (not timeout or ct < timeout) then timeout = ct end
+      fds[i] = st.session:pollfd()
+      if st.waiter and not waiter then waiter, pollable = st.waiter, st.pollable end
+    end
+    if timeout ~= 0 then
+      if waiter then
+        -- a foreign loop waits on one pollable: look at the others often
+        waiter(pollable, math.min(timeout or BIG, 0.05))
+      else
+        core.poll(fds, timeout or BIG)
+      end
+    end
+    for i = 1, n do list[i].session:step() end
+  end
+  for i = 1, n do
+    local st = list[i]
+    if self:drain(st) then self.sessions[st.session] = nil end
+  end
+  if self.hn > 0 then
+    local t = now()
+    local hat = self.hat
+    while self.hn > 0 and hat[1] <= t do
+      local w, seq = self:pop_timer()
+      if seq == w.seq then self:wake(w) end
+    end
+  end
 end
 
 --- Run until every spawned coroutine has finished.
 function Scheduler:loop()
   while self.count > 0 do
-    local ready = self.ready
-    self.ready = {}
-    for i = 1, #ready do self:run_one(ready[i]) end
-    if #self.ready == 0 and self.count > 0 then
-      -- nothing to run: wait for I/O or the earliest wake-up
-      local t = now()
-      local wake, sessions, nsess = huge, {}, 0
-      for _, w in ipairs(self.waiting) do
-        if w.wake and w.wake < wake then wake = w.wake end
-        if w.session and not sessions[w.session] then
-          sessions[w.session] = true
-          nsess = nsess + 1
-          sessions[nsess] = w.session
-        end
-      end
-      local runnable = false
-      for _, w in ipairs(self.waiting) do
-        if is_runnable(w, t) then runnable = true break end
-      end
-      if not runnable then
-        local timeout = wake == huge and 1 or math.max(wake - t, 0)
-        if nsess == 1 then
-          sessions[1]:step(timeout)
-        elseif nsess > 1 then
-          local fds = {}
-          for i = 1, nsess do
-            local st = sessions[i]:timeout()
-            if st and st < timeout then timeout = st end
-            fds[i] = sessions[i]:pollfd()
-          end
-          core.poll(fds, timeout)
-          for i = 1, nsess do sessions[i]:step() end
-        else
-          core.sleep(timeout)
-        end
-      else
-        for i = 1, nsess do sessions[i]:step() end
-      end
-      t = now()
-      local still = {}
-      for _, w in ipairs(self.waiting) do
-        if is_runnable(w, t) then
-          self.ready[#self.ready + 1] = w
-        else
-          still[#still + 1] = w
-        end
-      end
-      self.waiting = still
+    -- what is ready now runs; what becomes ready meanwhile runs next
+    -- round, after I/O has been looked at
+    for _ = 1, self.qt - self.qh + 1 do
+      local w = self:pop_ready()
+      if not w then break end
+      self:run(w)
     end
+    if self.count > 0 then self:wait_io() end
   end
+end
+
+-- ---- what the client calls ------------------------------------------------------------
+
+--- Start a transfer: `session:start(spec)`; inside gather, first wait for
+-- one of the session's MAX_ACTIVE slots.
+function sched.start(session, spec)
+  local w = record[running()]
+  if not w then return session:start(spec) end
+  local s = w.sched
+  local st = s:state(session)
+  if st.active >= sched.MAX_ACTIVE then
+    st.st = st.st + 1
+    st.slots[st.st] = w
+    w.waiting = true
+    repeat yield(WAIT) until w.granted
+    w.granted = nil
+  else
+    st.active = st.active + 1
+  end
+  local ok, t, err = pcall(session.start, session, spec)
+  if not ok or not t then
+    s:release(st)
+    if not ok then error(t, 0) end
+    return nil, err
+  end
+  st.admitted[t:watch()] = t
+  return t
 end
 
 --- Wait for a transfer of `session` to finish. `tick` (seconds, optional)
 -- bounds each wait so `on_tick` (progress reporting) runs between steps.
 -- `waiter(pollable, timeout)`, when given, waits instead of blocking: a
 -- foreign event loop's wait (cqueues.poll, a luv poll handle and a yield).
+-- Its timeout is nil when only I/O can end the wait.
 function sched.await(session, transfer, tick, on_tick, waiter, pollable)
-  local s = owner[running()]
+  local w = record[running()]
+  if w then
+    local s = w.sched
+    local st = s:state(session)
+    if waiter then
+      st.waiter, st.pollable = waiter, pollable
+      s.waiter = waiter
+    end
+    local id = transfer:watch()
+    while not transfer:done() do
+      st.pending[id] = w
+      st.npending = st.npending + 1
+      w.id, w.transfer, w.state, w.waiting = id, transfer, st, true
+      if tick then s:add_timer(w, now() + tick) end
+      yield(WAIT)
+      if on_tick then on_tick() end
+    end
+    return
+  end
   while not transfer:done() do
-    if s then
-      yield({ rivya_wait = true, session = session, transfer = transfer, wake = tick and now() + tick or nil })
-    elseif waiter then
+    if waiter then
       local t = session:timeout()
       if tick and (not t or t > tick) then t = tick end
-      waiter(pollable, t or 1)
+      waiter(pollable, t)
       session:step()
     else
       session:step(tick or 1)
@@ -139,20 +362,46 @@ function sched.sleep(seconds, waiter)
   if type(seconds) ~= "number" then
     error("rivya.sleep: seconds must be a number, got " .. type(seconds), 2)
   end
-  if seconds <= 0 then seconds = 0 end
-  if owner[running()] then
-    yield({ rivya_wait = true, wake = now() + seconds })
+  if seconds <= 0 or seconds ~= seconds then seconds = 0 end
+  local w = record[running()]
+  if w then
+    local s = w.sched
+    if waiter then s.waiter = waiter end
+    w.waiting = true
+    s:add_timer(w, now() + seconds)
+    yield(WAIT)
   elseif waiter then
     local deadline = now() + seconds
-    repeat waiter(nil, deadline - now()) until now() >= deadline
+    repeat waiter(nil, math.max(deadline - now(), 0)) until now() >= deadline
   else
     core.sleep(seconds)
   end
 end
 
+-- The functions of one gather call: started in order, at most `concurrency`
+-- at once; the gather's caller (a coroutine of the same scheduler when
+-- nested) wakes when the last one ends.
+local Group = {}
+Group.__index = Group
+
+function Group:start_next()
+  local i = self.next
+  if i > self.n then return end
+  self.next = i + 1
+  self.sched:spawn(self.fns[i], self, i)
+end
+
+function Group:done(i, results)
+  self.results[i] = results
+  self.left = self.left - 1
+  self:start_next()
+  if self.left == 0 and self.parent then self.sched:wake(self.parent) end
+end
+
 --- Run functions as coroutines; results[i] == table.pack(fns[i]()).
 -- An error raised in one function lands in its slot as (nil, err).
--- opts.concurrency bounds how many run at once.
+-- opts.concurrency bounds how many run at once. Inside a function run by
+-- gather, a nested gather shares its scheduler and yields until done.
 function sched.gather(fns, opts)
   if type(fns) ~= "table" then
     error("rivya.gather: expected an array of functions, got " .. type(fns), 2)
@@ -174,28 +423,19 @@ function sched.gather(fns, opts)
       error("rivya.gather: concurrency must be a positive integer", 2)
     end
   end
-  local results = {}
-  local parent = owner[running()]
-  local s = parent or new_scheduler()
-  local children = { left = n }
-  local next_index = 1
-  local function start_next()
-    if next_index > n then return end
-    local i = next_index
-    next_index = next_index + 1
-    s:spawn(fns[i], function(res)
-      results[i] = res
-      children.left = children.left - 1
-      start_next()
-    end)
-  end
-  for _ = 1, math.min(limit, n) do start_next() end
+  if n == 0 then return {} end
+  local parent = record[running()]
+  local s = parent and parent.sched or new_scheduler()
+  local group = setmetatable({ sched = s, fns = fns, n = n, left = n, next = 1, results = {},
+    parent = parent }, Group)
+  for _ = 1, math.min(limit, n) do group:start_next() end
   if parent then
-    if children.left > 0 then yield({ rivya_wait = true, children = children }) end
+    parent.waiting = true
+    yield(WAIT)
   else
     s:loop()
   end
-  return results
+  return group.results
 end
 
 return sched
