@@ -175,6 +175,8 @@ function Client:_retry_delay(err, attempt)
 end
 
 local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
+-- the headers of a bodyless API call: one shared table, never modified
+local ACCEPT_JSON = { "Accept: application/json" }
 
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
 -- o: deadline (monotonic seconds), decode (JSON answer expected), on_tick, tick.
@@ -238,8 +240,9 @@ function Client:_api(method, path, o)
     return nil, errors.new("api_key_missing",
       "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
   end
-  local headers = { "Accept: application/json" }
+  local headers = ACCEPT_JSON
   local body
+  if o.body ~= nil or o.idempotency_key then headers = { ACCEPT_JSON[1] } end
   if o.body ~= nil then
     local err
     body, err = json.encode(o.body)
@@ -531,7 +534,11 @@ function Client:_next_change(p)
     end
     sched.sleep(math.min(delay, left), self.waiter)
     p.polls = p.polls + 1
-    local task, err = self:get(p.id, { deadline = p.deadline })
+    -- inside gather, wait for a transfer slot here, before the request is
+    -- built: thousands of polls due at once then queue with small stacks
+    sched.reserve(self.session)
+    local task, err = self:get(p.id, p)
+    sched.unreserve(self.session)
     if task then
       p.last = task
       if task.status ~= p.seen then

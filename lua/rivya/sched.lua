@@ -27,7 +27,9 @@ sched.rounds = 0
 -- the value a waiting coroutine yields; anything else is a user's own yield
 local WAIT = setmetatable({}, { __name = "rivya.wait", __tostring = function() return "rivya.wait" end })
 
--- coroutine -> its record {sched=, co=, seq=, waiting=, group=, index=, ...}
+-- coroutine -> its record {co=, seq=, waiting=, group=, index=, id=, state=}:
+-- at most 8 fields, so a waiting record's hash part stays at 8 nodes (10,000
+-- waiting coroutines); its scheduler is group.sched
 local record = setmetatable({}, { __mode = "k" })
 
 local Scheduler = {}
@@ -36,7 +38,7 @@ Scheduler.__index = Scheduler
 --- The scheduler driving the running coroutine, or nil (blocking mode).
 function sched.current()
   local w = record[running()]
-  return w and w.sched
+  return w and w.group.sched
 end
 
 local function new_scheduler()
@@ -112,8 +114,9 @@ function Scheduler:wake(w)
   if w.id then
     local st = w.state
     st.pending[w.id] = nil
+    st.transfers[w.id] = nil
     st.npending = st.npending - 1
-    w.id, w.transfer, w.state = nil, nil, nil
+    w.id, w.state = nil, nil
   end
   self:push_ready(w)
 end
@@ -123,8 +126,10 @@ end
 function Scheduler:state(session)
   local st = self.sessions[session]
   if not st then
-    st = { session = session, pending = {}, npending = 0, admitted = {}, active = 0,
-      slots = {}, sh = 1, st = 0 }
+    -- pending: transfer id -> waiting record; transfers: id -> its transfer;
+    -- reserved: records holding a slot taken before their transfer started
+    st = { session = session, pending = {}, transfers = {}, npending = 0, admitted = {}, active = 0,
+      slots = {}, sh = 1, st = 0, reserved = {} }
     self.sessions[session] = st
   end
   return st
@@ -160,8 +165,9 @@ function Scheduler:drain(st)
     end
   end
   if lost then   -- a report was lost for want of memory: look at each one
-    for _, w in pairs(pending) do
-      if w.transfer:done() then self:wake(w) end
+    local transfers = st.transfers
+    for id, w in pairs(pending) do
+      if transfers[id]:done() then self:wake(w) end
     end
     for id, t in pairs(admitted) do
       if t:done() then
@@ -179,7 +185,7 @@ end
 -- through group:done(index, results).
 function Scheduler:spawn(fn, group, index)
   local co = create(fn)
-  local w = { sched = self, co = co, seq = 0, waiting = false, group = group, index = index }
+  local w = { co = co, seq = 0, waiting = false, group = group, index = index }
   record[co] = w
   self.count = self.count + 1
   self:push_ready(w)
@@ -295,11 +301,8 @@ end
 
 --- Start a transfer: `session:start(spec)`; inside gather, first wait for
 -- one of the session's MAX_ACTIVE slots.
-function sched.start(session, spec)
-  local w = record[running()]
-  if not w then return session:start(spec) end
-  local s = w.sched
-  local st = s:state(session)
+-- Take one of `st`'s transfer slots for `w`, waiting in line when all are taken.
+local function acquire(st, w)
   if st.active >= sched.MAX_ACTIVE then
     st.st = st.st + 1
     st.slots[st.st] = w
@@ -308,6 +311,43 @@ function sched.start(session, spec)
     w.granted = nil
   else
     st.active = st.active + 1
+  end
+end
+
+--- Inside gather, take a transfer slot of `session` now, for the next
+-- sched.start of this coroutine: the wait in line then happens here, in a
+-- shallow frame, before the request's tables exist (10,000 coroutines
+-- queued for 128 slots hold small stacks). Outside gather, does nothing.
+function sched.reserve(session)
+  local w = record[running()]
+  if not w then return end
+  local st = w.group.sched:state(session)
+  if st.reserved[w] then return end
+  acquire(st, w)
+  st.reserved[w] = true
+end
+
+--- Give back a slot reserved and not used by a sched.start.
+function sched.unreserve(session)
+  local w = record[running()]
+  if not w then return end
+  local s = w.group.sched
+  local st = s.sessions[session]
+  if st and st.reserved[w] then
+    st.reserved[w] = nil
+    s:release(st)
+  end
+end
+
+function sched.start(session, spec)
+  local w = record[running()]
+  if not w then return session:start(spec) end
+  local s = w.group.sched
+  local st = s:state(session)
+  if st.reserved[w] then
+    st.reserved[w] = nil
+  else
+    acquire(st, w)
   end
   local ok, t, err = pcall(session.start, session, spec)
   if not ok or not t then
@@ -327,7 +367,7 @@ end
 function sched.await(session, transfer, tick, on_tick, waiter, pollable)
   local w = record[running()]
   if w then
-    local s = w.sched
+    local s = w.group.sched
     local st = s:state(session)
     if waiter then
       st.waiter, st.pollable = waiter, pollable
@@ -336,8 +376,9 @@ function sched.await(session, transfer, tick, on_tick, waiter, pollable)
     local id = transfer:watch()
     while not transfer:done() do
       st.pending[id] = w
+      st.transfers[id] = transfer
       st.npending = st.npending + 1
-      w.id, w.transfer, w.state, w.waiting = id, transfer, st, true
+      w.id, w.state, w.waiting = id, st, true
       if tick then s:add_timer(w, now() + tick) end
       yield(WAIT)
       if on_tick then on_tick() end
@@ -365,7 +406,7 @@ function sched.sleep(seconds, waiter)
   if seconds <= 0 or seconds ~= seconds then seconds = 0 end
   local w = record[running()]
   if w then
-    local s = w.sched
+    local s = w.group.sched
     if waiter then s.waiter = waiter end
     w.waiting = true
     s:add_timer(w, now() + seconds)
@@ -425,7 +466,7 @@ function sched.gather(fns, opts)
   end
   if n == 0 then return {} end
   local parent = record[running()]
-  local s = parent and parent.sched or new_scheduler()
+  local s = parent and parent.group.sched or new_scheduler()
   local group = setmetatable({ sched = s, fns = fns, n = n, left = n, next = 1, results = {},
     parent = parent }, Group)
   for _ = 1, math.min(limit, n) do group:start_next() end
