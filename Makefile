@@ -43,8 +43,12 @@ BENCH_PACKAGES := hyperfine time lua5.1 lua-curl lua-cjson
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 export RIVYA_SIM := $(CURDIR)/$(SIM_BIN)
+# the build the specs load (.busted's cpath) and whose C host they run
+export RIVYA_BUILD := $(CURDIR)/$(BUILD)
+export RIVYA_EMBED := $(CURDIR)/$(BUILD)/rivya-embed
 
-.PHONY: all build setup test check lint spec rockspec-check demo install uninstall clean bench docs embed
+.PHONY: all build setup test check lint spec rockspec-check demo install uninstall clean bench docs embed \
+  setup-dev test-asan test-valgrind fuzz fuzz-smoke fuzz-build fuzz-merge
 
 all: build
 build: $(CORE_SO) $(SIM_BIN)
@@ -85,7 +89,7 @@ setup:
 	fi
 
 lint:
-	$(LUACHECK) -q lua spec examples bin/rivya $(wildcard bench)
+	$(LUACHECK) -q lua spec examples bin/rivya $(wildcard bench) $(wildcard fuzz/*.lua)
 
 # busted's output and every simulator's stderr (kept in $(BUILD)/sim-logs by
 # spec/helper.lua) are scanned for the specs' API keys: a leak is a failure.
@@ -142,6 +146,126 @@ bench: setup build
 	@$(MAKE) --no-print-directory setup DEB_PACKAGES="$(BENCH_PACKAGES)"
 	@set -o pipefail; for b in bench/*.lua; do echo "== $$b"; $(LUA) $$b || exit 1; echo; done \
 	  | tee bench/results.md
+
+# ---- memory safety and fuzzing (README: "Memory safety and fuzzing") ---------
+# Tools only these targets need: make setup-dev, which they depend on.
+DEV_PACKAGES := clang libclang-rt-14-dev valgrind
+ASAN_BUILD ?= build-asan
+VALGRIND_BUILD ?= build-valgrind
+FUZZ_BUILD ?= build-fuzz
+ASAN_CC ?= gcc
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+REAL_LUA := $(shell command -v $(LUA) 2>/dev/null || echo /usr/bin/$(LUA))
+CHECK_LOGS = $(CURDIR)/$(1)/check-logs
+# busted's interpreter and every lua5.4 the specs start come through sanitize/bin
+CHECK_ENV = PATH="$(CURDIR)/sanitize/bin:$$PATH" RIVYA_REAL_LUA=$(REAL_LUA) \
+  RIVYA_PRELOAD=$(CURDIR)/$(1)/preload.so RIVYA_CHECK_LOGS=$(call CHECK_LOGS,$(1)) \
+  RIVYA_EMBED_BIN=$(CURDIR)/$(1)/rivya-embed
+ASAN_ENV = RIVYA_CHECK=asan RIVYA_LIBASAN=$$($(ASAN_CC) -print-file-name=libasan.so) \
+  ASAN_OPTIONS=detect_leaks=1:log_path=$(call CHECK_LOGS,$(ASAN_BUILD))/asan:log_exe_name=1 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/sanitize/lsan.supp:print_suppressions=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(call CHECK_LOGS,$(ASAN_BUILD))/ubsan
+VALGRIND_OPTS := --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+  --num-callers=40 --child-silent-after-fork=yes --suppressions=$(CURDIR)/sanitize/valgrind.supp
+
+setup-dev: setup
+	@$(MAKE) --no-print-directory setup DEB_PACKAGES="$(DEV_PACKAGES)"
+
+%/preload.so: sanitize/preload.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -Wall -Wextra -Werror -O2 -fPIC -shared -o $@ $<
+
+# The whole busted suite against the C core and rivya-sim built with ASan + UBSan
+# (gcc); the lua5.4 interpreters get the ASan runtime preloaded.
+test-asan: setup-dev
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CC=$(ASAN_CC) CFLAGS="-O1 -g" \
+	  SANITIZE="$(ASAN_FLAGS)" build embed $(ASAN_BUILD)/preload.so
+	@rm -rf $(call CHECK_LOGS,$(ASAN_BUILD)); mkdir -p $(call CHECK_LOGS,$(ASAN_BUILD))
+	@rc=0; $(call CHECK_ENV,$(ASAN_BUILD)) $(ASAN_ENV) $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+	  CC=$(ASAN_CC) CFLAGS="-O1 -g" SANITIZE="$(ASAN_FLAGS)" RIVYA_EMBED=$(CURDIR)/sanitize/checked-embed \
+	  spec || rc=1; \
+	sanitize/check-logs asan $(call CHECK_LOGS,$(ASAN_BUILD)) || rc=1; exit $$rc
+
+# The whole busted suite under valgrind memcheck: every lua5.4 and every
+# rivya-sim, one log each; 0 errors and 0 bytes definitely lost. Specs that
+# need the interpreter at full speed are left out (VALGRIND_SKIP, Lua
+# patterns of test names): 2,000 coroutines must start within 50 ms there.
+VALGRIND_SKIP ?= wakes%s2,000%ssleeping%sfunctions
+test-valgrind: setup-dev
+	@$(MAKE) --no-print-directory BUILD=$(VALGRIND_BUILD) CFLAGS="-O1 -g" build embed \
+	  $(VALGRIND_BUILD)/preload.so
+	@rm -rf $(call CHECK_LOGS,$(VALGRIND_BUILD)); mkdir -p $(call CHECK_LOGS,$(VALGRIND_BUILD))
+	@rc=0; $(call CHECK_ENV,$(VALGRIND_BUILD)) RIVYA_CHECK=valgrind RIVYA_VALGRIND_OPTS="$(VALGRIND_OPTS)" \
+	  RIVYA_SIM_BIN=$(CURDIR)/$(VALGRIND_BUILD)/rivya-sim \
+	  $(MAKE) --no-print-directory BUILD=$(VALGRIND_BUILD) CFLAGS="-O1 -g" \
+	  RIVYA_SIM=$(CURDIR)/sanitize/valgrind-sim RIVYA_EMBED=$(CURDIR)/sanitize/checked-embed \
+	  BUSTED_ARGS="$(BUSTED_ARGS) $(VALGRIND_SKIP:%=--filter-out=%)" spec || rc=1; \
+	sanitize/check-logs valgrind $(call CHECK_LOGS,$(VALGRIND_BUILD)) || rc=1; exit $$rc
+
+# libFuzzer targets (fuzz/*_fuzz.c, clang): each runs FUZZ_SECONDS from its
+# committed corpus fuzz/corpus/<target>, new inputs going to $(FUZZ_BUILD)/corpus.
+FUZZ_CC ?= clang
+FUZZ_FLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS := validate json sniff sim
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%_fuzz)
+FUZZ_CFLAGS := -std=c99 -Wall -Wextra -Werror $(DEFS) -I$(LUA_INCDIR)
+FUZZ_DEPS := fuzz/fuzz.h src/rivya.h
+
+$(FUZZ_BUILD)/validate_fuzz: fuzz/validate_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	  src/error.c src/buf.c $(LUA_LIBS) -lm
+
+$(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	  src/error.c src/buf.c src/file.c $(LUA_LIBS) -lm
+
+# json_fuzz.c includes src/http.c itself, for its static callbacks
+$(FUZZ_BUILD)/json_fuzz: fuzz/json_fuzz.c fuzz/json_fuzz.lua $(CORE_SRC) $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' $(CURL_CFLAGS) -o $@ $< \
+	  $(filter-out src/http.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) -lpthread -lm
+
+$(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(wildcard sim/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) $(MHD_CFLAGS) -o $@ $< \
+	  $(filter-out sim/main.c,$(SIM_SRC)) $(MHD_LIBS) -lpthread -lm
+
+fuzz-build: setup-dev
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+# run each target for $(1) seconds; a crash stops with its input in $(FUZZ_BUILD)/artifacts
+define run-fuzzers
+	@mkdir -p $(FUZZ_BUILD)/artifacts; rc=0; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  $(FUZZ_BUILD)/$${t}_fuzz -max_total_time=$(1) -timeout=20 -rss_limit_mb=4096 -max_len=65536 \
+	    -print_final_stats=1 -artifact_prefix=$(CURDIR)/$(FUZZ_BUILD)/artifacts/$$t- \
+	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t >$(FUZZ_BUILD)/$$t.log 2>&1; r=$$?; \
+	  runs=$$(grep -aoE 'stat::number_of_executed_units: *[0-9]+' $(FUZZ_BUILD)/$$t.log | grep -oE '[0-9]+$$'); \
+	  secs=$$(grep -aoE 'Done [0-9]+ runs in [0-9]+ second' $(FUZZ_BUILD)/$$t.log | grep -oE '[0-9]+ second' | grep -oE '[0-9]+'); \
+	  cov=$$(grep -aoE 'cov: [0-9]+' $(FUZZ_BUILD)/$$t.log | tail -1); \
+	  if [ $$r -ne 0 ]; then rc=1; echo "fuzz $$t: FAILED after $${runs:-?} runs (log: $(FUZZ_BUILD)/$$t.log)"; \
+	    grep -aE -A12 'ERROR: |property failed|raised on' $(FUZZ_BUILD)/$$t.log | head -40; \
+	  else echo "fuzz $$t: $${runs:-?} runs in $${secs:-?} s ($$(( $${runs:-0} / ($${secs:-1} > 0 ? $${secs:-1} : 1) )) exec/s), $$cov, no crash"; fi; \
+	done; exit $$rc
+endef
+
+fuzz: fuzz-build
+	$(call run-fuzzers,$(FUZZ_SECONDS))
+
+fuzz-smoke: fuzz-build
+	$(call run-fuzzers,$(FUZZ_SMOKE_SECONDS))
+
+# fold what the fuzzers found into the committed corpora, keeping only inputs
+# that add coverage (then review and commit fuzz/corpus)
+fuzz-merge: fuzz-build
+	@for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  $(FUZZ_BUILD)/$${t}_fuzz -merge=1 -max_len=65536 fuzz/corpus/$$t $(FUZZ_BUILD)/corpus/$$t \
+	    >$(FUZZ_BUILD)/$$t-merge.log 2>&1 || exit 1; echo "fuzz-merge $$t: $$(ls fuzz/corpus/$$t | wc -l) inputs"; done
 
 install: build
 	install -d $(DESTDIR)$(LUADIR)/rivya $(DESTDIR)$(LIBDIR)/rivya $(DESTDIR)$(BINDIR)

@@ -8,6 +8,7 @@
 ** to the largest limit still possible given the fields seen so far; past
 ** it the bytes are counted and dropped, so a huge upload costs no memory.
 */
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,8 +396,10 @@ double rv_webm_duration(const unsigned char *p, size_t n) {
     }
     off += (size_t)size;
   }
-  if (duration < 0 || scale == 0) return -1;
-  return duration * (double)scale / 1e9;
+  /* a NaN or infinite Duration (any float bits can come) is no duration */
+  if (!(duration >= 0) || scale == 0) return -1;
+  duration = duration * (double)scale / 1e9;
+  return duration <= DBL_MAX ? duration : -1;
 }
 
 /*

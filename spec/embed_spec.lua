@@ -4,7 +4,7 @@ local helper = require "helper"
 
 describe("the embedding C host (examples/embed)", function()
   local sim, dir
-  local bin = helper.ROOT .. "/build/rivya-embed"
+  local bin = os.getenv("RIVYA_EMBED") or (helper.ROOT .. "/build/rivya-embed")
   local script = helper.ROOT .. "/examples/embed/render.lua"
 
   setup(function()

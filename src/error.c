@@ -62,24 +62,58 @@ static void add_part(lua_State *L, luaL_Buffer *b, int t, const char *name,
 }
 
 /*
+** Push the string at `idx` with control characters escaped (\n, \r, \t,
+** \xHH), so that what a server put in a message cannot break the line.
+*/
+static void push_one_line(lua_State *L, int idx) {
+  size_t len, i;
+  const char *s = lua_tolstring(L, idx, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[8];
+    if (c >= 0x20 && c != 0x7F) {
+      luaL_addchar(&b, (char)c);
+      continue;
+    }
+    if (c == '\n') snprintf(esc, sizeof esc, "\\n");
+    else if (c == '\r') snprintf(esc, sizeof esc, "\\r");
+    else if (c == '\t') snprintf(esc, sizeof esc, "\\t");
+    else snprintf(esc, sizeof esc, "\\x%02X", c);
+    luaL_addstring(&b, esc);
+  }
+  luaL_pushresult(&b);
+}
+
+/*
 ** __tostring: "rivya: <code>: <message> (field=..., status=..., request_id=...)".
 ** Only fields the client itself filled are shown; none can hold the API key.
+** Always one line: control characters from the server are escaped.
+** While the buffer is open, a value is pushed only right before
+** luaL_addvalue: a code or message longer than the buffer's first block
+** must find the buffer's box at the top when it grows.
 */
 static int error_tostring(lua_State *L) {
   luaL_Buffer b;
-  int first = 1;
+  int first = 1, has_message;
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "message");
+  has_message = lua_isstring(L, -1);
+  lua_pop(L, 1);
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "rivya: ");
   lua_getfield(L, 1, "code");
-  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "message");
-  if (lua_isstring(L, -1)) {
-    luaL_addstring(&b, ": ");
-    luaL_addvalue(&b);
-  } else {
+  if (!lua_isstring(L, -1)) {
     lua_pop(L, 1);
+    lua_pushliteral(L, "error");
+  }
+  luaL_addvalue(&b);
+  if (has_message) {
+    luaL_addstring(&b, ": ");
+    lua_getfield(L, 1, "message");
+    luaL_addvalue(&b);
   }
   add_part(L, &b, 1, "field", &first);
   add_part(L, &b, 1, "status", &first);
@@ -87,6 +121,7 @@ static int error_tostring(lua_State *L) {
   add_part(L, &b, 1, "retry_after", &first);
   if (!first) luaL_addchar(&b, ')');
   luaL_pushresult(&b);
+  push_one_line(L, -1);
   return 1;
 }
 

@@ -822,9 +822,10 @@ static int transfer_done(lua_State *L) {
 
 /* Parse the header block into a table of lower-case names. */
 static void push_headers(lua_State *L, const rv_buf *head) {
-  const char *p = head->data, *end = head->data + head->len;
+  const char *p = head->data, *end;
   lua_newtable(L);
-  if (p == NULL) return;
+  if (p == NULL) return;      /* no header block: NULL + 0 would be undefined */
+  end = p + head->len;
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = eol ? eol : end;

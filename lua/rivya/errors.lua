@@ -47,8 +47,9 @@ end
 function errors.from_response(status, headers, body)
   local decoded = json.decode(body or "")
   local e = type(decoded) == "table" and type(decoded.error) == "table" and decoded.error or {}
-  local code = type(e.code) == "string" and e.code or nil
-  local message = type(e.message) == "string" and e.message or nil
+  -- an empty code or message says nothing: the status decides instead
+  local code = type(e.code) == "string" and e.code ~= "" and e.code or nil
+  local message = type(e.message) == "string" and e.message ~= "" and e.message or nil
   if not code then
     code = status >= 500 and "server_error" or (status == 429 and "rate_limited")
       or (status == 404 and "not_found") or "http_error"
