@@ -189,7 +189,7 @@ test-asan: setup-dev
 # The whole busted suite under valgrind memcheck: every lua5.4 and every
 # rivya-sim, one log each; 0 errors and 0 bytes definitely lost. Specs that
 # need the interpreter at full speed are left out (VALGRIND_SKIP, Lua
-# patterns of test names): 2,000 coroutines must start within 50 ms there.
+# patterns of test names): 2,000 coroutines under memcheck only add minutes.
 VALGRIND_SKIP ?= wakes%s2,000%ssleeping%sfunctions
 test-valgrind: setup-dev
 	@$(MAKE) --no-print-directory BUILD=$(VALGRIND_BUILD) CFLAGS="-O1 -g" build embed \

@@ -6,15 +6,7 @@ local cjson = require "cjson.safe"
 
 local sh = helper.sh_quote
 
-local function abspath(p)
-  if p:sub(1, 1) == "/" then return p end
-  local f = io.popen("cd " .. sh(p) .. " && pwd")
-  local r = f:read("l")
-  f:close()
-  return r
-end
-
-local ROOT = abspath(helper.ROOT)
+local ROOT = helper.ROOT
 local RIVYA = ROOT .. "/bin/rivya"
 local PNG = ROOT .. "/examples/assets/first_frame.png"
 local JPEG = ROOT .. "/examples/assets/last_frame.jpg"

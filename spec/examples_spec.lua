@@ -5,15 +5,7 @@ local helper = require "helper"
 
 local sh = helper.sh_quote
 
-local function abspath(p)
-  if p:sub(1, 1) == "/" then return p end
-  local f = io.popen("cd " .. sh(p) .. " && pwd")
-  local r = f:read("l")
-  f:close()
-  return r
-end
-
-local ROOT = abspath(helper.ROOT)
+local ROOT = helper.ROOT
 
 local function is_mp4(path)
   local data = helper.read_file(path)

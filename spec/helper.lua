@@ -15,7 +15,15 @@ local function root()
   local src = debug.getinfo(1, "S").source:sub(2)
   return (src:match("^(.*)/spec/[^/]*$") or ".")
 end
-helper.ROOT = root()
+--- The repository's root as an absolute path (specs run subprocesses elsewhere).
+local function abspath(p)
+  if p:sub(1, 1) == "/" then return p end
+  local f = io.popen("cd '" .. p:gsub("'", "'\\''") .. "' && pwd")
+  local r = f:read("l")
+  f:close()
+  return r
+end
+helper.ROOT = abspath(root())
 
 local function sh_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

@@ -57,6 +57,18 @@ describe("regressions", function()
     end)
   end)
 
+  describe("the file sniffer", function()
+    it("reads every ADTS header (FF F0, F1, F8, F9) as AAC, as rivya-sim does", function()
+      local core = require "rivya.core"
+      for _, second in ipairs{ 0xF0, 0xF1, 0xF8, 0xF9 } do
+        local kind, mime = core.sniff(string.char(0xFF, second) .. "\0\0\0\0")
+        assert.are.equal("audio", kind)
+        assert.are.equal("audio/aac", mime)
+      end
+      assert.are.equal("audio/mpeg", select(2, core.sniff("\255\251\144\0")))
+    end)
+  end)
+
   describe("against rivya-sim", function()
     local sim, client
     setup(function()

@@ -248,10 +248,8 @@ static void unlink_from_session(Transfer *T) {
   T->session = NULL;
 }
 
-/* Release everything a transfer holds; idempotent (close, __gc, __close). */
-static void transfer_release(Transfer *T) {
-  detach(T);
-  unlink_from_session(T);
+/* Free the curl handle and what it points at (headers, MIME); idempotent. */
+static void free_curl(Transfer *T) {
   if (T->easy != NULL) {
     curl_easy_cleanup(T->easy);
     T->easy = NULL;
@@ -262,6 +260,13 @@ static void transfer_release(Transfer *T) {
     curl_mime_free(T->mime);
     T->mime = NULL;
   }
+}
+
+/* Release everything a transfer holds; idempotent (close, __gc, __close). */
+static void transfer_release(Transfer *T) {
+  detach(T);
+  unlink_from_session(T);
+  free_curl(T);
   remove_temp(T);
   free(T->out_path);
   T->out_path = NULL;
@@ -334,14 +339,7 @@ static void collect(Session *S) {
     if (T->out_path != NULL) finish_output(T);
     curl_easy_getinfo(T->easy, CURLINFO_SIZE_DOWNLOAD_T, &T->got_bytes);
     curl_easy_getinfo(T->easy, CURLINFO_TOTAL_TIME, &T->seconds);
-    curl_easy_cleanup(T->easy);
-    T->easy = NULL;
-    curl_slist_free_all(T->headers);
-    T->headers = NULL;
-    if (T->mime != NULL) {
-      curl_mime_free(T->mime);
-      T->mime = NULL;
-    }
+    free_curl(T);
     report_done(T);
   }
 }

@@ -40,8 +40,8 @@ static const signature signatures[] = {
   {"video", "video/webm", P(0, "\x1A\x45\xDF\xA3"), NONE},
   {"audio", "audio/mpeg", P(0, "ID3"), NONE},
   /* ADTS AAC before the MPEG frame sync, which would also match it */
-  {"audio", "audio/aac", P(0, "\xFF\xF1"), NONE},
-  {"audio", "audio/aac", P(0, "\xFF\xF9"), NONE},
+  /* ADTS: sync FFF and layer bits 00 (FF F0, F1, F8, F9), as rivya-sim reads it */
+  {"audio", "audio/aac", PM(0, "\xFF\xF0", "\xFF\xF6"), NONE},
   {"audio", "audio/mpeg", PM(0, "\xFF\xE0", "\xFF\xE0"), NONE},
   {"audio", "audio/ogg", P(0, "OggS"), NONE},
   {NULL, NULL, NONE, NONE}
