@@ -140,6 +140,7 @@ const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime
 
 /* local files for uploads (file.c) */
 int rv_file_open(lua_State *L);      /* pushes core.stat, core.read_head */
+int rv_tidy_open(lua_State *L);      /* pushes core.json_tidy (tidy.c) */
 
 /* HTTP on libcurl (http.c) */
 int rv_http_open(lua_State *L);      /* registers metatables; pushes core.session */

@@ -11,6 +11,8 @@ Client.__index = Client
 Client.__name = "rivya.Client"
 
 local now = core.now
+local min, yield = math.min, coroutine.yield
+local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, sched.unpark, sched.WAIT
 
 --- Defaults, documented in the README.
 local DEFAULTS = {
@@ -58,17 +60,22 @@ local function closest(word, names)
   return best
 end
 
+-- the options of a call given none: shared, never written to
+local NO_OPTIONS = setmetatable({}, {
+  __newindex = function() error("rivya: internal: NO_OPTIONS is read-only", 2) end,
+})
+
 local function check_options(where, opts, allowed)
-  if opts == nil then return {} end
+  if opts == nil then return NO_OPTIONS end
   if type(opts) ~= "table" then
     error(("%s: options must be a table, got %s"):format(where, type(opts)), 3)
   end
-  local names = {}
-  for name in pairs(allowed) do names[#names + 1] = name end
-  table.sort(names)
   for k, v in pairs(opts) do
     local want = allowed[k]
     if not want then
+      local names = {}
+      for name in pairs(allowed) do names[#names + 1] = name end
+      table.sort(names)
       local hint = type(k) == "string" and closest(k, names)
       error(("%s: unknown option '%s'%s"):format(where, tostring(k),
         hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
@@ -488,13 +495,18 @@ function Client:create(req)
   return task
 end
 
---- The task's current state.
+--- The task's current state. o.deadline (monotonic seconds, core.now) bounds
+-- the call with its retries.
 function Client:get(id, o)
   check_open(self)
+  return self:_get(id, o and o.deadline)
+end
+
+function Client:_get(id, deadline)
   local ok, err = check_id(id)
   if not ok then return nil, err end
   local v
-  v, err = self:_api("GET", "/generations/" .. id, { deadline = o and o.deadline })
+  v, err = self:_api("GET", "/generations/" .. id, deadline and { deadline = deadline })
   if not v then return nil, err end
   return check_task(v)
 end
@@ -510,48 +522,40 @@ local function final_result(task)
   return nil, errors.new("generation_failed", msg, { task = task })
 end
 
--- A poll of one task: id, last known task, status seen, deadline, pace.
-function Client:_poller(task_or_id, opts)
-  local last = type(task_or_id) == "table" and task_or_id or nil
-  local id = last and last.id or task_or_id
-  local ok, err = check_id(id)
-  if not ok then return nil, err end
-  return { id = id, last = last, seen = last and last.status, polls = 0,
-    interval = opts.interval, deadline = now() + (opts.timeout or self.wait_timeout) }
+local function wait_timeout(id, last, why)
+  return errors.new("timeout", ("task %s not final after the wait deadline%s"):format(id,
+    why and " (" .. why .. ")" or ""), { task = last })
 end
 
--- Poll until the task's status differs from the one seen; returns the task
--- (its status may be final) | nil, err (timeout, or a lasting error).
-function Client:_next_change(p)
-  while true do
-    -- documented advice: first poll 2-3 s after create, then every 5-10 s
-    local delay = p.interval or self.poll_interval
-      or (p.polls == 0 and 2.5 or math.min(10, 5 * 1.25 ^ (p.polls - 1)))
-    local left = p.deadline - now()
-    if left <= 0 then
-      return nil, errors.new("timeout", ("task %s not final after the wait deadline"):format(p.id),
-        { task = p.last })
-    end
-    sched.sleep(math.min(delay, left), self.waiter)
-    p.polls = p.polls + 1
-    -- inside gather, wait for a transfer slot here, before the request is
-    -- built: thousands of polls due at once then queue with small stacks
-    sched.reserve(self.session)
-    local task, err = self:get(p.id, p)
-    sched.unreserve(self.session)
-    if task then
-      p.last = task
-      if task.status ~= p.seen then
-        p.seen = task.status
-        return task
-      end
-    elseif not TRANSIENT[err.code] then
-      return nil, err
-    elseif now() >= p.deadline then
-      return nil, errors.new("timeout", ("task %s not final after the wait deadline (%s)"):format(p.id, err.message),
-        { task = p.last })
-    end
-  end
+-- The pause before poll number polls + 1: the documented advice is a first
+-- poll 2-3 s after create, then every 5-10 s. (No C call here: it runs one
+-- frame above a parked wait, see "Parking" in sched.lua.)
+function Client:_poll_delay(polls, interval)
+  if interval or self.poll_interval then return interval or self.poll_interval end
+  if polls == 0 then return 2.5 end
+  local d = 5 * 1.25 ^ (polls - 1)
+  return d < 10 and d or 10
+end
+
+-- One poll for wait and updates, after its pause: the task | false (a
+-- transient error: poll again) | nil, err (a lasting error, or the deadline
+-- passed). Inside gather it runs on a stand-in coroutine (sched.park_call)
+-- with a transfer slot taken at the end of the pause (sched.park_sleep):
+-- thousands of polls due at once queue in line with small stacks.
+function Client:_poll(id, deadline, last)
+  local task, err = self:_get(id, deadline)
+  sched.unreserve(self.session)
+  if task then return task end
+  if not TRANSIENT[err.code] then return nil, err end
+  if now() >= deadline then return nil, wait_timeout(id, last, err.message) end
+  return false
+end
+
+-- The id and the last known state of task_or_id | nil, err.
+local function task_ref(task_or_id)
+  local last = type(task_or_id) == "table" and task_or_id or nil
+  local id, err = check_id(last and last.id or task_or_id)
+  return id, err or last
 end
 
 --- Poll a task until it is final. opts: interval, timeout (total deadline),
@@ -561,15 +565,30 @@ end
 function Client:wait(task_or_id, opts)
   check_open(self)
   opts = check_options("client:wait", opts, WAIT_OPTIONS)
-  local p, err = self:_poller(task_or_id, opts)
-  if not p then return nil, err end
-  if p.last and FINAL[p.last.status] then return final_result(p.last) end
+  -- few locals, and the waits in this frame: see "Parking" in sched.lua
+  local id, last = task_ref(task_or_id)
+  if not id then return nil, last end
+  if FINAL[last and last.status] then return final_result(last) end
+  local deadline, polls = now() + (opts.timeout or self.wait_timeout), 0
   while true do
-    local task
-    task, err = self:_next_change(p)
-    if not task then return nil, err end
-    if opts.on_update then opts.on_update(task) end
-    if FINAL[task.status] then return final_result(task) end
+    local left = deadline - now()
+    if left <= 0 then return nil, wait_timeout(id, last) end
+    if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
+      yield(WAIT)
+    end
+    polls = polls + 1
+    local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+    if parked then task, err = unpark(yield(WAIT)) end
+    if task then
+      local changed = task.status ~= (last and last.status)   -- last.status: the status seen so far
+      last = task
+      if changed then
+        if opts.on_update then opts.on_update(task) end
+        if FINAL[task.status] then return final_result(task) end
+      end
+    elseif task == nil then
+      return nil, err
+    end
   end
 end
 
@@ -579,25 +598,41 @@ end
 function Client:updates(task_or_id, opts)
   check_open(self)
   opts = check_options("client:updates", opts, { interval = "number", timeout = "number" })
-  local p, perr = self:_poller(task_or_id, opts)
-  local finished = false
+  local id, last = task_ref(task_or_id)
+  local deadline, polls, finished = now() + (opts.timeout or self.wait_timeout), 0, false
   return function()
     if finished then return nil end
-    if not p then
+    if not id then
       finished = true
-      return false, perr
+      return false, last
     end
-    if p.last and FINAL[p.last.status] then
+    if FINAL[last and last.status] then
       finished = true
-      if p.polls == 0 then return p.last end
+      if polls == 0 then return last end
       return nil
     end
-    local task, err = self:_next_change(p)
-    if not task then
-      finished = true
-      return false, err
+    -- the waits in this frame, as in wait
+    while true do
+      local left = deadline - now()
+      if left <= 0 then
+        finished = true
+        return false, wait_timeout(id, last)
+      end
+      if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
+        yield(WAIT)
+      end
+      polls = polls + 1
+      local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+      if parked then task, err = unpark(yield(WAIT)) end
+      if task then
+        local changed = task.status ~= (last and last.status)
+        last = task
+        if changed then return task end
+      elseif task == nil then
+        finished = true
+        return false, err
+      end
     end
-    return task
   end
 end
 

@@ -24,12 +24,24 @@ sched.MAX_ACTIVE = 128
 -- (A busy loop would show here as a count that grows without waiting.)
 sched.rounds = 0
 
+--- Collections the schedulers ran to keep the heap near its live size.
+sched.collections = 0
+
+--- The heap a scheduler lets grow past what its last collection left (in
+-- KB) is the larger of growth x live and live + GC_SLACK_KB.
+sched.GC_SLACK_KB = 4096
+
 -- the value a waiting coroutine yields; anything else is a user's own yield
 local WAIT = setmetatable({}, { __name = "rivya.wait", __tostring = function() return "rivya.wait" end })
 
--- coroutine -> its record {co=, seq=, waiting=, group=, index=, id=, state=}:
--- at most 8 fields, so a waiting record's hash part stays at 8 nodes (10,000
--- waiting coroutines); its scheduler is group.sched
+--- The token a parked coroutine yields from its own frame (see park_sleep).
+sched.WAIT = WAIT
+
+-- coroutine -> its record {co=, seq=, waiting=, group=, index=, id=, state=,
+-- outer=}: at most 8 fields, so a record's hash part stays at 8 nodes (10,000
+-- waiting coroutines); its scheduler is group.sched. While a park_call runs,
+-- `co` is the coroutine standing in for the task's own (`outer`), and both
+-- map to the record.
 local record = setmetatable({}, { __mode = "k" })
 
 local Scheduler = {}
@@ -41,8 +53,11 @@ function sched.current()
   return w and w.group.sched
 end
 
-local function new_scheduler()
+local function new_scheduler(gc_growth)
+  local kb = collectgarbage("count")
   return setmetatable({
+    gc_growth = gc_growth,       -- false: leave the heap to Lua's collector
+    gc_limit = gc_growth and math.max(kb * gc_growth, kb + sched.GC_SLACK_KB),
     q = {}, qh = 1, qt = 0,      -- ready FIFO
     -- timers: a binary heap, earliest first, in three parallel arrays (no
     -- table per timer): wake time, waiting record, its seq when armed
@@ -106,18 +121,40 @@ function Scheduler:pop_timer()
   return w, seq
 end
 
---- Make a waiting coroutine runnable, once, whatever it waited for.
+-- Reserve one of `st`'s transfer slots for `w`: true when it has one now,
+-- false when it was put in line (Scheduler:release hands it over).
+local function take_slot(st, w)
+  if st.reserved[w] then return true end
+  if st.active < sched.MAX_ACTIVE then
+    st.active = st.active + 1
+    st.reserved[w] = true
+    return true
+  end
+  st.st = st.st + 1
+  st.slots[st.st] = w
+  w.waiting = true
+  return false
+end
+
+--- Make a waiting coroutine runnable, once, whatever it waited for. A
+-- park_sleep that wants a transfer slot after its sleep (w.state set, no
+-- w.id) takes one here, or goes on waiting in line for one.
 function Scheduler:wake(w)
   if not w.waiting then return end
-  w.waiting = false
   w.seq = w.seq + 1   -- its pending timer entry, if any, is now stale
-  if w.id then
-    local st = w.state
-    st.pending[w.id] = nil
-    st.transfers[w.id] = nil
-    st.npending = st.npending - 1
-    w.id, w.state = nil, nil
+  local st = w.state
+  if st then
+    w.state = nil
+    if w.id then
+      st.pending[w.id] = nil
+      st.transfers[w.id] = nil
+      st.npending = st.npending - 1
+      w.id = nil
+    elseif not take_slot(st, w) then
+      return   -- in line: Scheduler:release wakes it with a slot
+    end
   end
+  w.waiting = false
   self:push_ready(w)
 end
 
@@ -136,14 +173,14 @@ function Scheduler:state(session)
 end
 
 -- A transfer slot of `st` is free again: hand it to the first coroutine
--- queued for one (the slot stays counted), else count it free.
+-- queued for one, as reserved (the slot stays counted), else count it free.
 function Scheduler:release(st)
   local sh = st.sh
   if sh <= st.st then
     local w = st.slots[sh]
     st.slots[sh] = nil
     if sh == st.st then st.sh, st.st = 1, 0 else st.sh = sh + 1 end
-    w.granted = true
+    st.reserved[w] = true
     self:wake(w)
   else
     st.active = st.active - 1
@@ -191,12 +228,18 @@ function Scheduler:spawn(fn, group, index)
   self:push_ready(w)
 end
 
--- what resume returned: finished (results packed), a wait, or a user's yield
-local function resumed(self, w, ok, ...)
-  local co = w.co
+-- what resuming `co` (w's coroutine) returned: finished (results packed), a
+-- wait, or a user's yield
+local function resumed(self, w, co, ok, ...)
   if status(co) == "dead" then
-    self.count = self.count - 1
     record[co] = nil
+    local outer = w.outer
+    if outer then
+      -- a park_call ended: the task's own coroutine goes on, with (ok, ...)
+      w.co, w.outer = outer, nil
+      return resumed(self, w, outer, resume(outer, ok, ...))
+    end
+    self.count = self.count - 1
     w.group:done(w.index, ok and pack(...) or pack(nil, (...)))
   elseif ... ~= WAIT then
     -- a plain coroutine.yield() from user code: run it again next round
@@ -205,7 +248,8 @@ local function resumed(self, w, ok, ...)
 end
 
 function Scheduler:run(w)
-  resumed(self, w, resume(w.co))
+  local co = w.co
+  resumed(self, w, co, resume(co))
 end
 
 local BIG = 60   -- seconds: the longest single wait with no deadline at all
@@ -283,6 +327,21 @@ function Scheduler:wait_io()
   end
 end
 
+--- Keep the heap near its live size. Lua's collector lets the heap grow to
+-- twice what is live before it starts a cycle, and 10,000 coroutines waiting
+-- on polls are a large live set: the polls' garbage would double it. Between
+-- rounds, when the heap has grown past gc_limit (gc_growth x what the last
+-- collection left, at least GC_SLACK_KB more), collect fully, then move the
+-- limit. A full collection works in any GC mode; with 10,000 tasks in flight
+-- it takes about 20 ms, once per few thousand polls.
+function Scheduler:tend_heap()
+  if not self.gc_growth or collectgarbage("count") <= self.gc_limit then return end
+  collectgarbage("collect")
+  sched.collections = sched.collections + 1
+  local kb = collectgarbage("count")
+  self.gc_limit = math.max(kb * self.gc_growth, kb + sched.GC_SLACK_KB)
+end
+
 --- Run until every spawned coroutine has finished.
 function Scheduler:loop()
   while self.count > 0 do
@@ -293,38 +352,62 @@ function Scheduler:loop()
       if not w then break end
       self:run(w)
     end
+    self:tend_heap()
     if self.count > 0 then self:wait_io() end
   end
 end
 
 -- ---- what the client calls ------------------------------------------------------------
 
---- Start a transfer: `session:start(spec)`; inside gather, first wait for
--- one of the session's MAX_ACTIVE slots.
--- Take one of `st`'s transfer slots for `w`, waiting in line when all are taken.
-local function acquire(st, w)
-  if st.active >= sched.MAX_ACTIVE then
-    st.st = st.st + 1
-    st.slots[st.st] = w
-    w.waiting = true
-    repeat yield(WAIT) until w.granted
-    w.granted = nil
-  else
-    st.active = st.active + 1
+
+-- Parking. Between polls, 10,000 coroutines may wait at once; each keeps
+-- Lua's smallest stack (40 slots, 720 bytes) only if no call it makes
+-- leaves fewer than 20 free slots above a C function (lua_yield included):
+-- one frame too deep, and its stack doubles for good. So client:wait and
+-- client:updates park in their own frame: park_sleep / park_call arm the
+-- wait and return true, then the caller yields sched.WAIT itself; they make
+-- their C calls in low registers. The deep work of a poll (request,
+-- retries, JSON) runs on park_call's stand-in coroutine, whose large stack
+-- is garbage when the poll ends. Outside gather, they do the work.
+
+--- Sleep `seconds`, then (inside gather, when `session` is given) take a
+-- transfer slot of it for this coroutine's next request: returns true when
+-- armed (yield sched.WAIT), false when done (outside gather: it blocked).
+function sched.park_sleep(seconds, waiter, session)
+  local w = record[running()]
+  if not w then
+    sched.sleep(seconds, waiter)
+    return false
   end
+  local at = now() + seconds
+  local s = w.group.sched
+  if waiter then s.waiter = waiter end
+  if session then w.state = s:state(session) end
+  w.waiting = true
+  s:add_timer(w, at)
+  return true
 end
 
---- Inside gather, take a transfer slot of `session` now, for the next
--- sched.start of this coroutine: the wait in line then happens here, in a
--- shallow frame, before the request's tables exist (10,000 coroutines
--- queued for 128 slots hold small stacks). Outside gather, does nothing.
-function sched.reserve(session)
+--- Run call[1](call[2], call[3], call[4], call[5]). Inside gather, on a
+-- task's own coroutine: on a new coroutine standing in for it (its waits
+-- are this task's waits), returning true; the caller then yields
+-- sched.WAIT and passes what the yield returns to sched.unpark. Elsewhere
+-- returns false and the call's first two results.
+function sched.park_call(call)
   local w = record[running()]
-  if not w then return end
-  local st = w.group.sched:state(session)
-  if st.reserved[w] then return end
-  acquire(st, w)
-  st.reserved[w] = true
+  if not w or w.outer then return false, call[1](call[2], call[3], call[4], call[5]) end
+  local co = create(function() return call[1](call[2], call[3], call[4], call[5]) end)
+  record[co] = w
+  w.outer, w.co = w.co, co
+  w.group.sched:push_ready(w)
+  return true
+end
+
+--- What a park_call's stand-in returned: its first two results, or its
+-- error raised again.
+function sched.unpark(ok, x, y)
+  if not ok then error(x, 0) end
+  return x, y
 end
 
 --- Give back a slot reserved and not used by a sched.start.
@@ -344,11 +427,8 @@ function sched.start(session, spec)
   if not w then return session:start(spec) end
   local s = w.group.sched
   local st = s:state(session)
-  if st.reserved[w] then
-    st.reserved[w] = nil
-  else
-    acquire(st, w)
-  end
+  while not take_slot(st, w) do yield(WAIT) end
+  st.reserved[w] = nil
   local ok, t, err = pcall(session.start, session, spec)
   if not ok or not t then
     s:release(st)
@@ -441,7 +521,9 @@ end
 
 --- Run functions as coroutines; results[i] == table.pack(fns[i]()).
 -- An error raised in one function lands in its slot as (nil, err).
--- opts.concurrency bounds how many run at once. Inside a function run by
+-- opts.concurrency bounds how many run at once. opts.gc_growth (default
+-- 1.5; false: off) bounds the heap's growth over its live size between
+-- full collections (see Scheduler:tend_heap). Inside a function run by
 -- gather, a nested gather shares its scheduler and yields until done.
 function sched.gather(fns, opts)
   if type(fns) ~= "table" then
@@ -450,7 +532,14 @@ function sched.gather(fns, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("rivya.gather: opts must be a table", 2) end
   for k in pairs(opts) do
-    if k ~= "concurrency" then error("rivya.gather: unknown option '" .. tostring(k) .. "'", 2) end
+    if k ~= "concurrency" and k ~= "gc_growth" then
+      error("rivya.gather: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local gc_growth = opts.gc_growth
+  if gc_growth == nil then gc_growth = 1.5 end
+  if gc_growth ~= false and (type(gc_growth) ~= "number" or gc_growth ~= gc_growth or gc_growth < 1.1) then
+    error("rivya.gather: gc_growth must be a number >= 1.1 or false", 2)
   end
   local n = #fns
   for i = 1, n do
@@ -466,7 +555,7 @@ function sched.gather(fns, opts)
   end
   if n == 0 then return {} end
   local parent = record[running()]
-  local s = parent and parent.group.sched or new_scheduler()
+  local s = parent and parent.group.sched or new_scheduler(gc_growth)
   local group = setmetatable({ sched = s, fns = fns, n = n, left = n, next = 1, results = {},
     parent = parent }, Group)
   for _ = 1, math.min(limit, n) do group:start_next() end
