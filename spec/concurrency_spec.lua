@@ -172,6 +172,67 @@ describe("rivya.gather", function()
       "rivya.gather: unknown option 'limit'")
   end)
 
+  it("collects between rounds when the heap grows past gc_growth x its live size, and not with gc_growth = false",
+    function()
+      collectgarbage()
+      local function run(opts)
+        collectgarbage()
+        local start = collectgarbage("count")
+        local before = sched.collections
+        rivya.gather({ function()
+          -- live for one round: past both 2 x the heap the scheduler started
+          -- with and GC_SLACK_KB more than it, whatever the specs before left
+          local target = math.max(start * 2, start + sched.GC_SLACK_KB) + 1024
+          local hold, i = {}, 0
+          while collectgarbage("count") < target do
+            i = i + 1
+            hold[i] = ("x"):rep(1000) .. i
+          end
+          rivya.sleep(0)
+          return #hold
+        end }, opts)
+        return sched.collections - before
+      end
+      assert.are.equal(1, run())
+      assert.are.equal(1, run({ gc_growth = 1.25 }))
+      assert.are.equal(0, run({ gc_growth = false }))
+    end)
+
+  it("raises on a gc_growth that is not a number >= 1.1 or false", function()
+    for _, v in ipairs({ 1, 0.5, "2", true, 0 / 0 }) do
+      assert.has_error(function() rivya.gather({ function() end }, { gc_growth = v }) end,
+        "rivya.gather: gc_growth must be a number >= 1.1 or false")
+    end
+  end)
+
+  it("runs a parked call on a stand-in coroutine: its sleeps are the task's, its results and errors come back",
+    function()
+      local order = {}
+      local function add(a, b)
+        rivya.sleep(0.05)
+        order[#order + 1] = "stand-in"
+        return a + b, "two", "dropped"
+      end
+      local results = rivya.gather({
+        function()
+          local parked = sched.park_call({ add, 1, 2 })
+          assert.is_true(parked)
+          return sched.unpark(coroutine.yield(sched.WAIT))
+        end,
+        function()
+          assert.is_true(sched.park_call({ error, "broken on the stand-in" }))
+          return sched.unpark(coroutine.yield(sched.WAIT))
+        end,
+        function() rivya.sleep(0.01) order[#order + 1] = "sibling" end,
+      })
+      assert.are.same({ n = 2, 3, "two" }, results[1])
+      assert.is_nil(results[2][1])
+      assert.matches("broken on the stand%-in", results[2][2])
+      assert.are.same({ "sibling", "stand-in" }, order)
+      -- outside gather the call just runs
+      assert.are.same({ false, 5, "two" }, { sched.park_call({ function(a) return a, "two" end, 5 }) })
+    end)
+
   it("sleeps in the kernel while it waits: a 0.3 s sleep takes a handful of scheduler rounds", function()
     local before = sched.rounds
     rivya.gather({ function() rivya.sleep(0.3) end })
@@ -322,6 +383,20 @@ describe("the client with coroutines", function()
       assert.is_true(most > 16 and most <= sched.MAX_ACTIVE, "most at once: " .. most)
     end)
 
+    it("ends every wait with an error, not a hang, when the client closes while 300 polls wait for slots", function()
+      local c = new_client({ max_retries = 0 })
+      local task = assert(c:create(request("closed under its waits")))
+      local fns = {}
+      for i = 1, 300 do fns[i] = function() return c:wait(task, { interval = 0.05 }) end end
+      fns[301] = function() rivya.sleep(0.12) c:close() return "closed" end
+      local results = rivya.gather(fns)
+      for i = 1, 300 do
+        assert.is_nil(results[i][1])
+        assert.matches("closed", tostring(results[i][2]))
+      end
+      assert.are.same({ n = 1, "closed" }, results[301])
+    end)
+
     it("ends a call with an error, not a hang, when a sibling closes the client under it", function()
       local c = new_client({ max_retries = 0 })
       sim:fault{ path = "/api/v1/credits", action = "delay", delay_ms = 2000 }
@@ -332,6 +407,80 @@ describe("the client with coroutines", function()
       assert.is_nil(results[1][1])
       assert.is_true(rivya.is_error(results[1][2]))
       assert.are.same({ n = 1, "closed" }, results[2])
+    end)
+  end)
+
+  describe("parked waits", function()
+    local long_sim, c
+
+    setup(function()
+      long_sim = helper.start_sim{ args = { "--task-seconds", "600", "--credits", "1000000" } }
+      c = rivya.new{ api_key = helper.KEY, base_url = long_sim.url }
+    end)
+
+    teardown(function()
+      c:close()
+      long_sim:stop()
+    end)
+
+    -- bytes of heap per function of `fns` while they are all parked: a
+    -- monitor waits until `settled()` (polls done, no transfer in curl),
+    -- then collects and counts
+    local function parked_bytes(fns, settled)
+      local n = #fns
+      collectgarbage()
+      collectgarbage()
+      local base = collectgarbage("count")
+      local per
+      fns[n + 1] = function()
+        repeat rivya.sleep(0.02) until settled()
+        collectgarbage()
+        collectgarbage()
+        per = (collectgarbage("count") - base) * 1024 / n
+      end
+      rivya.gather(fns)
+      fns[n + 1] = nil
+      return per
+    end
+
+    it("hold about what parked sleeps hold: the last task seen, and stacks no larger", function()
+      local N = 300
+      local tasks, fns = {}, {}
+      for i = 1, N do fns[i] = function() return assert(c:create(request("parked " .. i))) end end
+      for i, r in ipairs(rivya.gather(fns)) do tasks[i] = r[1] end
+      for i = 1, N do fns[i] = function() rivya.sleep(0.4) end end
+      local sleep_bytes = parked_bytes(fns, function() return true end)
+      -- waits that have polled twice, parked until their next poll (deadline 1.6 s)
+      local r0, ended = long_sim:ledger().requests, 0
+      for i = 1, N do
+        fns[i] = function()
+          local _, err = c:wait(tasks[i], { interval = 0.3, timeout = 1.6 })
+          ended = ended + 1
+          return err
+        end
+      end
+      local wait_bytes = parked_bytes(fns, function()
+        assert(ended == 0, "the waits ended before they were measured")
+        return long_sim:ledger().requests >= r0 + 2 * N and c.session:running() == 0
+      end)
+      -- a parked wait keeps the last task table it saw: weigh N of those
+      local json = require "rivya.json"
+      local text = json.encode(assert(c:get(tasks[1].id)))
+      local seen = {}
+      collectgarbage()
+      collectgarbage()
+      local base = collectgarbage("count")
+      for i = 1, N do seen[i] = json.decode(text) end
+      collectgarbage()
+      local task_bytes = (collectgarbage("count") - base) * 1024 / N
+      assert.are.equal(N, #seen)
+      assert.is_true(task_bytes > 100, "a task table weighs " .. task_bytes)
+      -- beyond that task a wait's record and timer hold about 250 bytes more
+      -- than a sleep's; polling on the wait's own coroutine (no stand-in)
+      -- grows its stack for good and measures about 1,100
+      local extra = wait_bytes - sleep_bytes - task_bytes
+      assert.is_true(extra < 500, ("a parked sleep holds %.0f bytes, a parked wait %.0f, a task %.0f")
+        :format(sleep_bytes, wait_bytes, task_bytes))
     end)
   end)
 

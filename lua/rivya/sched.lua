@@ -150,7 +150,8 @@ function Scheduler:wake(w)
       st.transfers[w.id] = nil
       st.npending = st.npending - 1
       w.id = nil
-    elseif not take_slot(st, w) then
+    elseif not take_slot(self:state(st.session), w) then
+      -- (the state afresh: a session closed meanwhile has a new one)
       return   -- in line: Scheduler:release wakes it with a slot
     end
   end
@@ -212,6 +213,18 @@ function Scheduler:drain(st)
         self:release(st)
       end
     end
+  end
+  if closed then
+    -- every transfer was aborted: wake who waits in line for a slot too;
+    -- their next call finds the client closed
+    local slots = st.slots
+    for i = st.sh, st.st do
+      local w = slots[i]
+      slots[i] = nil
+      st.reserved[w] = true
+      self:wake(w)
+    end
+    st.sh, st.st = 1, 0
   end
   return closed
 end
