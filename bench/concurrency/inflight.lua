@@ -2,14 +2,21 @@
 -- time), then wait for all of them at once, polled at the documented pace.
 -- Run under /usr/bin/time -v for the peak RSS. Prints one JSON line:
 -- create and wait phases (wall, CPU), the CPU of an idle window while every
--- task waits for its first poll, requests made.
---   lua5.4 bench/concurrency/inflight.lua BASE_URL KEY COUNT [generational]
+-- task waits for its first poll, full collections gather made.
+--   lua5.4 bench/concurrency/inflight.lua BASE_URL KEY COUNT [MODE]
+-- MODE: default (gather's gc_growth 1.5) | lua-gc (gc_growth = false: Lua's
+-- incremental collector alone) | generational (gc_growth = false and
+-- collectgarbage("generational"))
 local rivya = require "rivya"
 local core = require "rivya.core"
+local sched = require "rivya.sched"
 local cjson = require "cjson"
 
 local base_url, key, count = arg[1], arg[2], tonumber(arg[3])
-if arg[4] == "generational" then collectgarbage("generational") end
+local mode = arg[4] or "default"
+assert(mode == "default" or mode == "lua-gc" or mode == "generational", "unknown mode " .. mode)
+if mode == "generational" then collectgarbage("generational") end
+local gather_opts = { gc_growth = mode == "default" and 1.5 or false }
 
 -- this process's CPU seconds (user + system), from /proc
 local function cpu()
@@ -47,7 +54,9 @@ fns[count + 1] = function()
   rivya.sleep(1.5)
   idle.wall, idle.cpu = core.now() - idle.t, cpu() - idle.c
 end
-local results = rivya.gather(fns)
+local collections = sched.collections
+local results = rivya.gather(fns, gather_opts)
+collections = sched.collections - collections
 local t2, c2 = core.now(), cpu()
 for i = 1, count do assert(results[i][1] == "succeeded", tostring(results[i][2])) end
 client:close()
@@ -57,4 +66,5 @@ print(cjson.encode{
   create_wall = t1 - t0, create_cpu = c1 - c0,
   wait_wall = t2 - t1, wait_cpu = c2 - c1,
   idle_wall = idle.wall, idle_cpu = idle.cpu,
+  collections = collections,
 })
