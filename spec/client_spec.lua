@@ -248,6 +248,25 @@ describe("rivya client against rivya-sim", function()
       assert.has_error(function() client:create("a prompt") end)
       assert.has_error(function() client:get(42) end)
     end)
+
+    it("raises on a duration that is not a finite number of seconds >= 0, before any request", function()
+      local function raises(where, name, v, fn)
+        local ok, msg = pcall(fn)
+        assert.is_false(ok, where .. " took " .. name .. " = " .. tostring(v))
+        assert.matches(where:gsub("%p", "%%%0") .. ": option '" .. name
+          .. "' must be a finite number of seconds >= 0, got "
+          .. (type(v) == "number" and tostring(v) or type(v)):gsub("%p", "%%%0"), msg)
+      end
+      for _, v in ipairs({ 0 / 0, -1, math.huge, "5" }) do
+        raises("client:wait", "interval", v, function() client:wait("gen_x", { interval = v }) end)
+        raises("client:wait", "timeout", v, function() client:wait("gen_x", { timeout = v }) end)
+        raises("client:updates", "interval", v, function() client:updates("gen_x", { interval = v }) end)
+        raises("client:download", "timeout", v, function() client:download("gen_x", "x.mp4", { timeout = v }) end)
+        raises("rivya.new", "poll_interval", v, function() rivya.new{ api_key = helper.KEY, poll_interval = v } end)
+        raises("rivya.new", "stall_timeout", v, function() rivya.new{ api_key = helper.KEY, stall_timeout = v } end)
+      end
+      assert.are.equal(0, #requests())
+    end)
   end)
 
   describe("auth errors from the server", function()

@@ -397,6 +397,40 @@ describe("the client with coroutines", function()
       assert.are.same({ n = 1, "closed" }, results[301])
     end)
 
+    it("gives a transfer slot back when a poll raises between taking it and starting its request", function()
+      local c = new_client()
+      local max, done = sched.MAX_ACTIVE, false
+      sched.MAX_ACTIVE = 1
+      local ok, results = pcall(rivya.gather, {
+        function()
+          -- what client:wait does between polls, with a poll that raises
+          assert.is_true(sched.park_sleep(0, nil, c.session))
+          coroutine.yield(sched.WAIT)
+          assert.is_true(sched.park_call({ error, "the poll broke" }))
+          return sched.unpark(coroutine.yield(sched.WAIT))
+        end,
+        function()
+          rivya.sleep(0.05)
+          local credits, err = c:credits()
+          done = true
+          return credits, err
+        end,
+        function()   -- a slot never given back would leave the call above in line: close under it
+          for _ = 1, 100 do
+            rivya.sleep(0.05)
+            if done then return end
+          end
+          c:close()
+        end,
+      })
+      sched.MAX_ACTIVE = max
+      c:close()
+      assert.is_true(ok, tostring(results))
+      assert.is_nil(results[1][1])
+      assert.matches("the poll broke", results[1][2])
+      assert.are.same({ n = 2, 100000 }, results[2])
+    end)
+
     it("ends a call with an error, not a hang, when a sibling closes the client under it", function()
       local c = new_client({ max_retries = 0 })
       sim:fault{ path = "/api/v1/credits", action = "delay", delay_ms = 2000 }

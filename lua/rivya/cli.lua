@@ -1646,7 +1646,7 @@ function cli.main(argv, env, streams)
     if not a.interval then return ctx:usage("RIVYA_POLL_INTERVAL must be a number of seconds") end
   end
   for _, name in ipairs({ "interval", "timeout" }) do
-    if a[name] ~= nil and (type(a[name]) ~= "number" or a[name] <= 0) then
+    if a[name] ~= nil and (type(a[name]) ~= "number" or not (a[name] > 0 and a[name] < math.huge)) then
       return ctx:usage(("--%s must be a positive number of seconds"):format(name))
     end
   end

@@ -32,11 +32,12 @@ local MAX_API_BODY = 4 * 1024 * 1024   -- an API answer larger than this is an e
 local FINAL = { succeeded = true, failed = true }
 
 -- option name -> Lua type, for rivya.new
+-- ("seconds": a finite number >= 0)
 local OPTIONS = {
-  api_key = "string", base_url = "string", timeout = "number",
-  connect_timeout = "number", max_retries = "number", ca_file = "string",
-  retry_base = "number", retry_cap = "number", retry_after_cap = "number",
-  stall_timeout = "number", wait_timeout = "number", poll_interval = "number",
+  api_key = "string", base_url = "string", timeout = "seconds",
+  connect_timeout = "seconds", max_retries = "number", ca_file = "string",
+  retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
+  stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
   waiter = "function",
 }
@@ -80,7 +81,12 @@ local function check_options(where, opts, allowed)
       error(("%s: unknown option '%s'%s"):format(where, tostring(k),
         hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
     end
-    if want ~= "any" and type(v) ~= want then
+    if want == "seconds" then
+      if type(v) ~= "number" or not (v >= 0 and v < math.huge) then
+        error(("%s: option '%s' must be a finite number of seconds >= 0, got %s"):format(where, k,
+          type(v) == "number" and tostring(v) or type(v)), 3)
+      end
+    elseif want ~= "any" and type(v) ~= want then
       error(("%s: option '%s' must be a %s, got %s"):format(where, k, want, type(v)), 3)
     end
   end
@@ -511,7 +517,7 @@ function Client:_get(id, deadline)
   return check_task(v)
 end
 
-local WAIT_OPTIONS = { interval = "number", timeout = "number", on_update = "function" }
+local WAIT_OPTIONS = { interval = "seconds", timeout = "seconds", on_update = "function" }
 -- errors that polling again could outlive
 local TRANSIENT = { network = true, timeout = true, server_error = true, rate_limited = true,
   public_api_disabled = true, bad_response = true }
@@ -597,7 +603,7 @@ end
 -- loop sees (false, err) once and then ends. opts: interval, timeout.
 function Client:updates(task_or_id, opts)
   check_open(self)
-  opts = check_options("client:updates", opts, { interval = "number", timeout = "number" })
+  opts = check_options("client:updates", opts, { interval = "seconds", timeout = "seconds" })
   local id, last = task_ref(task_or_id)
   local deadline, polls, finished = now() + (opts.timeout or self.wait_timeout), 0, false
   return function()
@@ -636,7 +642,7 @@ function Client:updates(task_or_id, opts)
   end
 end
 
-local GENERATE_OPTIONS = { interval = "number", timeout = "number", on_update = "function",
+local GENERATE_OPTIONS = { interval = "seconds", timeout = "seconds", on_update = "function",
   output = "string", on_progress = "function" }
 
 --- create + wait; with opts.output also download the result to that path.
@@ -663,7 +669,7 @@ function Client:generate(req, opts)
   return final
 end
 
-local DOWNLOAD_OPTIONS = { on_progress = "function", timeout = "number" }
+local DOWNLOAD_OPTIONS = { on_progress = "function", timeout = "seconds" }
 
 --- Download a task's result (or a URL) to `path`. The file appears only when
 -- complete: bytes go to a temporary file beside it, renamed at the end. The

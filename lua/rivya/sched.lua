@@ -243,9 +243,21 @@ end
 
 -- what resuming `co` (w's coroutine) returned: finished (results packed), a
 -- wait, or a user's yield
+-- A coroutine (or its stand-in) died with an error between taking a
+-- transfer slot and starting its transfer: give the slot back.
+local function drop_reserved(self, w)
+  for _, st in pairs(self.sessions) do
+    if st.reserved[w] then
+      st.reserved[w] = nil
+      self:release(st)
+    end
+  end
+end
+
 local function resumed(self, w, co, ok, ...)
   if status(co) == "dead" then
     record[co] = nil
+    if not ok then drop_reserved(self, w) end
     local outer = w.outer
     if outer then
       -- a park_call ended: the task's own coroutine goes on, with (ok, ...)
@@ -392,6 +404,7 @@ function sched.park_sleep(seconds, waiter, session)
     sched.sleep(seconds, waiter)
     return false
   end
+  if seconds <= 0 or seconds ~= seconds then seconds = 0 end   -- a NaN timer would never fire
   local at = now() + seconds
   local s = w.group.sched
   if waiter then s.waiter = waiter end
