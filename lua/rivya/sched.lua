@@ -217,14 +217,7 @@ function Scheduler:drain(st)
   if closed then
     -- every transfer was aborted: wake who waits in line for a slot too;
     -- their next call finds the client closed
-    local slots = st.slots
-    for i = st.sh, st.st do
-      local w = slots[i]
-      slots[i] = nil
-      st.reserved[w] = true
-      self:wake(w)
-    end
-    st.sh, st.st = 1, 0
+    while st.sh <= st.st do self:release(st) end
   end
   return closed
 end
@@ -241,8 +234,6 @@ function Scheduler:spawn(fn, group, index)
   self:push_ready(w)
 end
 
--- what resuming `co` (w's coroutine) returned: finished (results packed), a
--- wait, or a user's yield
 -- A coroutine (or its stand-in) died with an error between taking a
 -- transfer slot and starting its transfer: give the slot back.
 local function drop_reserved(self, w)
@@ -253,6 +244,9 @@ local function drop_reserved(self, w)
     end
   end
 end
+
+-- what resuming `co` (w's coroutine) returned: finished (results packed), a
+-- wait, or a user's yield
 
 local function resumed(self, w, co, ok, ...)
   if status(co) == "dead" then
