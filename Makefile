@@ -53,7 +53,7 @@ export RIVYA_EMBED := $(CURDIR)/$(BUILD)/rivya-embed
 all: build
 build: $(CORE_SO) $(SIM_BIN)
 
-$(CORE_SO): $(CORE_SRC) src/rivya.h
+$(CORE_SO): $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) -fPIC -shared -I$(LUA_INCDIR) $(CURL_CFLAGS) \
 	  -o $@ $(CORE_SRC) $(CURL_LIBS) -lpthread $(LDFLAGS)
