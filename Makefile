@@ -147,6 +147,8 @@ rockspec-check: build
 	luarocks --lua-version=$(LUA_VERSION) --tree "$$tree" make --deps-mode=none rivya-scm-1.rockspec \
 	  LUA=$(REAL_LUA) LUA_INCDIR=$(LUA_INCDIR) >$(BUILD)/luarocks.log 2>&1 || { cat $(BUILD)/luarocks.log; exit 1; }; \
 	test -f "$$tree/lib/lua/$(LUA_VERSION)/rivya/core.so" && test -f "$$tree/share/lua/$(LUA_VERSION)/rivya/init.lua" && \
+	test -f "$$tree/share/lua/$(LUA_VERSION)/rivya/cli/init.lua" && \
+	test -f "$$tree/share/lua/$(LUA_VERSION)/rivya/cli/cmd/generate.lua" && \
 	test -x "$$tree/bin/rivya-sim" && test -x "$$tree/bin/rivya" || \
 	  { echo "rockspec-check: incomplete install in $$tree"; exit 1; }; \
 	export LUA_PATH="$$tree/share/lua/$(LUA_VERSION)/?.lua;$$tree/share/lua/$(LUA_VERSION)/?/init.lua;;" \
@@ -317,8 +319,10 @@ fuzz-merge: fuzz-build
 	    >$(FUZZ_BUILD)/$$t-merge.log 2>&1 || exit 1; echo "fuzz-merge $$t: $$(ls fuzz/corpus/$$t | wc -l) inputs"; done
 
 install: build
-	install -d $(DESTDIR)$(LUADIR)/rivya $(DESTDIR)$(LIBDIR)/rivya $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LUADIR)/rivya/cli/cmd $(DESTDIR)$(LIBDIR)/rivya $(DESTDIR)$(BINDIR)
 	install -m 644 lua/rivya/*.lua $(DESTDIR)$(LUADIR)/rivya/
+	install -m 644 lua/rivya/cli/*.lua $(DESTDIR)$(LUADIR)/rivya/cli/
+	install -m 644 lua/rivya/cli/cmd/*.lua $(DESTDIR)$(LUADIR)/rivya/cli/cmd/
 	install -m 755 $(CORE_SO) $(DESTDIR)$(LIBDIR)/rivya/core.so
 	install -m 755 $(SIM_BIN) $(DESTDIR)$(BINDIR)/rivya-sim
 	sed '1s|^#!.*|#!$(REAL_LUA)|' bin/rivya > $(DESTDIR)$(BINDIR)/rivya.tmp
