@@ -193,6 +193,7 @@ docs:
 # Benchmarks (not part of test): each prints a markdown table with date and machine.
 bench: setup build
 	@$(MAKE) --no-print-directory setup DEB_PACKAGES="$(BENCH_PACKAGES)"
+	@for l in $(LUA_ALL); do $(MAKE) --no-print-directory LUA=$$l build >/dev/null || exit 1; done
 	@set -o pipefail; for b in bench/*.lua; do echo "== $$b"; $(LUA) $$b || exit 1; echo; done \
 	  | tee bench/results.md
 

@@ -4,9 +4,10 @@
 --   RIVYA_API_KEY=... lua5.4 examples/batch_gather.lua [out-dir]
 -- Against the simulator: examples/with-sim.sh lua5.4 examples/batch_gather.lua
 local rivya = require "rivya"
+local compat = require "rivya.compat"
 
 local dir = arg[1] or "out/batch"
-assert(os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'"))
+assert(compat.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'"))
 
 local prompts = {
   "A red kite climbing over green dunes, wide shot",

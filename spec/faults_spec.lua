@@ -28,7 +28,7 @@ end
 
 local function sha256_of(path)
   local p = io.popen("sha256sum " .. helper.sh_quote(path))
-  local line = p:read("l")
+  local line = p:read("*l")
   p:close()
   return line and line:match("^(%x+)")
 end
@@ -346,6 +346,8 @@ describe("rivya client under injected faults", function()
           local ctx = { sim = sim, setup_client = setup_client, dir = dir, sample_sha256 = sample_sha256 }
           if ep.prepare then ep.prepare(ctx) end
           local before = sim:ledger()
+          collectgarbage()   -- clients of earlier cases, unreachable now, close
+          collectgarbage()   -- their connections before the count (any GC's pace)
           local fds = helper.fd_count()
           ctx.client = new_client{ max_retries = persistent and PERSISTENT_TIMES - 1 or 3 }
 

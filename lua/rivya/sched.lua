@@ -14,7 +14,8 @@ local sched = {}
 
 local now, create, resume, yield, running, status =
   core.now, coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
-local pack = table.pack
+local compat = require "rivya.compat"
+local pack, floor = compat.pack, math.floor
 
 --- Transfers one session runs at once for a scheduler; more wait in Lua, so
 -- 10,000 coroutines do not hold 10,000 curl handles (about 12 KB each).
@@ -90,7 +91,7 @@ function Scheduler:add_timer(w, at)
   local i = self.hn + 1
   self.hn = i
   while i > 1 do
-    local p = i // 2
+    local p = floor(i / 2)
     if hat[p] <= at then break end
     hat[i], hw[i], hseq[i] = hat[p], hw[p], hseq[p]
     i = p
@@ -568,7 +569,7 @@ function sched.gather(fns, opts)
     end
   end
   local limit = opts.concurrency or n
-  if math.type(limit) ~= "integer" or limit < 1 then
+  if compat.math_type(limit) ~= "integer" or limit < 1 then
     if limit ~= 0 or n ~= 0 then
       error("rivya.gather: concurrency must be a positive integer", 2)
     end

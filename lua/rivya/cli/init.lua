@@ -16,6 +16,7 @@ local argparse = require "argparse"
 local rivya = require "rivya"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
+local compat = require "rivya.compat"
 local flags = require "rivya.cli.flags"
 local status = require "rivya.cli.status"
 local context = require "rivya.cli.context"
@@ -64,7 +65,7 @@ local function stderr_mode(ctx, a, streams)
   local term = ctx.getenv("TERM")
   if not term or term == "" or term == "dumb" then return "plain" end
   -- asked once per run; the shell inherits our stderr
-  return os.execute("test -t 2") and "tty" or "plain"
+  return compat.execute("test -t 2") and "tty" or "plain"
 end
 
 --- Run the rivya command. argv: the arguments (without the program name);
@@ -126,7 +127,7 @@ function cli.main(argv, env, streams)
     return ctx:usage("--count must be a positive whole number")
   end
 
-  local done, code = xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
+  local done, code = compat.xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
   if ctx.client_obj then ctx.client_obj:close() end
   if done then return code end
   ctx.status:clear()
