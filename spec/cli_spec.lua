@@ -638,9 +638,9 @@ describe("the rivya command", function()
       local env = ("LUA_PATH=%s LUA_CPATH=%s"):format(
         sh(prefix .. "/share/lua/" .. compat.version .. "/?.lua;" .. prefix .. "/share/lua/" .. compat.version
           .. "/?/init.lua;;"), sh(prefix .. "/lib/lua/" .. compat.version .. "/?.so;;"))
-      local out, ok = helper.popen(("cd / && env %s %s --version && env %s %s models --offline --json"):format(env,
+      local out, exited = helper.popen(("cd / && env %s %s --version && env %s %s models --offline --json"):format(env,
         sh(prefix .. "/bin/rivya"), env, sh(prefix .. "/bin/rivya")))
-      assert.is_true(ok, out)
+      assert.is_true(exited, out)
       assert.truthy(out:find("rivya " .. rivya.VERSION, 1, true))
       assert.truthy(out:find('"id":"wan-2-7-video"', 1, true))
     end)
