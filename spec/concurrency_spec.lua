@@ -514,8 +514,11 @@ describe("the client with coroutines", function()
       -- beyond that task a wait's record and timer hold about 250 bytes more
       -- than a sleep's; polling on the wait's own coroutine (no stand-in)
       -- grows its stack for good and measures about 1,100
+      -- (PUC Lua 5.1 grows a coroutine's stack and call-info array sooner: there
+      -- a parked wait measures about 1,000 bytes more; README, interpreters)
       local extra = wait_bytes - sleep_bytes - task_bytes
-      assert.is_true(extra < 500, ("a parked sleep holds %.0f bytes, a parked wait %.0f, a task %.0f")
+      local bound = (compat.version == "5.1" and not compat.jit) and 1300 or 500
+      assert.is_true(extra < bound, ("a parked sleep holds %.0f bytes, a parked wait %.0f, a task %.0f")
         :format(sleep_bytes, wait_bytes, task_bytes))
     end)
   end)
@@ -562,6 +565,13 @@ describe("the client with coroutines", function()
     end)
 
     it("yields inside gather: two iterators interleave with a sibling", function()
+      if not compat.yield_in_pcall then
+        -- PUC Lua 5.1 calls the iterator across a C boundary: it says so at once
+        local results = rivya.gather({ function() return client:updates("task_x") end })
+        assert.is_nil(results[1][1])
+        assert.matches("client:updates: PUC Lua 5.1 cannot yield across a for%-in iterator", results[1][2])
+        return
+      end
       local order = {}
       local fns = {}
       for i = 1, 2 do
@@ -787,7 +797,9 @@ describe("the client with coroutines", function()
       local results = {}
       for i, body in ipairs(bodies) do
         local co = coroutine.create(function()
-          results[i] = compat.pack(pcall(body, client_ref, function() return ticks end))
+          -- (PUC Lua 5.1 cannot yield across pcall: there an error ends the run)
+          results[i] = compat.yield_in_pcall and compat.pack(pcall(body, client_ref, function() return ticks end))
+            or compat.pack(true, body(client_ref, function() return ticks end))
           left = left - 1
           if left == 0 then poll:close() curl_timer:close() ticker:close() end
         end)
