@@ -275,6 +275,12 @@ function Client:_catalog()
   return models, self.catalog_compiled
 end
 
+-- The catalog creates and uploads are checked against: the snapshot until
+-- rivya-sim serves the documented catalog, then the live one.
+function Client:_create_catalog()
+  return true, catalog.snapshot()
+end
+
 --- The live model catalog: the documented objects of GET /api/v1/models
 -- (no key needed), fetched once per client; fresh tables on each call.
 function Client:models()
@@ -417,11 +423,8 @@ function Client:upload(source, opts)
   if opts.kind and not KINDS[opts.kind] then
     error("client:upload: kind must be image, video or audio, got " .. opts.kind, 2)
   end
-  local models, cat
-  if opts.model then
-    models, cat = self:_catalog()
-    if not models then return nil, cat end
-  end
+  local models, cat = self:_create_catalog()
+  if not models then return nil, cat end
   local info, err = inspect_upload(source, opts, cat)
   if not info then return nil, err end
   if opts.client_request_id and #opts.client_request_id > 128 then
@@ -477,7 +480,7 @@ function Client:_upload_references(req)
   for i, item in ipairs(items) do list[i] = item end
   params.referenceMediaItems = list
   copy.params = params
-  local models, cat = self:_catalog()
+  local models, cat = self:_create_catalog()
   if not models then return nil, cat end
   local infos = {}
   for _, i in ipairs(paths) do
@@ -512,7 +515,7 @@ function Client:create(req)
   local uerr
   req, uerr = self:_upload_references(req)
   if not req then return nil, uerr end
-  local models, cat = self:_catalog()
+  local models, cat = self:_create_catalog()
   if not models then return nil, cat end
   local body, warnings = cat:validate(req)
   if not body then return nil, warnings end
