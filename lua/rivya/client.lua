@@ -277,7 +277,7 @@ end
 
 -- The catalog creates and uploads are checked against: the snapshot until
 -- rivya-sim serves the documented catalog, then the live one.
-function Client:_create_catalog()
+function Client._create_catalog(_)
   return true, catalog.snapshot()
 end
 
