@@ -503,13 +503,14 @@ static const luaL_Reg catalog_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg catalog_meta[] = {
+  {"__tostring", catalog_tostring},
+  {NULL, NULL}
+};
+
 /* register RV_CATALOG_MT and set core.catalog in the table on top */
 int rv_catalog_open(lua_State *L) {
-  luaL_newmetatable(L, RV_CATALOG_MT);
-  luaL_newlib(L, catalog_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, catalog_tostring);
-  lua_setfield(L, -2, "__tostring");
+  rv_newmetatable(L, RV_CATALOG_MT, catalog_methods, catalog_meta);
   lua_pop(L, 1);
   lua_pushcfunction(L, catalog_new);
   lua_setfield(L, -2, "catalog");
