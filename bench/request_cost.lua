@@ -95,7 +95,8 @@ add("")
 add(("%d GETs of one task against rivya-sim on loopback; CPU = user + sys of the whole process, "
   .. "median of %d alternating runs; %s."):format(N, RUNS, _VERSION))
 add("")
-add("| measure | rivya µs CPU / request | curl µs CPU / request | rivya / curl | goal | rivya runs (CPU s) | curl runs (CPU s) |")
+add("| measure | rivya µs CPU / request | curl µs CPU / request | rivya / curl | goal "
+  .. "| rivya runs (CPU s) | curl runs (CPU s) |")
 add("|---|---|---|---|---|---|---|")
 local results = {}
 for _, row in ipairs(rows) do
