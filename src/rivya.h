@@ -10,6 +10,7 @@
 
 #include "lua.h"
 #include "lauxlib.h"
+#include "compat.h"     /* the 5.4 API on LuaJIT and Lua 5.1-5.3 */
 
 #define RV_VERSION "0.1.0"
 
