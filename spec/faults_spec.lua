@@ -599,6 +599,58 @@ describe("hardening against hostile input", function()
     end)
   end)
 
+  describe("the rivya command", function()
+    -- bin/rivya with `env` (RIVYA_BASE_URL, RIVYA_API_KEY, ...) under a 60 s
+    -- guard; returns the exit status (124: still running at the guard), stdout, stderr
+    local function rivya_cli(args, env)
+      local set = {}
+      for k, v in pairs(env) do set[#set + 1] = helper.sh_quote(k .. "=" .. v) end
+      local quoted = {}
+      for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end
+      local out, err = dir .. "/cli.out", dir .. "/cli.err"
+      local _, how, code = os.execute(("env %s timeout 60 %s %s </dev/null >%s 2>%s"):format(
+        table.concat(set, " "), helper.sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "),
+        helper.sh_quote(out), helper.sh_quote(err)))
+      return how == "exit" and code or -1, helper.read_file(out) or "", helper.read_file(err) or ""
+    end
+
+    it("exits 4 naming RIVYA_API_KEY when the key has a CR LF inside, and sends nothing", function()
+      local code, out, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = sim.url,
+        RIVYA_API_KEY = helper.KEY .. "\r\nX-Injected: yes" })
+      assert.are.equal(4, code, err)
+      assert.are.equal("", out)
+      assert.matches("^rivya: api_key_invalid: RIVYA_API_KEY: a control character or whitespace at byte %d+", err)
+      assert.is_nil(err:find(helper.KEY, 1, true))
+      assert.are.equal(0, tries("GET", "/api/v1/credits"))
+    end)
+
+    it("takes a key with a trailing newline, as $(cat keyfile) gives it", function()
+      local code, out, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = sim.url, RIVYA_API_KEY = helper.KEY .. "\n" })
+      assert.are.equal(0, code, err)
+      assert.are.equal(("%d\n"):format(sim:ledger().credits), out)
+    end)
+
+    it("exits 1, not 6, naming the request when credits meets a server that never answers", function()
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      local code, out, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = "http://127.0.0.1:" .. port,
+        RIVYA_API_KEY = helper.KEY, RIVYA_TIMEOUT = "0.3" })
+      server:close()
+      assert.are.equal(1, code, err)
+      assert.are.equal("", out)
+      assert.truthy(err:find("GET /api/v1/credits", 1, true), err)
+      assert.truthy(err:find("timed out", 1, true), err)
+      assert.is_nil(err:find("keeps running", 1, true))
+    end)
+
+    it("refuses a RIVYA_TIMEOUT that is no number of seconds with exit 2", function()
+      local code, _, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = sim.url, RIVYA_API_KEY = helper.KEY,
+        RIVYA_TIMEOUT = "soon" })
+      assert.are.equal(2, code, err)
+      assert.matches("RIVYA_TIMEOUT", err)
+    end)
+  end)
+
   describe("ids in answers", function()
     local ESCAPES = "task_\27]0;PWNED\7\27[2J"
     local function task_json(id)
