@@ -262,23 +262,23 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%_fuzz)
 FUZZ_CFLAGS := -std=c99 -Wall -Wextra -Werror $(DEFS) -I$(LUA_INCDIR)
-FUZZ_DEPS := fuzz/fuzz.h src/rivya.h
+FUZZ_DEPS := fuzz/fuzz.h $(wildcard src/*.h)
 
-$(FUZZ_BUILD)/validate_fuzz: fuzz/validate_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+$(FUZZ_BUILD)/validate_fuzz: fuzz/validate_fuzz.c $(CORE_SRC) $(FUZZ_DEPS) lua/rivya/catalog_snapshot.lua
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' -o $@ $< src/validate.c src/text.c src/suggest.c src/catalog.c src/sniff.c \
 	  src/error.c src/buf.c $(LUA_LIBS) -lm
 
-$(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+$(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS) lua/rivya/catalog_snapshot.lua
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' -o $@ $< src/validate.c src/text.c src/suggest.c src/catalog.c src/sniff.c \
 	  src/error.c src/buf.c src/file.c $(LUA_LIBS) -lm
 
-# json_fuzz.c includes src/http.c itself, for its static callbacks
+# json_fuzz.c includes src/transfer.c itself, for its static callbacks
 $(FUZZ_BUILD)/json_fuzz: fuzz/json_fuzz.c fuzz/json_fuzz.lua $(CORE_SRC) $(FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' $(CURL_CFLAGS) -o $@ $< \
-	  $(filter-out src/http.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) -lpthread -lm
+	  $(filter-out src/transfer.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) -lpthread -lm
 
 $(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(wildcard sim/*.h)
 	@mkdir -p $(dir $@)
