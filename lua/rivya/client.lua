@@ -12,6 +12,7 @@ Client.__index = Client
 Client.__name = "rivya.Client"
 
 local now = core.now
+local find = string.find
 local min, yield = math.min, coroutine.yield
 local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, sched.unpark, sched.WAIT
 
@@ -19,6 +20,7 @@ local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, s
 local DEFAULTS = {
   base_url = "https://rivya.ai",
   timeout = 60,            -- seconds, one HTTP request
+  call_timeout = nil,      -- seconds, one API call with its retries: 2 x timeout when nil
   connect_timeout = 10,    -- seconds
   max_retries = 3,         -- retries after the first attempt
   retry_base = 0.5,        -- first backoff, seconds; doubles each retry
@@ -36,7 +38,7 @@ local FINAL = { succeeded = true, failed = true }
 -- ("seconds": a finite number >= 0)
 local OPTIONS = {
   api_key = "string", base_url = "string", timeout = "seconds",
-  connect_timeout = "seconds", max_retries = "number", ca_file = "string",
+  connect_timeout = "seconds", call_timeout = "seconds", max_retries = "number", ca_file = "string",
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
@@ -114,6 +116,22 @@ local function check_ca_file(path)
   if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
 end
 
+-- The key as sent: surrounding whitespace stripped (a trailing newline from
+-- `$(cat keyfile)` is common), nil when nothing is left. A key with a control
+-- character or whitespace inside would forge header lines: it raises, naming
+-- the byte's position, never the key.
+local function check_key(key)
+  if key == nil then return nil end
+  key = key:match("^%s*(.-)%s*$")
+  if key == "" then return nil end
+  local at = key:find("[%c%s]")
+  if at then
+    error(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
+      .. "of printable characters)"):format(at), 3)
+  end
+  return key
+end
+
 --- rivya.new(opts) -> client. Raises on misuse; never contacts the server.
 function Client.new(opts)
   opts = check_options("rivya.new", opts, OPTIONS)
@@ -122,11 +140,11 @@ function Client.new(opts)
   for k, v in pairs(opts) do if k ~= "api_key" then self[k] = v end end
   -- the `timeout` option must not shadow the pollable client:timeout() method
   self.request_timeout, self.timeout = self.timeout, nil
+  self.call_timeout = self.call_timeout or 2 * self.request_timeout
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
-  local key = opts.api_key or os.getenv("RIVYA_API_KEY")
-  if key == "" then key = nil end
+  local key = check_key(opts.api_key or os.getenv("RIVYA_API_KEY"))
   self.has_key = key ~= nil
   -- only a short suffix of the key stays on the Lua side, for tostring
   self.key_hint = key and #key >= 16 and key:sub(-4) or nil
@@ -173,8 +191,25 @@ local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
 -- the headers of a bodyless API call: one shared table, never modified
 local ACCEPT_JSON = { "Accept: application/json" }
 
+-- "GET /api/v1/credits" (API calls) or the method and URL without its query
+-- (downloads: a signed URL's query is a secret of sorts): for timeout messages
+function Client:_request_name(spec)
+  local url = spec.url
+  if url:sub(1, #self.api_url) == self.api_url then
+    url = url:sub(#self.origin + 1)
+  end
+  return (spec.method or "GET") .. " " .. (url:match("^[^?#]*"))
+end
+
+-- A timeout error that says which request timed out (err.request too).
+function Client:_timeout(spec, why)
+  local name = self:_request_name(spec)
+  return errors.new("timeout", name .. ": " .. why, { request = name })
+end
+
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
--- o: deadline (monotonic seconds), decode (JSON answer expected), on_tick, tick.
+-- o: deadline (monotonic seconds: the whole call's, retries and backoff
+-- included), decode (JSON answer expected), on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
 function Client:_exchange(spec, o)
   local attempt = 0
@@ -182,7 +217,7 @@ function Client:_exchange(spec, o)
     if o.deadline then
       local left = o.deadline - now()
       if left <= 0 then
-        return nil, errors.new("timeout", "deadline passed before the request could complete")
+        return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
@@ -198,7 +233,7 @@ function Client:_exchange(spec, o)
       local kind, message = headers, body
       local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
         not_media = "bad_response" })[kind] or "network"
-      err = errors.new(code, message)
+      err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
@@ -228,9 +263,11 @@ function Client:_exchange(spec, o)
 end
 
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
--- true), deadline.
+-- true), deadline (monotonic seconds; call_timeout from now at the latest).
 function Client:_api(method, path, o)
   o = o or {}
+  local deadline = now() + self.call_timeout
+  if o.deadline and o.deadline < deadline then deadline = o.deadline end
   if o.auth ~= false and not self.has_key then
     return nil, errors.new("api_key_missing",
       "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
@@ -249,7 +286,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
-  }, { decode = true, deadline = o.deadline })
+  }, { decode = true, deadline = deadline })
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -321,16 +358,31 @@ function Client:credits()
   return v.current_credits
 end
 
+-- The one rule for task and file ids, those rivya sends and those it is
+-- sent: 1-200 letters, digits, '_' or '-'. An id from an answer reaches URL
+-- paths, file names, ledgers and terminals: anything else is refused.
+local function valid_id(id)
+  return #id <= 200 and find(id, "^[%w_%-]+$") ~= nil
+end
+
+-- a bad id in an answer: the message names its length, never its bytes
+local function bad_id(what, id)
+  return errors.new("bad_response", ("the answer's %s id is not 1-200 letters, digits, '_' or '-' "
+    .. "(%d bytes)"):format(what, #id))
+end
+
 local function check_task(v)
-  if type(v.id) ~= "string" or type(v.status) ~= "string" then
+  local id = v.id
+  if type(id) ~= "string" or type(v.status) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a task object (no id or status)")
   end
+  if not valid_id(id) then return nil, bad_id("task", id) end
   return v
 end
 
 local function check_id(id)
   if type(id) ~= "string" then error("rivya: task id must be a string, got " .. type(id), 3) end
-  if not id:match("^[%w_%-]+$") or #id > 200 then
+  if not valid_id(id) then
     return nil, errors.new("validation_failed",
       ("task id: expected letters, digits, '_' or '-'; got %q"):format(id:sub(1, 80)), { field = "id" })
   end
@@ -346,7 +398,7 @@ local EXTENSION_MIME = {
 }
 local KINDS = { image = true, video = true, audio = true }
 local UPLOAD_OPTIONS = { kind = "string", model = "string", client_request_id = "string",
-  on_progress = "function", name = "string" }
+  on_progress = "function", name = "string", timeout = "seconds" }
 
 local function file_error(message, extra)
   local e = { field = "file" }
@@ -410,6 +462,9 @@ local function normalize_file(v)
   if type(v.url) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a file object (no url)")
   end
+  if v.id ~= nil and (type(v.id) ~= "string" or not valid_id(v.id)) then
+    return nil, bad_id("file", tostring(v.id))
+  end
   return v
 end
 
@@ -457,7 +512,8 @@ function Client:upload(source, opts)
     headers = { "Accept: application/json", "Idempotency-Key: " .. key },
     multipart = parts, auth = true, timeout = 0, stall = self.stall_timeout,
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
-  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil })
+  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
+       deadline = opts.timeout and now() + opts.timeout })
   if not v then return nil, err end
   if on_progress and reported < info.size then on_progress(info.size, info.size) end
   return normalize_file(v)
@@ -466,7 +522,7 @@ end
 -- Local paths in params.referenceMediaItems are uploaded first (with the
 -- request's model). Everything else is validated before the first upload,
 -- with placeholders standing for the files, so a bad request sends nothing.
-function Client:_upload_references(req)
+function Client:_upload_references(req, deadline)
   local items = type(req.params) == "table" and req.params.referenceMediaItems
   if type(items) ~= "table" then return req end
   local paths = {}
@@ -496,7 +552,8 @@ function Client:_upload_references(req)
   local ok, verr = cat:validate(copy)
   if not ok then return nil, verr end
   for _, i in ipairs(paths) do
-    local file, err = self:upload(items[i], { model = req.model, kind = infos[i].kind })
+    local file, err = self:upload(items[i], { model = req.model, kind = infos[i].kind,
+      timeout = deadline and math.max(deadline - now(), 0) })
     if not file then
       err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
       return nil, err
@@ -509,25 +566,30 @@ end
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
 -- (req.idempotency_key or a fresh one) that all its retries reuse.
-function Client:create(req)
+-- o.deadline (monotonic seconds, core.now) bounds the call, uploads included.
+function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
+  local deadline = o and o.deadline
   local uerr
-  req, uerr = self:_upload_references(req)
+  req, uerr = self:_upload_references(req, deadline)
   if not req then return nil, uerr end
   local models, cat = self:_create_catalog()
   if not models then return nil, cat end
   local body, warnings = cat:validate(req)
   if not body then return nil, warnings end
   local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
+  -- creating again with this key can never charge twice, whatever happened
   if not v then
-    -- creating again with this key can never charge twice, whatever happened
     err.idempotency_key = key
     return nil, err
   end
   local task, terr = check_task(v)
-  if not task then return nil, terr end
+  if not task then
+    terr.idempotency_key = key
+    return nil, terr
+  end
   if warnings and #warnings > 0 then
     task.warnings = task.warnings or {}
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
@@ -681,20 +743,23 @@ local GENERATE_OPTIONS = { interval = "seconds", timeout = "seconds", on_update 
   output = "string", on_progress = "function" }
 
 --- create + wait; with opts.output also download the result to that path.
+-- opts.timeout bounds the whole call: uploads, create, wait and download.
 function Client:generate(req, opts)
   check_open(self)
   opts = check_options("client:generate", opts, GENERATE_OPTIONS)
-  local task, err = self:create(req)
+  local deadline = opts.timeout and now() + opts.timeout
+  local function left() return deadline and math.max(deadline - now(), 0) end
+  local task, err = self:create(req, deadline and { deadline = deadline })
   if not task then return nil, err end
   if opts.on_update then opts.on_update(task) end
   local final
-  final, err = self:wait(task, { interval = opts.interval, timeout = opts.timeout, on_update = opts.on_update })
+  final, err = self:wait(task, { interval = opts.interval, timeout = left(), on_update = opts.on_update })
   if not final then return nil, err end
   final.warnings = final.warnings or task.warnings
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    path, err = self:download(final, opts.output, { on_progress = opts.on_progress })
+    path, err = self:download(final, opts.output, { on_progress = opts.on_progress, timeout = left() })
     if not path then
       err.task = err.task or final
       return nil, err
