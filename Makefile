@@ -56,7 +56,7 @@ export RIVYA_EMBED := $(CURDIR)/$(BUILD)/rivya-embed
 all: build
 build: $(CORE_SO) $(SIM_BIN)
 
-$(CORE_SO): $(CORE_SRC) src/rivya.h
+$(CORE_SO): $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) -fPIC -shared -I$(LUA_INCDIR) $(CURL_CFLAGS) \
 	  -o $@ $(CORE_SRC) $(CURL_LIBS) $(SQLITE_LIBS) -lpthread $(LDFLAGS)
@@ -119,6 +119,7 @@ rockspec-check: build
 	luarocks --lua-version=5.4 --tree "$$tree" make --deps-mode=none rivya-scm-1.rockspec \
 	  LUA_INCDIR=$(LUA_INCDIR) >$(BUILD)/luarocks.log 2>&1 || { cat $(BUILD)/luarocks.log; exit 1; }; \
 	test -f "$$tree/lib/lua/5.4/rivya/core.so" && test -f "$$tree/share/lua/5.4/rivya/init.lua" && \
+	test -f "$$tree/share/lua/5.4/rivya/cli/init.lua" && test -f "$$tree/share/lua/5.4/rivya/cli/cmd/generate.lua" && \
 	test -x "$$tree/bin/rivya-sim" && test -x "$$tree/bin/rivya" || \
 	  { echo "rockspec-check: incomplete install in $$tree"; exit 1; }; \
 	export LUA_PATH="$$tree/share/lua/5.4/?.lua;$$tree/share/lua/5.4/?/init.lua;;" LUA_CPATH="$$tree/lib/lua/5.4/?.so;;"; \
@@ -273,8 +274,10 @@ fuzz-merge: fuzz-build
 	    >$(FUZZ_BUILD)/$$t-merge.log 2>&1 || exit 1; echo "fuzz-merge $$t: $$(ls fuzz/corpus/$$t | wc -l) inputs"; done
 
 install: build
-	install -d $(DESTDIR)$(LUADIR)/rivya $(DESTDIR)$(LIBDIR)/rivya $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LUADIR)/rivya/cli/cmd $(DESTDIR)$(LIBDIR)/rivya $(DESTDIR)$(BINDIR)
 	install -m 644 lua/rivya/*.lua $(DESTDIR)$(LUADIR)/rivya/
+	install -m 644 lua/rivya/cli/*.lua $(DESTDIR)$(LUADIR)/rivya/cli/
+	install -m 644 lua/rivya/cli/cmd/*.lua $(DESTDIR)$(LUADIR)/rivya/cli/cmd/
 	install -m 755 $(CORE_SO) $(DESTDIR)$(LIBDIR)/rivya/core.so
 	install -m 755 $(SIM_BIN) $(DESTDIR)$(BINDIR)/rivya-sim
 	install -m 755 bin/rivya $(DESTDIR)$(BINDIR)/rivya

@@ -4,8 +4,19 @@
 #include <curl/curl.h>
 
 #include "rivya.h"
+#include "sha256.h"
 
 LUALIB_API int luaopen_rivya_core(lua_State *L);
+
+/* core.sha256(s) -> the SHA-256 of s as 64 lowercase hex digits */
+static int core_sha256(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char hex[65];
+  rv_sha256_hex((const unsigned char *)s, n, hex);
+  lua_pushlstring(L, hex, 64);
+  return 1;
+}
 
 static const luaL_Reg core_funcs[] = {
   {"validate", rv_validate},
@@ -14,6 +25,7 @@ static const luaL_Reg core_funcs[] = {
   {"sniff", rv_sniff},
   {"upload_rules", rv_upload_rules},
   {"check_upload", rv_check_upload},
+  {"sha256", core_sha256},
   {NULL, NULL}
 };
 

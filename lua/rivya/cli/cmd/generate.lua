@@ -1,0 +1,56 @@
+--- rivya.cli.cmd.generate: `rivya generate`.
+local util = require "rivya.cli.util"
+local flags = require "rivya.cli.flags"
+local request = require "rivya.cli.request"
+local steps = require "rivya.cli.task"
+local context = require "rivya.cli.context"
+
+local EXIT = util.EXIT
+
+local function command(ctx, a, specs)
+  local req, uerr = request.from_args(ctx, a, specs)
+  if not req then return ctx:usage(uerr) end
+  local body, warnings, refs = request.check(req)
+  if not body then return ctx:fail(warnings) end
+  ctx:warnings(warnings)
+  local client, cerr = ctx:client(true)
+  if not client then return context.client_fail(ctx, cerr) end
+  local p = {}
+  ctx.status.render = steps.render(p)
+  return ctx:live(function()
+    local sendable, err = steps.upload_refs(ctx, client, req, refs, p)
+    if not sendable then return ctx:fail(err) end
+    if a.idempotency_key then sendable.idempotency_key = a.idempotency_key end
+    p.phase = "creating"
+    local task
+    task, err = client:create(sendable)
+    if not task then return ctx:fail(err) end
+    ctx.current_task = task.id
+    ctx.status:event(("created %s (%d credits reserved)"):format(task.id, task.reserved_credits or 0))
+    if a.no_wait then
+      steps.print(ctx, a, task)
+      return EXIT.ok
+    end
+    local out = a.out or (task.id .. ".mp4")
+    ctx.current_out = out
+    local final
+    final, err = steps.wait_and_download(ctx, a, client, task, out, p)
+    if not final then return steps.failure(ctx, a, err, { output = nil }) end
+    steps.print(ctx, a, final, { output = out, idempotency_key = task.idempotency_key })
+    return EXIT.ok
+  end)
+end
+
+local function add_to_parser(parser, specs)
+  local c = parser:command("generate", "Create a video: upload references, create the task, wait, download.")
+  c:argument("prompt", "The prompt ('-' reads it from stdin).")
+  flags.request_flags(c, specs)
+  c:option("-o --out", "Where to save the video (default ./<task id>.mp4)."):argname("<file>")
+  c:option("--client-request-id", "Your own id for tracing the request."):argname("<id>")
+  c:option("--idempotency-key", "Reuse a key to make a retried command replay the same task."):argname("<key>")
+  c:flag("--no-wait", "Print the created task and exit (then: rivya wait ID --out FILE).")
+  flags.common_flags(c, { wait = true })
+  return c
+end
+
+return { add_to_parser = add_to_parser, command = command }

@@ -1,0 +1,180 @@
+--- rivya.cli.flags: the parameter flags, generated from the model schemas
+-- (rivya.models()), and the flags every command shares.
+local rivya = require "rivya"
+local util = require "rivya.cli.util"
+
+local MAX_VARIANTS = util.MAX_VARIANTS
+
+local function param_specs()
+  local seen, specs = {}, {}
+  for _, model in ipairs(rivya.models()) do
+    for _, p in ipairs(model.params or {}) do
+      if not seen[p.name] then
+        seen[p.name] = true
+        specs[#specs + 1] = p
+      end
+    end
+  end
+  return specs
+end
+
+local function default_model()
+  local models = rivya.models()
+  return models[1] and models[1].id or "wan-2-7-video"
+end
+
+-- a select whose options are exactly "true" and "false": --name [BOOL] and --no-name
+local function is_boolean(p)
+  if p.type ~= "select" or type(p.options) ~= "table" or #p.options ~= 2 then return false end
+  local set = { [p.options[1]] = true, [p.options[2]] = true }
+  return set["true"] == true and set["false"] == true
+end
+
+local function flag_of(name) return "--" .. (name:gsub("_", "-")) end
+
+local function first_sentence(s)
+  if #s <= 60 then return s end
+  return s:match("^(.-[.!?])%s") or s
+end
+
+local function param_help(p, list_mode)
+  local h = first_sentence(p.description or p.name)
+  if p.options then h = h .. (h:match("[.!?]$") and " " or ". ") .. "One of " .. table.concat(p.options, ", ") end
+  if p.type == "number" then
+    h = h .. (h:match("[.!?]$") and " " or ". ") .. ("%s %s..%s"):format(p.integer and "Integer" or "Number",
+      tostring(p.min or "-inf"), tostring(p.max or "inf"))
+  end
+  if p.default then h = h .. " (service default " .. p.default .. ")" end
+  h = h .. "."
+  if list_mode then
+    h = h .. (p.type == "text" and " Repeat to sweep several values."
+      or p.type == "number" and " A list and/or ranges: 1..4,7." or " A comma-separated list.")
+  end
+  return h
+end
+
+local function add_param_flags(cmd, specs, list_mode)
+  for _, p in ipairs(specs) do
+    local flag = flag_of(p.name)
+    if is_boolean(p) then
+      local o = cmd:option(flag, param_help(p, list_mode)):args("?"):argname("<true|false>")
+      if list_mode then o:count("*") end
+      cmd:flag("--no-" .. flag:sub(3), ("Same as %s false."):format(flag))
+    else
+      local argname = p.type == "number" and "<n>" or p.options and "<" .. table.concat(p.options, "|") .. ">"
+        or "<text>"
+      if list_mode and p.type ~= "text" then argname = "<list>" end
+      if #argname > 24 then argname = "<value>" end
+      local o = cmd:option(flag, param_help(p, list_mode)):argname(argname)
+      if list_mode then o:count("*") end
+    end
+  end
+end
+
+local function to_param_value(p, v)
+  if p.type == "number" then return math.tointeger(tonumber(v)) or tonumber(v) or v end
+  return v
+end
+
+--- params from single-valued flags | nil, message (usage)
+local function params_from_args(a, specs)
+  local params = {}
+  for _, p in ipairs(specs) do
+    local v = a[p.name]
+    if is_boolean(p) then
+      local no = a["no_" .. p.name]
+      if no and v then
+        return nil, ("%s and --no-%s contradict each other"):format(flag_of(p.name), flag_of(p.name):sub(3))
+      end
+      if no then params[p.name] = "false" elseif v then params[p.name] = v[1] or "true" end
+    elseif v ~= nil then
+      params[p.name] = to_param_value(p, v)
+    end
+  end
+  return params
+end
+
+-- "1..4,7" -> {1,2,3,4,7} for numbers; "5,10" -> {"5","10"}; text as given
+local function expand_values(p, given)
+  local values = {}
+  for _, s in ipairs(given) do
+    if p.type == "text" then
+      values[#values + 1] = s
+    else
+      for item in (s .. ","):gmatch("([^,]*),") do
+        item = item:match("^%s*(.-)%s*$")
+        local lo, hi = item:match("^(%-?%d+)%.%.(%-?%d+)$")
+        if lo and p.type == "number" then
+          lo, hi = math.tointeger(tonumber(lo)), math.tointeger(tonumber(hi))
+          if not lo or not hi or hi < lo or hi - lo >= MAX_VARIANTS then
+            return nil, ("%s: %s is not an ascending range of at most %d values"):format(flag_of(p.name), item,
+              MAX_VARIANTS)
+          end
+          for x = lo, hi do values[#values + 1] = x end
+        elseif item == "" then
+          return nil, ("%s: empty value in %q"):format(flag_of(p.name), s)
+        else
+          values[#values + 1] = to_param_value(p, item)
+        end
+      end
+    end
+  end
+  return values
+end
+
+--- for sweep: fixed params and the swept dimensions {name=, values=}
+local function sweep_params_from_args(a, specs)
+  local fixed, dims = {}, {}
+  for _, p in ipairs(specs) do
+    local given = {}
+    if is_boolean(p) then
+      for _, v in ipairs(a[p.name] or {}) do given[#given + 1] = v[1] or "true" end
+      if a["no_" .. p.name] then given[#given + 1] = "false" end
+    else
+      for _, v in ipairs(a[p.name] or {}) do given[#given + 1] = v end
+    end
+    if #given > 0 then
+      local values, err = expand_values(p, given)
+      if not values then return nil, err end
+      if #values == 1 then
+        fixed[p.name] = values[1]
+      else
+        dims[#dims + 1] = { name = p.name, values = values }
+      end
+    end
+  end
+  return fixed, dims
+end
+
+local function common_flags(cmd, opts)
+  opts = opts or {}
+  cmd:flag("--json", "Print one JSON object per result on stdout.")
+  cmd:flag("-q --quiet", "No progress on stderr (errors are still reported).")
+  if opts.wait then
+    cmd:option("--interval", "Seconds between status polls (default: RIVYA_POLL_INTERVAL or the documented pace).")
+      :argname("<seconds>"):convert(tonumber)
+    cmd:option("--timeout", "Give up waiting after this many seconds (default 900); the task keeps running.")
+      :argname("<seconds>"):convert(tonumber)
+  end
+end
+
+local function request_flags(cmd, specs, list_mode)
+  cmd:option("--model", "Model id (default " .. default_model() .. ").")
+  add_param_flags(cmd, specs, list_mode)
+  cmd:option("--ref", "A reference file (image or video), uploaded first; repeat for two.")
+    :argname("<file>"):count("*")
+end
+
+local function whole(s) return math.tointeger(tonumber(s)) end
+
+return {
+  param_specs = param_specs,
+  default_model = default_model,
+  is_boolean = is_boolean,
+  flag_of = flag_of,
+  params_from_args = params_from_args,
+  sweep_params_from_args = sweep_params_from_args,
+  common_flags = common_flags,
+  request_flags = request_flags,
+  whole = whole,
+}

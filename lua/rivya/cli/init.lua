@@ -1,0 +1,150 @@
+--- rivya.cli: the `rivya` command line.
+-- `cli.main(argv, env, streams)` runs one command line and returns the exit
+-- status; `bin/rivya` is a thin launcher around it. The work goes through the
+-- library (rivya.new, client:create/wait/download/upload, rivya.validate,
+-- rivya.estimate, rivya.gather), so the command validates with the very
+-- schema the module uses, and its parameter flags are generated from
+-- rivya.models() rather than listed here.
+--
+-- Exit statuses (README, "The rivya command"):
+--   0 success · 1 runtime failure (generation failed, network, API, I/O)
+--   2 usage error (flags, unreadable input, configuration) · 3 validation error
+--   4 authentication or permission (no key, invalid/revoked/expired, scope)
+--   5 insufficient credits · 6 timed out (the task keeps running server-side)
+--   130 interrupted (SIGINT)
+local argparse = require "argparse"
+local rivya = require "rivya"
+local errors = require "rivya.errors"
+local util = require "rivya.cli.util"
+local flags = require "rivya.cli.flags"
+local status = require "rivya.cli.status"
+local context = require "rivya.cli.context"
+
+local cli = {}
+
+cli.EXIT = util.EXIT
+local EXIT = util.EXIT
+
+--- The commands, in the order --help lists them: each is the module
+-- rivya.cli.cmd.NAME with add_to_parser(parser, specs) and command(ctx, a, specs).
+local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
+  "estimate", "batch", "sweep" }
+local commands = {}
+for _, name in ipairs(COMMANDS) do commands[name] = require("rivya.cli.cmd." .. name) end
+
+local EPILOG = [[
+Environment:
+  RIVYA_API_KEY        the API key (rvya_sk_...); never a flag, never printed
+  RIVYA_BASE_URL       the API origin (default https://rivya.ai)
+  RIVYA_POLL_INTERVAL  seconds between status polls (default: the documented pace)
+
+Exit status: 0 ok, 1 runtime failure (generation failed, network, API, I/O),
+2 usage error, 3 validation error, 4 authentication or permission,
+5 insufficient credits, 6 timed out waiting (the task keeps running), 130 interrupted.]]
+
+local function build_parser(specs, hook)
+  local parser = argparse("rivya", "Generate AI videos with the Rivya Public API v1 (rivya " .. rivya.VERSION .. ").")
+    :epilog(EPILOG):command_target("command"):help_max_width(100)
+  hook(parser)
+  parser:flag("--version", "Print the version and exit."):action(function() coroutine.yield("version") end)
+  for _, name in ipairs(COMMANDS) do hook(commands[name].add_to_parser(parser, specs)) end
+  return parser
+end
+
+local function getenv_of(env)
+  if env == nil then return os.getenv end
+  if type(env) == "function" then return env end
+  return function(name) return env[name] end
+end
+
+local function stderr_mode(ctx, a, streams)
+  if a.quiet then return "quiet" end
+  if streams.tty ~= nil then return streams.tty and "tty" or "plain" end
+  if ctx.stderr ~= io.stderr then return "plain" end
+  local term = ctx.getenv("TERM")
+  if not term or term == "" or term == "dumb" then return "plain" end
+  -- asked once per run; the shell inherits our stderr
+  return os.execute("test -t 2") and "tty" or "plain"
+end
+
+--- Run the rivya command. argv: the arguments (without the program name);
+-- env: a table or a getenv-like function (default os.getenv); streams:
+-- {stdout=, stderr=, stdin=, tty=} (default the process's). Returns the
+-- exit status.
+function cli.main(argv, env, streams)
+  streams = streams or {}
+  local ctx = context.new(streams, getenv_of(env))
+  ctx.status = status.new(ctx.stderr, "plain")
+  for _, v in ipairs(argv) do
+    if v == "--" then break end
+    if v == "--api-key" or v:match("^%-%-api%-key=") or v == "--key" or v:match("^%-%-key=") then
+      ctx.stderr:write("rivya: there is no key flag: set RIVYA_API_KEY in the environment ",
+        "(a flag would land in shell history and ps)\n")
+      return EXIT.usage
+    end
+  end
+  local specs = flags.param_specs()
+  local parser = build_parser(specs, function(p)
+    p:add_help({ action = function() coroutine.yield("help", p) end })
+  end)
+  local what, ok, a = coroutine.wrap(function() return "parsed", parser:pparse(argv) end)()
+  if what == "help" then
+    ctx.stdout:write(ok:get_help(), "\n")
+    return EXIT.ok
+  elseif what == "version" then
+    ctx.stdout:write("rivya ", rivya.VERSION, "\n")
+    return EXIT.ok
+  end
+  if not ok then
+    local cmd
+    for _, v in ipairs(argv) do
+      if commands[v] then cmd = v break end
+    end
+    ctx.stderr:write("rivya: ", tostring(a), "\nTry 'rivya ", cmd and (cmd .. " ") or "", "--help'.\n")
+    return EXIT.usage
+  end
+  if not a.command then
+    ctx.stderr:write(parser:get_usage(), "\nrivya: a command is needed; try 'rivya --help'.\n")
+    return EXIT.usage
+  end
+  ctx.command = a.command
+  local width = tonumber(ctx.getenv("COLUMNS") or "")
+  ctx.status = status.new(ctx.stderr, stderr_mode(ctx, a, streams), width and math.max(width, 20) or 80)
+  if a.interval == nil and ctx.getenv("RIVYA_POLL_INTERVAL") then
+    a.interval = tonumber(ctx.getenv("RIVYA_POLL_INTERVAL"))
+    if not a.interval then return ctx:usage("RIVYA_POLL_INTERVAL must be a number of seconds") end
+  end
+  for _, name in ipairs({ "interval", "timeout" }) do
+    if a[name] ~= nil and (type(a[name]) ~= "number" or not (a[name] > 0 and a[name] < math.huge)) then
+      return ctx:usage(("--%s must be a positive number of seconds"):format(name))
+    end
+  end
+  if a.command == "batch" or a.command == "sweep" then
+    if not a.concurrency then return ctx:usage("--concurrency must be a whole number") end
+  end
+  if a.command == "estimate" and (not a.count or a.count < 1) then
+    return ctx:usage("--count must be a positive whole number")
+  end
+
+  local done, code = xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
+  if ctx.client_obj then ctx.client_obj:close() end
+  if done then return code end
+  ctx.status:clear()
+  local message = tostring(code)
+  if message:match("interrupted!") then
+    ctx.stderr:write("rivya: interrupted")
+    if ctx.resume_hint then
+      ctx.stderr:write("; ", ctx.resume_hint)
+    elseif ctx.current_task then
+      ctx.stderr:write("; the task keeps running: rivya wait ", ctx.current_task, " --out ",
+        util.sh_quote(ctx.current_out or "FILE"))
+    end
+    ctx.stderr:write("\n")
+    return EXIT.interrupted
+  end
+  if errors.is(code) then return ctx:fail(code) end
+  ctx.stderr:write("rivya: internal error: ", message, "\n")
+  return EXIT.failure
+end
+
+return cli
