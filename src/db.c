@@ -12,6 +12,7 @@
 **   stmt:reset()    stmt:finalize()           (finalize idempotent; also __gc)
 ** core.lock(path) -> lock | nil, err, holder_pid
 **   lock:unlock()                             (idempotent; also __gc, __close)
+** core.sha256_file(path) -> hex | nil, message  (a saved result, for the ledger)
 **
 ** Values are bound and read with their types: Lua integers stay 64-bit
 ** integers, floats doubles, strings text (blobs come back as strings),
@@ -23,12 +24,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "rivya.h"
+#include "sha256.h"
 
 #define RV_DB_MT   "rivya.Db"
 #define RV_STMT_MT "rivya.Stmt"
@@ -347,6 +350,42 @@ static int lock_unlock(lua_State *L) {
   return 0;
 }
 
+/*
+** core.sha256_file(path) -> 64 hex digits | nil, message
+** The file is mapped, not read into Lua: a saved video may be large.
+*/
+static int file_sha256(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  char hex[65];
+  void *p;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int e = fd < 0 ? errno : EINVAL;
+    if (fd >= 0) close(fd);
+    lua_pushnil(L);
+    lua_pushstring(L, e == EINVAL ? "not a regular file" : strerror(e));
+    return 2;
+  }
+  if (st.st_size == 0) {
+    close(fd);
+    rv_sha256_hex((const unsigned char *)"", 0, hex);
+    lua_pushlstring(L, hex, 64);
+    return 1;
+  }
+  p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  rv_sha256_hex((const unsigned char *)p, (size_t)st.st_size, hex);
+  munmap(p, (size_t)st.st_size);
+  lua_pushlstring(L, hex, 64);
+  return 1;
+}
+
 static const luaL_Reg db_methods[] = {
   {"exec", db_exec},
   {"prepare", db_prepare},
@@ -395,6 +434,8 @@ int rv_db_open(lua_State *L) {
   lua_setfield(L, -2, "db_open");
   lua_pushcfunction(L, lock_take);
   lua_setfield(L, -2, "lock");
+  lua_pushcfunction(L, file_sha256);
+  lua_setfield(L, -2, "sha256_file");
   lua_pushstring(L, sqlite3_libversion());
   lua_setfield(L, -2, "sqlite_version");
   return 0;

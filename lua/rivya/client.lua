@@ -801,7 +801,10 @@ local function check_destination(path)
   if dir == "" then dir = "/" end
   dir = dir or "."
   local dst, derr = core.stat(dir)
-  if not dst then return refuse(("cannot save to %s: its folder %s: %s"):format(path, dir, derr)) end
+  if not dst then
+    return refuse(("cannot save to %s: the folder %s %s"):format(path, dir,
+      derr == "No such file or directory" and "does not exist" or ("cannot be read: " .. tostring(derr))))
+  end
   if dst.type ~= "directory" then return refuse(("cannot save to %s: %s is a %s"):format(path, dir, dst.type)) end
   -- the one sure test of "can a file be made there": make one
   local probe = ("%s/.rivya-probe-%s"):format(dir, core.random_hex(6))
@@ -919,7 +922,7 @@ function Client:download(task_or_url, path, opts)
   if self.ledger and type(task_or_url) == "table" and type(task_or_url.id) == "string" then
     -- a record that fails leaves the task pending: a later resume saves it again
     local st = core.stat(path)
-    self.ledger:saved(task_or_url.id, path, st and st.size, core.sha256_file and core.sha256_file(path) or nil)
+    self.ledger:saved(task_or_url.id, path, st and st.size, (core.sha256_file(path)))
   end
   return path
 end

@@ -167,6 +167,9 @@ local function owner()
   return self_owner.pid, self_owner.start
 end
 
+--- The start time of process `pid` (clock ticks after boot) | nil.
+Ledger.start_of = process_start
+
 --- true when the process (pid, start) still runs.
 function Ledger.alive(pid, start)
   if not pid then return false end
