@@ -10,6 +10,7 @@
 
 #include "lua.h"
 #include "lauxlib.h"
+#include "compat.h"     /* the 5.4 API on LuaJIT and Lua 5.1-5.3 */
 
 #define RV_VERSION "0.1.0"
 
@@ -17,6 +18,23 @@
 #define RV_ERROR_MT    "rivya.Error"
 #define RV_SESSION_MT  "rivya.Session"
 #define RV_TRANSFER_MT "rivya.Transfer"
+
+/*
+** Register the metatable `name` (luaL_newmetatable: __name is set) with the
+** metamethods `meta` and, unless NULL, `methods` as its __index table; leaves
+** the metatable on the stack. Every type of the core is registered here, as
+** cqueues does with cqs_newmetatable.
+*/
+static inline void rv_newmetatable(lua_State *L, const char *name,
+                                   const luaL_Reg *methods, const luaL_Reg *meta) {
+  if (!luaL_newmetatable(L, name)) return;   /* registered by an earlier open */
+  luaL_setfuncs(L, meta, 0);
+  if (methods != NULL) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+}
 
 /* growable byte buffer (buf.c) */
 typedef struct rv_buf {
@@ -27,7 +45,6 @@ typedef struct rv_buf {
 
 void rv_buf_init(rv_buf *b);
 int rv_buf_add(rv_buf *b, const void *p, size_t n);     /* 0 ok, -1 no memory */
-int rv_buf_addf(rv_buf *b, const char *fmt, ...);
 void rv_buf_free(rv_buf *b);
 
 /*
@@ -142,10 +159,10 @@ const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime
 int rv_file_open(lua_State *L);      /* pushes core.stat, core.read_head */
 int rv_tidy_open(lua_State *L);      /* pushes core.json_tidy (tidy.c) */
 
-/* durable state (db.c): pushes core.db_open (SQLite), core.lock */
+/* durable state (db.c): pushes core.db_open (SQLite), core.lock, core.sha256_file */
 int rv_db_open(lua_State *L);
 
-/* HTTP on libcurl (http.c) */
-int rv_http_open(lua_State *L);      /* registers metatables; pushes core.session */
+/* HTTP on libcurl (session.c, transfer.c, download.c, trust.c, system.c; http.h) */
+int rv_http_open(lua_State *L);      /* registers metatables; pushes core.session, now, sleep, poll, random_hex */
 
 #endif
