@@ -267,14 +267,14 @@ FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%_fuzz)
 FUZZ_CFLAGS := -std=c99 -Wall -Wextra -Werror $(DEFS) -I$(LUA_INCDIR)
 FUZZ_DEPS := fuzz/fuzz.h $(wildcard src/*.h)
 
-$(FUZZ_BUILD)/validate_fuzz: fuzz/validate_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+$(FUZZ_BUILD)/validate_fuzz: fuzz/validate_fuzz.c $(CORE_SRC) $(FUZZ_DEPS) lua/rivya/catalog_snapshot.lua
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' -o $@ $< src/validate.c src/text.c src/suggest.c src/catalog.c src/sniff.c \
 	  src/error.c src/buf.c $(LUA_LIBS) -lm
 
-$(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+$(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS) lua/rivya/catalog_snapshot.lua
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' -o $@ $< src/validate.c src/text.c src/suggest.c src/catalog.c src/sniff.c \
 	  src/error.c src/buf.c src/file.c $(LUA_LIBS) -lm
 
 # json_fuzz.c includes src/transfer.c itself, for its static callbacks

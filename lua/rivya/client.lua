@@ -5,6 +5,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
+local catalog = require "rivya.catalog"
 local Ledger = require "rivya.ledger"
 
 local Client = {}
@@ -43,25 +44,6 @@ local OPTIONS = {
   waiter = "function", ledger = "any",
 }
 
--- the known name closest to `word` (edit distance at most 3), for messages
-local function closest(word, names)
-  local best, best_d = nil, 4
-  for _, name in ipairs(names) do
-    local prev = {}
-    for j = 0, #name do prev[j] = j end
-    for i = 1, #word do
-      local cur = { [0] = i }
-      for j = 1, #name do
-        local cost = word:sub(i, i) == name:sub(j, j) and 0 or 1
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-      end
-      prev = cur
-    end
-    if prev[#name] < best_d then best, best_d = name, prev[#name] end
-  end
-  return best
-end
-
 -- the options of a call given none: shared, never written to
 local NO_OPTIONS = setmetatable({}, {
   __newindex = function() error("rivya: internal: NO_OPTIONS is read-only", 2) end,
@@ -78,7 +60,7 @@ local function check_options(where, opts, allowed)
       local names = {}
       for name in pairs(allowed) do names[#names + 1] = name end
       table.sort(names)
-      local hint = type(k) == "string" and closest(k, names)
+      local hint = type(k) == "string" and core.suggest(k, names)
       error(("%s: unknown option '%s'%s"):format(where, tostring(k),
         hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
     end
@@ -291,15 +273,62 @@ function Client:_api(method, path, o)
   }, { decode = true, deadline = o.deadline })
 end
 
---- The model catalog: an array of model tables (no key needed).
-function Client:models()
-  check_open(self)
-  local v, err = self:_api("GET", "/models", { auth = false })
+-- The live catalog, fetched once per client (no key needed) and compiled
+-- for the validator: models, compiled | nil, err. Coroutines that ask while
+-- the first fetch is on its way wait for it rather than fetch again.
+function Client:_catalog()
+  while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
+  if self.catalog_models then return self.catalog_models, self.catalog_compiled end
+  self.catalog_fetching = true
+  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  self.catalog_fetching = nil
+  if not ok then error(v, 0) end
   if not v then return nil, err end
-  if type(v.data) ~= "table" then
+  local data = v.data
+  if type(data) ~= "table" then
     return nil, errors.new("bad_response", "the model catalog has no data array")
   end
-  return v.data
+  local models = {}
+  for _, m in ipairs(data) do
+    if type(m) == "table" and type(m.id) == "string" then models[#models + 1] = m end
+  end
+  self.catalog_models, self.catalog_compiled = models, catalog.compile(models)
+  return models, self.catalog_compiled
+end
+
+-- The catalog creates and uploads are checked against: the snapshot until
+-- rivya-sim serves the documented catalog, then the live one.
+function Client._create_catalog(_)
+  return true, catalog.snapshot()
+end
+
+--- The live model catalog: the documented objects of GET /api/v1/models
+-- (no key needed), fetched once per client; fresh tables on each call.
+function Client:models()
+  check_open(self)
+  local models, err = self:_catalog()
+  if not models then return nil, err end
+  return catalog.copy(models)
+end
+
+--- The exact JSON-ready body a create of `req` would send, and its warnings
+-- | nil, err: validated against the live catalog (any model it lists).
+function Client:validate(req)
+  check_open(self)
+  if type(req) ~= "table" then error("client:validate: expected a request table, got " .. type(req), 2) end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat:validate(req)
+end
+
+--- Credits a run of `req` would reserve | nil, err: the model's base_credits
+-- when its billing is FIXED (else code "unknown"), after validation.
+function Client:estimate(req)
+  check_open(self)
+  if type(req) ~= "table" then error("client:estimate: expected a request table, got " .. type(req), 2) end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat:estimate(req)
 end
 
 --- The current credit balance, an integer.
@@ -349,7 +378,7 @@ end
 --- Everything known about an upload before a byte is sent: source, name,
 -- size, kind and MIME type from the bytes, the model's limits checked.
 -- `source` is a path or {data = bytes, name = "x.png"}.
-local function inspect_upload(source, opts)
+local function inspect_upload(source, opts, cat)
   local name, size, head, st_mtime
   if type(source) == "string" then
     local st, serr = core.stat(source)
@@ -387,7 +416,7 @@ local function inspect_upload(source, opts)
     return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
       { field = "kind", expected = opts.kind, got = kind })
   end
-  local ok, lerr = core.check_upload(opts.model, kind, mime, size)
+  local ok, lerr = (cat or catalog.snapshot()):check_upload(opts.model, kind, mime, size)
   if not ok then return nil, lerr end
   return { name = name, size = size, kind = kind, mime = mime, mtime = type(source) == "string" and st_mtime or nil }
 end
@@ -418,9 +447,11 @@ end
 -- upload with a given Idempotency-Key (a ledger's recorded one) or a new one
 function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
-    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 2)
+    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
   end
-  local info, err = inspect_upload(source, opts)
+  local models, cat = self:_create_catalog()
+  if not models then return nil, cat end
+  local info, err = inspect_upload(source, opts, cat)
   if not info then return nil, err end
   if opts.client_request_id and #opts.client_request_id > 128 then
     return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
@@ -463,7 +494,7 @@ end
 -- with placeholders standing for the files, so a bad request sends nothing.
 -- Returns the copy to fill, the positions of the local paths, their
 -- inspections and the body with placeholders | req (no local path) | nil, err.
-local function inspect_references(req)
+local function inspect_references(req, cat)
   local items = type(req.params) == "table" and req.params.referenceMediaItems
   if type(items) ~= "table" then return req end
   local paths = {}
@@ -479,7 +510,7 @@ local function inspect_references(req)
   copy.params = params
   local infos = {}
   for _, i in ipairs(paths) do
-    local info, err = inspect_upload(items[i], { model = req.model })
+    local info, err = inspect_upload(items[i], { model = req.model }, cat)
     if not info then
       err.field = ("params.referenceMediaItems[%d]"):format(i)
       return nil, err
@@ -488,7 +519,7 @@ local function inspect_references(req)
     list[i] = { url = "https://placeholder.invalid/" .. info.name, kind = info.kind, name = info.name,
       mime_type = info.mime, duration_token = info.kind == "video" and "pending" or nil }
   end
-  local body, verr = core.validate(copy)
+  local body, verr = cat:validate(copy)
   if not body then return nil, verr end
   return copy, paths, infos, body
 end
@@ -537,15 +568,17 @@ end
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
-  if self.ledger then return self:_create_recorded(req, o or NO_OPTIONS) end
-  local copy, paths, infos = inspect_references(req)
+  local models, cat = self:_create_catalog()
+  if not models then return nil, cat end
+  if self.ledger then return self:_create_recorded(req, o or NO_OPTIONS, cat) end
+  local copy, paths, infos = inspect_references(req, cat)
   if not copy then return nil, paths end
   if paths then
     local uerr
     req, uerr = self:_upload_references(req, copy, paths, infos)
     if not req then return nil, uerr end
   end
-  local body, warnings = core.validate(req)
+  local body, warnings = cat:validate(req)
   if not body then return nil, warnings end
   local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
   local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
@@ -576,13 +609,13 @@ end
 -- younger than a day, its process gone) lends its key and its uploads, so
 -- the API replays the task that create may have made; else a new row is
 -- committed before anything is uploaded or sent.
-function Client:_create_recorded(req, o)
+function Client:_create_recorded(req, o, cat)
   local ledger = self.ledger
-  local copy, paths, infos, body = inspect_references(req)
+  local copy, paths, infos, body = inspect_references(req, cat)
   if not copy then return nil, paths end
   local warnings
   if not paths then
-    body, warnings = core.validate(req)
+    body, warnings = cat:validate(req)
     if not body then return nil, warnings end
   end
   local ident = { Ledger.canonical(body) }
@@ -602,7 +635,7 @@ function Client:_create_recorded(req, o)
   end
   key = key or ("rivya-" .. core.random_hex(16))
   local ok, lerr = ledger:begin{ key = key, request_hash = hash, model = req.model,
-    prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (core.estimate(req)),
+    prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
     output = o.output, job = o.job, attempt = o.attempt }
   if not ok then return nil, lerr end
   if paths then
@@ -613,7 +646,7 @@ function Client:_create_recorded(req, o)
       uerr.idempotency_key = key
       return nil, uerr
     end
-    body, warnings = core.validate(sent)
+    body, warnings = cat:validate(sent)
     if not body then
       ledger:rejected(key, warnings)
       return nil, warnings

@@ -2,6 +2,7 @@
 -- with the library's schema before anything is sent.
 local rivya = require "rivya"
 local core = require "rivya.core"
+local catalog = require "rivya.catalog"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
@@ -26,7 +27,7 @@ local function inspect_reference(path, model)
   if not kind then
     return fail(("file: %s is not a supported image, video or audio file (unknown signature)"):format(path))
   end
-  local ok, lerr = core.check_upload(model, kind, mime, st.size)
+  local ok, lerr = catalog.snapshot():check_upload(model, kind, mime, st.size)
   if not ok then return nil, lerr end
   return { path = path, name = basename(path), kind = kind, mime = mime, size = st.size }
 end
