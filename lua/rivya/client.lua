@@ -13,6 +13,7 @@ Client.__index = Client
 Client.__name = "rivya.Client"
 
 local now = core.now
+local find = string.find
 local min, yield = math.min, coroutine.yield
 local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, sched.unpark, sched.WAIT
 
@@ -20,6 +21,7 @@ local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, s
 local DEFAULTS = {
   base_url = "https://rivya.ai",
   timeout = 60,            -- seconds, one HTTP request
+  call_timeout = nil,      -- seconds, one API call with its retries: 2 x timeout when nil
   connect_timeout = 10,    -- seconds
   max_retries = 3,         -- retries after the first attempt
   retry_base = 0.5,        -- first backoff, seconds; doubles each retry
@@ -37,7 +39,7 @@ local FINAL = { succeeded = true, failed = true }
 -- ("seconds": a finite number >= 0)
 local OPTIONS = {
   api_key = "string", base_url = "string", timeout = "seconds",
-  connect_timeout = "seconds", max_retries = "number", ca_file = "string",
+  connect_timeout = "seconds", call_timeout = "seconds", max_retries = "number", ca_file = "string",
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
@@ -130,6 +132,22 @@ function Client._open_ledger(spec)
   return ledger
 end
 
+-- The key as sent: surrounding whitespace stripped (a trailing newline from
+-- `$(cat keyfile)` is common), nil when nothing is left. A key with a control
+-- character or whitespace inside would forge header lines: it raises, naming
+-- the byte's position, never the key.
+local function check_key(key)
+  if key == nil then return nil end
+  key = key:match("^%s*(.-)%s*$")
+  if key == "" then return nil end
+  local at = key:find("[%c%s]")
+  if at then
+    error(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
+      .. "of printable characters)"):format(at), 3)
+  end
+  return key
+end
+
 --- rivya.new(opts) -> client. Raises on misuse; never contacts the server.
 function Client.new(opts)
   opts = check_options("rivya.new", opts, OPTIONS)
@@ -138,11 +156,11 @@ function Client.new(opts)
   for k, v in pairs(opts) do if k ~= "api_key" then self[k] = v end end
   -- the `timeout` option must not shadow the pollable client:timeout() method
   self.request_timeout, self.timeout = self.timeout, nil
+  self.call_timeout = self.call_timeout or 2 * self.request_timeout
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
-  local key = opts.api_key or os.getenv("RIVYA_API_KEY")
-  if key == "" then key = nil end
+  local key = check_key(opts.api_key or os.getenv("RIVYA_API_KEY"))
   self.has_key = key ~= nil
   -- only a short suffix of the key stays on the Lua side, for tostring
   self.key_hint = key and #key >= 16 and key:sub(-4) or nil
@@ -194,8 +212,25 @@ local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
 -- the headers of a bodyless API call: one shared table, never modified
 local ACCEPT_JSON = { "Accept: application/json" }
 
+-- "GET /api/v1/credits" (API calls) or the method and URL without its query
+-- (downloads: a signed URL's query is a secret of sorts): for timeout messages
+function Client:_request_name(spec)
+  local url = spec.url
+  if url:sub(1, #self.api_url) == self.api_url then
+    url = url:sub(#self.origin + 1)
+  end
+  return (spec.method or "GET") .. " " .. (url:match("^[^?#]*"))
+end
+
+-- A timeout error that says which request timed out (err.request too).
+function Client:_timeout(spec, why)
+  local name = self:_request_name(spec)
+  return errors.new("timeout", name .. ": " .. why, { request = name })
+end
+
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
--- o: deadline (monotonic seconds), decode (JSON answer expected), on_tick, tick.
+-- o: deadline (monotonic seconds: the whole call's, retries and backoff
+-- included), decode (JSON answer expected), on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
 function Client:_exchange(spec, o)
   local attempt = 0
@@ -203,7 +238,7 @@ function Client:_exchange(spec, o)
     if o.deadline then
       local left = o.deadline - now()
       if left <= 0 then
-        return nil, errors.new("timeout", "deadline passed before the request could complete")
+        return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
@@ -219,7 +254,7 @@ function Client:_exchange(spec, o)
       local kind, message = headers, body
       local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
         not_media = "bad_response" })[kind] or "network"
-      err = errors.new(code, message)
+      err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
@@ -249,9 +284,11 @@ function Client:_exchange(spec, o)
 end
 
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
--- true), deadline.
+-- true), deadline (monotonic seconds; call_timeout from now at the latest).
 function Client:_api(method, path, o)
   o = o or {}
+  local deadline = now() + self.call_timeout
+  if o.deadline and o.deadline < deadline then deadline = o.deadline end
   if o.auth ~= false and not self.has_key then
     return nil, errors.new("api_key_missing",
       "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
@@ -270,7 +307,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
-  }, { decode = true, deadline = o.deadline })
+  }, { decode = true, deadline = deadline })
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -342,16 +379,31 @@ function Client:credits()
   return v.current_credits
 end
 
+-- The one rule for task and file ids, those rivya sends and those it is
+-- sent: 1-200 letters, digits, '_' or '-'. An id from an answer reaches URL
+-- paths, file names, ledgers and terminals: anything else is refused.
+local function valid_id(id)
+  return #id <= 200 and find(id, "^[%w_%-]+$") ~= nil
+end
+
+-- a bad id in an answer: the message names its length, never its bytes
+local function bad_id(what, id)
+  return errors.new("bad_response", ("the answer's %s id is not 1-200 letters, digits, '_' or '-' "
+    .. "(%d bytes)"):format(what, #id))
+end
+
 local function check_task(v)
-  if type(v.id) ~= "string" or type(v.status) ~= "string" then
+  local id = v.id
+  if type(id) ~= "string" or type(v.status) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a task object (no id or status)")
   end
+  if not valid_id(id) then return nil, bad_id("task", id) end
   return v
 end
 
 local function check_id(id)
   if type(id) ~= "string" then error("rivya: task id must be a string, got " .. type(id), 3) end
-  if not id:match("^[%w_%-]+$") or #id > 200 then
+  if not valid_id(id) then
     return nil, errors.new("validation_failed",
       ("task id: expected letters, digits, '_' or '-'; got %q"):format(id:sub(1, 80)), { field = "id" })
   end
@@ -367,7 +419,7 @@ local EXTENSION_MIME = {
 }
 local KINDS = { image = true, video = true, audio = true }
 local UPLOAD_OPTIONS = { kind = "string", model = "string", client_request_id = "string",
-  on_progress = "function", name = "string" }
+  on_progress = "function", name = "string", timeout = "seconds" }
 
 local function file_error(message, extra)
   local e = { field = "file" }
@@ -431,6 +483,9 @@ local function normalize_file(v)
   if type(v.url) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a file object (no url)")
   end
+  if v.id ~= nil and (type(v.id) ~= "string" or not valid_id(v.id)) then
+    return nil, bad_id("file", tostring(v.id))
+  end
   return v
 end
 
@@ -483,7 +538,8 @@ function Client:_upload(source, opts, key)
     headers = { "Accept: application/json", "Idempotency-Key: " .. key },
     multipart = parts, auth = true, timeout = 0, stall = self.stall_timeout,
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
-  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil })
+  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
+       deadline = opts.timeout and now() + opts.timeout })
   if not v then return nil, err end
   if on_progress and reported < info.size then on_progress(info.size, info.size) end
   return normalize_file(v)
@@ -530,7 +586,7 @@ end
 -- replayed create must carry the same URL), an upload recorded but not
 -- answered is sent again under its own key, and each one is recorded
 -- before it leaves. Returns copy | nil, err.
-function Client:_upload_references(req, copy, paths, infos, rec)
+function Client:_upload_references(req, copy, paths, infos, rec, deadline)
   local items, list = req.params.referenceMediaItems, copy.params.referenceMediaItems
   for _, i in ipairs(paths) do
     local path, info = items[i], infos[i]
@@ -545,7 +601,8 @@ function Client:_upload_references(req, copy, paths, infos, rec)
         if not ok then return nil, lerr end
       end
       local err
-      file, err = self:_upload(path, { model = req.model, kind = info.kind }, ukey)
+      file, err = self:_upload(path, { model = req.model, kind = info.kind,
+        timeout = deadline and math.max(deadline - now(), 0) }, ukey)
       if not file then
         err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
         return nil, err
@@ -564,6 +621,7 @@ end
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
 -- (req.idempotency_key or a fresh one) that all its retries reuse. With a
 -- ledger, the create is recorded before it is sent (see _create_recorded).
+-- o.deadline (monotonic seconds, core.now) bounds the call, uploads included;
 -- o (internal): output (where generate will save it), job, attempt, key.
 function Client:create(req, o)
   check_open(self)
@@ -571,24 +629,28 @@ function Client:create(req, o)
   local models, cat = self:_create_catalog()
   if not models then return nil, cat end
   if self.ledger then return self:_create_recorded(req, o or NO_OPTIONS, cat) end
+  local deadline = o and o.deadline
   local copy, paths, infos = inspect_references(req, cat)
   if not copy then return nil, paths end
   if paths then
     local uerr
-    req, uerr = self:_upload_references(req, copy, paths, infos)
+    req, uerr = self:_upload_references(req, copy, paths, infos, nil, deadline)
     if not req then return nil, uerr end
   end
   local body, warnings = cat:validate(req)
   if not body then return nil, warnings end
   local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
+  -- creating again with this key can never charge twice, whatever happened
   if not v then
-    -- creating again with this key can never charge twice, whatever happened
     err.idempotency_key = key
     return nil, err
   end
   local task, terr = check_task(v)
-  if not task then return nil, terr end
+  if not task then
+    terr.idempotency_key = key
+    return nil, terr
+  end
   if warnings and #warnings > 0 then
     task.warnings = task.warnings or {}
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
@@ -640,7 +702,7 @@ function Client:_create_recorded(req, o, cat)
   if not ok then return nil, lerr end
   if paths then
     local rec = { ledger = ledger, key = key, uploads = uploads }
-    local sent, uerr = self:_upload_references(req, copy, paths, infos, rec)
+    local sent, uerr = self:_upload_references(req, copy, paths, infos, rec, o.deadline)
     if not sent then
       ledger:unanswered(key)
       uerr.idempotency_key = key
@@ -652,7 +714,7 @@ function Client:_create_recorded(req, o, cat)
       return nil, warnings
     end
   end
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })
   if not v then
     err.idempotency_key = key
     if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
@@ -864,6 +926,7 @@ local function shell_word(s)
 end
 
 --- create + wait; with opts.output also download the result to that path.
+-- opts.timeout bounds the whole call: uploads, create, wait and download.
 -- Every error after the create carries err.task (its id at least), also
 -- one raised in on_update or on_progress.
 function Client:generate(req, opts)
@@ -873,7 +936,9 @@ function Client:generate(req, opts)
     local ok, derr = check_destination(opts.output)
     if not ok then return nil, derr end
   end
-  local task, err = self:create(req, { output = opts.output })
+  local deadline = opts.timeout and now() + opts.timeout
+  local function left() return deadline and math.max(deadline - now(), 0) end
+  local task, err = self:create(req, { output = opts.output, deadline = deadline })
   if not task then return nil, err end
   local ledger, user_update = self.ledger, opts.on_update
   -- each status change is recorded before the user sees it
@@ -884,7 +949,7 @@ function Client:generate(req, opts)
   local ok, final
   ok, final, err = pcall(function()
     if user_update then user_update(task) end
-    return self:wait(task, { interval = opts.interval, timeout = opts.timeout, on_update = on_update })
+    return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
   end)
   if not ok then final, err = nil, raised(final, task) end
   if not final then
@@ -896,7 +961,8 @@ function Client:generate(req, opts)
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress })
+    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+      timeout = left() })
     if not ok then path, err = nil, raised(path, final) end
     if not path then
       err.task = err.task or final
