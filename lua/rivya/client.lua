@@ -6,6 +6,7 @@ local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
 local catalog = require "rivya.catalog"
+local Ledger = require "rivya.ledger"
 
 local Client = {}
 Client.__index = Client
@@ -42,7 +43,7 @@ local OPTIONS = {
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
-  waiter = "function",
+  waiter = "function", ledger = "any",
 }
 
 -- the options of a call given none: shared, never written to
@@ -116,6 +117,21 @@ local function check_ca_file(path)
   if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
 end
 
+-- opts.ledger: a path, true (the default path; none when RIVYA_LEDGER=off), an
+-- open rivya.Ledger, or false. A ledger that cannot be opened raises: a client
+-- asked to keep records must not run without them.
+function Client._open_ledger(spec)
+  if getmetatable(spec) == Ledger then return spec end
+  local path = spec
+  if spec == true then path = Ledger.default_path() if not path then return nil end
+  elseif type(spec) ~= "string" then
+    error("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec), 4)
+  end
+  local ledger, err = Ledger.open(path)
+  if not ledger then error("rivya.new: ledger: " .. tostring(err.message or err), 4) end
+  return ledger
+end
+
 -- The key as sent: surrounding whitespace stripped (a trailing newline from
 -- `$(cat keyfile)` is common), nil when nothing is left. A key with a control
 -- character or whitespace inside would forge header lines: it raises, naming
@@ -154,6 +170,11 @@ function Client.new(opts)
     error("rivya.new: max_retries must be a non-negative integer", 2)
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
+  self.ledger = nil
+  if opts.ledger then
+    self.ledger = Client._open_ledger(opts.ledger)
+    if self.ledger == opts.ledger then self._given_ledger = opts.ledger end   -- the caller's to close
+  end
   self.session = core.session{
     api_key = key, api_origin = self.origin, user_agent = self.user_agent,
     ca_file = opts.ca_file, max_connections = self.max_connections,
@@ -410,7 +431,7 @@ end
 -- size, kind and MIME type from the bytes, the model's limits checked.
 -- `source` is a path or {data = bytes, name = "x.png"}.
 local function inspect_upload(source, opts, cat)
-  local name, size, head
+  local name, size, head, st_mtime
   if type(source) == "string" then
     local st, serr = core.stat(source)
     if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
@@ -418,7 +439,7 @@ local function inspect_upload(source, opts, cat)
       return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
     end
     if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    size = st.size
+    size, st_mtime = st.size, st.mtime
     name = opts.name or source:match("([^/]+)$")
     local herr
     head, herr = core.read_head(source, 64)
@@ -449,7 +470,7 @@ local function inspect_upload(source, opts, cat)
   end
   local ok, lerr = (cat or catalog.snapshot()):check_upload(opts.model, kind, mime, size)
   if not ok then return nil, lerr end
-  return { name = name, size = size, kind = kind, mime = mime }
+  return { name = name, size = size, kind = kind, mime = mime, mtime = type(source) == "string" and st_mtime or nil }
 end
 
 -- the API's file object with either spelling, in rivya's snake_case form
@@ -475,8 +496,13 @@ end
 function Client:upload(source, opts)
   check_open(self)
   opts = check_options("client:upload", opts, UPLOAD_OPTIONS)
+  return self:_upload(source, opts)
+end
+
+-- upload with a given Idempotency-Key (a ledger's recorded one) or a new one
+function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
-    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 2)
+    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
   end
   local models, cat = self:_create_catalog()
   if not models then return nil, cat end
@@ -505,7 +531,7 @@ function Client:upload(source, opts)
   end
   -- every retry re-streams the file from its start under the same key, so
   -- an upload the server stored before the connection broke is not stored twice
-  local key = "rivya-" .. core.random_hex(16)
+  key = key or ("rivya-" .. core.random_hex(16))
   local v
   v, err = self:_exchange({
     method = "POST", url = self.api_url .. "/files",
@@ -522,7 +548,9 @@ end
 -- Local paths in params.referenceMediaItems are uploaded first (with the
 -- request's model). Everything else is validated before the first upload,
 -- with placeholders standing for the files, so a bad request sends nothing.
-function Client:_upload_references(req, deadline)
+-- Returns the copy to fill, the positions of the local paths, their
+-- inspections and the body with placeholders | req (no local path) | nil, err.
+local function inspect_references(req, cat)
   local items = type(req.params) == "table" and req.params.referenceMediaItems
   if type(items) ~= "table" then return req end
   local paths = {}
@@ -536,8 +564,6 @@ function Client:_upload_references(req, deadline)
   for i, item in ipairs(items) do list[i] = item end
   params.referenceMediaItems = list
   copy.params = params
-  local models, cat = self:_create_catalog()
-  if not models then return nil, cat end
   local infos = {}
   for _, i in ipairs(paths) do
     local info, err = inspect_upload(items[i], { model = req.model }, cat)
@@ -549,14 +575,42 @@ function Client:_upload_references(req, deadline)
     list[i] = { url = "https://placeholder.invalid/" .. info.name, kind = info.kind, name = info.name,
       mime_type = info.mime, duration_token = info.kind == "video" and "pending" or nil }
   end
-  local ok, verr = cat:validate(copy)
-  if not ok then return nil, verr end
+  local body, verr = cat:validate(copy)
+  if not body then return nil, verr end
+  return copy, paths, infos, body
+end
+
+-- Upload the local files of req into `copy` (from _inspect_references).
+-- rec (with a ledger): {ledger, key = the create's key, uploads = recorded
+-- uploads by position}: a file recorded as uploaded is not sent again (the
+-- replayed create must carry the same URL), an upload recorded but not
+-- answered is sent again under its own key, and each one is recorded
+-- before it leaves. Returns copy | nil, err.
+function Client:_upload_references(req, copy, paths, infos, rec, deadline)
+  local items, list = req.params.referenceMediaItems, copy.params.referenceMediaItems
   for _, i in ipairs(paths) do
-    local file, err = self:upload(items[i], { model = req.model, kind = infos[i].kind,
-      timeout = deadline and math.max(deadline - now(), 0) })
+    local path, info = items[i], infos[i]
+    local done = rec and rec.uploads[i]
+    if done and (done.path ~= path or done.size ~= info.size or done.mtime ~= info.mtime) then done = nil end
+    local file = done and done.file
     if not file then
-      err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
-      return nil, err
+      local ukey = done and done.key or (rec and ("rivya-" .. core.random_hex(16)))
+      if rec then
+        local ok, lerr = rec.ledger:upload_begin{ key = ukey, task_key = rec.key, position = i, path = path,
+          size = info.size, mtime = info.mtime, kind = info.kind }
+        if not ok then return nil, lerr end
+      end
+      local err
+      file, err = self:_upload(path, { model = req.model, kind = info.kind,
+        timeout = deadline and math.max(deadline - now(), 0) }, ukey)
+      if not file then
+        err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
+        return nil, err
+      end
+      if rec then
+        local ok, lerr = rec.ledger:upload_done(ukey, file)
+        if not ok then return nil, lerr end
+      end
     end
     list[i] = file
   end
@@ -565,17 +619,24 @@ end
 
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
--- (req.idempotency_key or a fresh one) that all its retries reuse.
--- o.deadline (monotonic seconds, core.now) bounds the call, uploads included.
+-- (req.idempotency_key or a fresh one) that all its retries reuse. With a
+-- ledger, the create is recorded before it is sent (see _create_recorded).
+-- o.deadline (monotonic seconds, core.now) bounds the call, uploads included;
+-- o (internal): output (where generate will save it), job, attempt, key.
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
-  local deadline = o and o.deadline
-  local uerr
-  req, uerr = self:_upload_references(req, deadline)
-  if not req then return nil, uerr end
   local models, cat = self:_create_catalog()
   if not models then return nil, cat end
+  if self.ledger then return self:_create_recorded(req, o or NO_OPTIONS, cat) end
+  local deadline = o and o.deadline
+  local copy, paths, infos = inspect_references(req, cat)
+  if not copy then return nil, paths end
+  if paths then
+    local uerr
+    req, uerr = self:_upload_references(req, copy, paths, infos, nil, deadline)
+    if not req then return nil, uerr end
+  end
   local body, warnings = cat:validate(req)
   if not body then return nil, warnings end
   local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
@@ -595,6 +656,86 @@ function Client:create(req, o)
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
   end
   task.idempotency_key = key
+  return task
+end
+
+-- A create the API may have made though no answer came: the row stays
+-- `sending`, to be resumed under the same key
+local function unanswered(err)
+  return err.status == nil or err.status >= 500 or err.status == 429 or err.status == 408
+end
+
+-- The create with a ledger. The request is identified by a hash of its
+-- validated body (placeholders for local files) and each local file's path,
+-- size and mtime. A row for that hash still `sending` (no answer recorded,
+-- younger than a day, its process gone) lends its key and its uploads, so
+-- the API replays the task that create may have made; else a new row is
+-- committed before anything is uploaded or sent.
+function Client:_create_recorded(req, o, cat)
+  local ledger = self.ledger
+  local copy, paths, infos, body = inspect_references(req, cat)
+  if not copy then return nil, paths end
+  local warnings
+  if not paths then
+    body, warnings = cat:validate(req)
+    if not body then return nil, warnings end
+  end
+  local ident = { Ledger.canonical(body) }
+  for _, i in ipairs(paths or {}) do
+    ident[#ident + 1] = ("%s\0%d\0%d"):format(req.params.referenceMediaItems[i], infos[i].size, infos[i].mtime or 0)
+  end
+  local hash = Ledger.digest(table.concat(ident, "\n"))
+  local key, uploads = o.key or req.idempotency_key, {}
+  if not key then
+    local row, ferr = ledger:find_sending(hash)
+    if row == nil then return nil, ferr end
+    if row then
+      key = row.key
+      uploads, ferr = ledger:uploads(key)
+      if not uploads then return nil, ferr end
+    end
+  end
+  key = key or ("rivya-" .. core.random_hex(16))
+  local ok, lerr = ledger:begin{ key = key, request_hash = hash, model = req.model,
+    prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
+    output = o.output, job = o.job, attempt = o.attempt }
+  if not ok then return nil, lerr end
+  if paths then
+    local rec = { ledger = ledger, key = key, uploads = uploads }
+    local sent, uerr = self:_upload_references(req, copy, paths, infos, rec, o.deadline)
+    if not sent then
+      ledger:unanswered(key)
+      uerr.idempotency_key = key
+      return nil, uerr
+    end
+    body, warnings = cat:validate(sent)
+    if not body then
+      ledger:rejected(key, warnings)
+      return nil, warnings
+    end
+  end
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })
+  if not v then
+    err.idempotency_key = key
+    if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
+    return nil, err
+  end
+  local task, terr = check_task(v)
+  if not task then
+    ledger:unanswered(key)
+    terr.idempotency_key = key
+    return nil, terr
+  end
+  task.idempotency_key = key
+  ok, lerr = ledger:answered(key, task)
+  if not ok then
+    lerr.task, lerr.idempotency_key = task, key
+    return nil, lerr
+  end
+  if warnings and #warnings > 0 then
+    task.warnings = task.warnings or {}
+    for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
+  end
   return task
 end
 
@@ -742,26 +883,93 @@ end
 local GENERATE_OPTIONS = { interval = "seconds", timeout = "seconds", on_update = "function",
   output = "string", on_progress = "function" }
 
+-- Can a result be saved at `path`? Its folder must exist and take a new
+-- file, and the path must not be a folder or a special file: checked before
+-- the create, so no credits are spent on a result that has nowhere to go.
+local function check_destination(path)
+  local function refuse(message)
+    return nil, errors.new("validation_failed", "output: " .. message, { field = "output" })
+  end
+  local st = core.stat(path)
+  if st and st.type ~= "file" then return refuse(("%s is a %s, not a file"):format(path, st.type)) end
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == "" then dir = "/" end
+  dir = dir or "."
+  local dst, derr = core.stat(dir)
+  if not dst then
+    return refuse(("cannot save to %s: the folder %s %s"):format(path, dir,
+      derr == "No such file or directory" and "does not exist" or ("cannot be read: " .. tostring(derr))))
+  end
+  if dst.type ~= "directory" then return refuse(("cannot save to %s: %s is a %s"):format(path, dir, dst.type)) end
+  -- the one sure test of "can a file be made there": make one
+  local probe = ("%s/.rivya-probe-%s"):format(dir, core.random_hex(6))
+  local f, ferr = io.open(probe, "wb")
+  if not f then return refuse(("cannot save to %s: %s"):format(path, ferr)) end
+  f:close()
+  os.remove(probe)
+  return true
+end
+
+-- a value raised by a user callback, as the error generate returns
+local function raised(e, task)
+  if errors.is(e) then
+    e.task = e.task or task
+    return e
+  end
+  return errors.new("callback_failed", "a callback raised: " .. tostring(e), { task = task })
+end
+
+-- a path as one shell word, for the command a message suggests
+local function shell_word(s)
+  if s:match("^[%w%./_%-]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 --- create + wait; with opts.output also download the result to that path.
 -- opts.timeout bounds the whole call: uploads, create, wait and download.
+-- Every error after the create carries err.task (its id at least), also
+-- one raised in on_update or on_progress.
 function Client:generate(req, opts)
   check_open(self)
   opts = check_options("client:generate", opts, GENERATE_OPTIONS)
+  if opts.output then
+    local ok, derr = check_destination(opts.output)
+    if not ok then return nil, derr end
+  end
   local deadline = opts.timeout and now() + opts.timeout
   local function left() return deadline and math.max(deadline - now(), 0) end
-  local task, err = self:create(req, deadline and { deadline = deadline })
+  local task, err = self:create(req, { output = opts.output, deadline = deadline })
   if not task then return nil, err end
-  if opts.on_update then opts.on_update(task) end
-  local final
-  final, err = self:wait(task, { interval = opts.interval, timeout = left(), on_update = opts.on_update })
-  if not final then return nil, err end
+  local ledger, user_update = self.ledger, opts.on_update
+  -- each status change is recorded before the user sees it
+  local on_update = (ledger or user_update) and function(t)
+    if ledger then ledger:update(t) end
+    if user_update then user_update(t) end
+  end or nil
+  local ok, final
+  ok, final, err = pcall(function()
+    if user_update then user_update(task) end
+    return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
+  end)
+  if not ok then final, err = nil, raised(final, task) end
+  if not final then
+    err.task = err.task or task
+    err.idempotency_key = err.idempotency_key or task.idempotency_key
+    return nil, err
+  end
   final.warnings = final.warnings or task.warnings
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    path, err = self:download(final, opts.output, { on_progress = opts.on_progress, timeout = left() })
+    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+      timeout = left() })
+    if not ok then path, err = nil, raised(path, final) end
     if not path then
       err.task = err.task or final
+      err.output = opts.output
+      err.message = ("task %s succeeded but its result could not be saved to %s: %s; "
+        .. "fetch it with: rivya download %s %s")
+        :format(final.id, opts.output, err.message, final.id, shell_word(opts.output))
       return nil, err
     end
     final.output = path
@@ -810,6 +1018,11 @@ function Client:download(task_or_url, path, opts)
   }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
        deadline = opts.timeout and now() + opts.timeout or nil })
   if not status then return nil, err end
+  if self.ledger and type(task_or_url) == "table" and type(task_or_url.id) == "string" then
+    -- a record that fails leaves the task pending: a later resume saves it again
+    local st = core.stat(path)
+    self.ledger:saved(task_or_url.id, path, st and st.size, (core.sha256_file(path)))
+  end
   return path
 end
 
@@ -825,6 +1038,7 @@ function Client:close()
   if self.closed then return end
   self.closed = true
   self.session:close()
+  if self.ledger and self.ledger ~= self._given_ledger then self.ledger:close() end
 end
 Client.__close = Client.close
 Client.__gc = Client.close
