@@ -492,6 +492,7 @@ void sim_webhooks_clear_locked(rv_state *s) {
 
 /* what one attempt needs outside the lock */
 typedef struct attempt {
+  rv_state *s;
   char id[40];
   char *url;
   char *body;
@@ -530,6 +531,20 @@ static curl_socket_t open_checked(void *ud, curlsocktype purpose, struct curl_so
   return socket(a->family, a->socktype, a->protocol);
 }
 
+/* stop_check: libcurl progress callback: abort the attempt when the server stops */
+static int stop_check(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+  attempt *at = ud;
+  int stop;
+  (void)dt;
+  (void)dn;
+  (void)ut;
+  (void)un;
+  rv_lock(at->s);
+  stop = at->s->stopping;
+  rv_unlock(at->s);
+  return stop;
+}
+
 /* perform: one POST of at->body to at->url; fills status, error, ms */
 static void perform(attempt *at, double timeout) {
   CURL *h = curl_easy_init();
@@ -555,6 +570,9 @@ static void perform(attempt *at, double timeout) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
   curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked);
   curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, at);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, stop_check);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, at);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
   rc = curl_easy_perform(h);
   at->ms = (long)((rv_mono_now() - t0) * 1000);
   if (rc == CURLE_OK) {
@@ -606,6 +624,7 @@ static int take_due_locked(rv_state *s, attempt *at, double *next) {
     }
     body = sim_event_json(e);
     memset(at, 0, sizeof *at);
+    at->s = s;
     snprintf(at->id, sizeof at->id, "%s", d->id);
     at->url = strdup(w->url);
     at->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
