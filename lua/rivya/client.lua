@@ -170,6 +170,33 @@ function Client:_retry_delay(err, attempt)
 end
 
 local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
+
+-- The scope each call needs (API.md, "Transport and auth"): method, path
+-- pattern under /api/v1, scope. The first match wins.
+local SCOPES = {
+  { "GET", "^/models", "models:read" },
+  { "POST", "^/generations", "generations:create" },
+  { "GET", "^/generations/", "generations:read" },
+  { "POST", "^/files", "files:create" },
+  { "GET", "^/files/", "files:read" },
+  { "GET", "^/credits", "credits:read" },
+  { nil, "^/webhook", "webhooks:manage" },
+  { "POST", "^/chat/", "chat:create" },
+  { "GET", "^/chat/", "chat:read" },
+}
+
+-- api_scope_denied says the key lacks a scope; name the one this call needs.
+local function name_scope(err, spec)
+  local method = spec.method or "GET"
+  local path = spec.url:match("/api/v1(/[^?#]*)") or ""
+  for _, s in ipairs(SCOPES) do
+    if (s[1] == nil or s[1] == method) and path:find(s[2]) then
+      err.scope = s[3]
+      err.message = ("%s (%s %s needs the %s scope)"):format(err.message, method, "/api/v1" .. path, s[3])
+      return
+    end
+  end
+end
 -- the headers of a bodyless API call: one shared table, never modified
 local ACCEPT_JSON = { "Accept: application/json" }
 
@@ -211,6 +238,7 @@ function Client:_exchange(spec, o)
       retryable = true
     else
       err = errors.from_response(status, headers, body)
+      if err.code == "api_scope_denied" then name_scope(err, spec) end
       retryable = status == 429 or status >= 500 or RETRY_CODES[err.code] == true
     end
     if not retryable or attempt >= self.max_retries then
@@ -559,7 +587,9 @@ local TRANSIENT = { network = true, timeout = true, server_error = true, rate_li
 
 local function final_result(task)
   if task.status == "succeeded" then return task end
-  local msg = type(task.error) == "table" and task.error.message or "the generation failed"
+  -- the docs say a failed task "may include" an error object: without one, a generic message
+  local msg = type(task.error) == "table" and type(task.error.message) == "string" and task.error.message
+    or ("the generation failed (task %s gave no error details)"):format(tostring(task.id))
   return nil, errors.new("generation_failed", msg, { task = task })
 end
 
