@@ -6,6 +6,7 @@ local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
 local catalog = require "rivya.catalog"
+local webhook = require "rivya.webhook"
 
 local Client = {}
 Client.__index = Client
@@ -230,6 +231,8 @@ function Client:_exchange(spec, o)
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
       if not o.decode then return status, headers end
+      -- a DELETE may answer 204 or 200 without a body
+      if o.empty_ok and (body == nil or body == "") then return {}, headers end
       local v = json.decode(body)
       if type(v) == "table" then return v, headers end
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
@@ -277,7 +280,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
-  }, { decode = true, deadline = o.deadline })
+  }, { decode = true, deadline = o.deadline, empty_ok = o.empty_ok })
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -776,6 +779,30 @@ function Client:download(task_or_url, path, opts)
        deadline = opts.timeout and now() + opts.timeout or nil })
   if not status then return nil, err end
   return path
+end
+
+--- Webhook endpoints (the documented management endpoints, scope
+-- webhooks:manage): :create{name, url, event_types}, :list(), :get(id),
+-- :update(id, fields), :delete(id), :rotate_secret(id), :test(id),
+-- :deliveries(id). opts.allow_loopback admits http:// receivers on loopback
+-- (rivya-sim --allow-loopback-webhooks); other URLs are checked by the
+-- documented rules before sending (webhook_url_rejected).
+function Client:webhooks(opts)
+  check_open(self)
+  return webhook.manager(self, opts)
+end
+
+--- The account's webhook events (an array; shape not documented).
+function Client:webhook_events()
+  check_open(self)
+  return webhook.events(self)
+end
+
+--- The task a webhook event is about, re-read with the API key: act on this
+-- answer, not on the event (no signature scheme is documented).
+function Client:confirm(event)
+  check_open(self)
+  return webhook.confirm(self, event)
 end
 
 --- Pollable interface for foreign event loops (cqueues, luv, ...).
