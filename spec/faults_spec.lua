@@ -236,28 +236,56 @@ local report = {}
 
 describe("the retry policy", function()
   local errors = require "rivya.errors"
-  local client
+  local sim
 
-  setup(function() client = rivya.new{ api_key = "rvya_sk_unit_0000000000", base_url = "http://127.0.0.1:9" } end)
-  teardown(function() client:close() end)
+  setup(function() sim = helper.start_sim() end)
+  teardown(function() assert.is_true(sim:stop()) end)
+  before_each(function() sim:reset() end)
 
-  it("backs off from 0.5 s, doubling up to 8 s, with jitter between 50 and 100 percent", function()
-    for attempt = 0, 8 do
-      local full = math.min(8, 0.5 * 2 ^ attempt)
-      for _ = 1, 20 do
-        local d = client:_backoff(attempt)
-        assert.is_true(d >= full / 2 and d <= full, ("attempt %d waited %g"):format(attempt, d))
-      end
+  -- the delays a client announces through on_retry while credits() fails
+  -- with `fault` every time; returns the delays and the final error
+  -- (opts.library_defaults: no spec defaults, the library's own pace)
+  local function delays(opts, fault)
+    local seen = {}
+    opts.on_retry = function(r)
+      assert.are.equal(#seen + 1, r.attempt)
+      assert.is_true(errors.is(r.error))
+      seen[#seen + 1] = r.delay
+    end
+    local c
+    if opts.library_defaults then
+      c = rivya.new{ api_key = helper.KEY, base_url = sim.url, max_retries = opts.max_retries,
+        on_retry = opts.on_retry }
+    else
+      c = helper.client(sim, opts)
+    end
+    fault.path, fault.action, fault.times = "/api/v1/credits", "respond", 100
+    sim:fault(fault)
+    local credits, err = c:credits()
+    c:close()
+    assert.is_nil(credits)
+    return seen, err
+  end
+
+  it("backs off from 0.5 s by default, doubling up to retry_cap, with jitter between 50 and 100 percent", function()
+    local seen, err = delays({ max_retries = 1, library_defaults = true }, { status = 503 })
+    assert.are.equal(1, #seen)
+    assert.is_true(seen[1] >= 0.25 and seen[1] <= 0.5, "first retry waited " .. seen[1])
+    assert.are.equal(2, err.attempts)
+    -- the doubling and the cap, scaled down so the spec waits milliseconds
+    seen = delays({ max_retries = 8, retry_base = 0.001, retry_cap = 0.016 }, { status = 500 })
+    assert.are.equal(8, #seen)
+    for n, d in ipairs(seen) do
+      local full = math.min(0.016, 0.001 * 2 ^ (n - 1))
+      assert.is_true(d >= full / 2 and d <= full, ("retry %d waited %g"):format(n, d))
     end
   end)
 
   it("waits what Retry-After asks, capped at retry_after_cap", function()
-    assert.are.equal(5, client:_retry_delay(errors.new("rate_limited", "x", { retry_after = 5 }), 0))
-    assert.are.equal(60, client:_retry_delay(errors.new("rate_limited", "x", { retry_after = 3600 }), 0))
-    local capped = rivya.new{ api_key = "rvya_sk_unit_0000000000", base_url = "http://127.0.0.1:9",
-      retry_after_cap = 2 }
-    assert.are.equal(2, capped:_retry_delay(errors.new("rate_limited", "x", { retry_after = 30 }), 3))
-    capped:close()
+    local seen = delays({ max_retries = 1 }, { status = 429, headers = { ["Retry-After"] = "1" } })
+    assert.are.same({ 1 }, seen)
+    seen = delays({ max_retries = 2, retry_after_cap = 0.02 }, { status = 429, headers = { ["Retry-After"] = "3600" } })
+    assert.are.same({ 0.02, 0.02 }, seen)
   end)
 
   it("reads Retry-After as delta seconds or as an HTTP date", function()
@@ -275,13 +303,9 @@ describe("rivya client under injected faults", function()
   local sim, setup_client, dir, sample_sha256
   local double_charges, cases_run, cases_defined = 0, 0, 0
 
-  local function new_client(opts)
-    local o = { api_key = helper.KEY, base_url = sim.url, timeout = TIMEOUT, stall_timeout = TIMEOUT,
-      connect_timeout = TIMEOUT, retry_base = 0.01, retry_cap = 0.05, retry_after_cap = 0.05,
-      poll_interval = 0.05 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
-  end
+  -- every transfer gives up after TIMEOUT, and Retry-After waits are short
+  local FAULT_OPTIONS = { timeout = TIMEOUT, stall_timeout = TIMEOUT, connect_timeout = TIMEOUT,
+    retry_after_cap = 0.05 }
 
   local function requests()
     return sim:control("GET", "requests").data
@@ -307,7 +331,7 @@ describe("rivya client under injected faults", function()
 
   setup(function()
     sim = helper.start_sim{ args = { "--task-seconds", "0.05", "--credits", "100000" } }
-    setup_client = new_client{ timeout = 10 }
+    setup_client = helper.client(sim, FAULT_OPTIONS, { timeout = 10 })
     dir = helper.tmpdir()
     sample_sha256 = sha256_of(SAMPLE)
   end)
@@ -347,7 +371,7 @@ describe("rivya client under injected faults", function()
           if ep.prepare then ep.prepare(ctx) end
           local before = sim:ledger()
           local fds = helper.fd_count()
-          ctx.client = new_client{ max_retries = persistent and PERSISTENT_TIMES - 1 or 3 }
+          ctx.client = helper.client(sim, FAULT_OPTIONS, { max_retries = persistent and PERSISTENT_TIMES - 1 or 3 })
 
           local fault = f.fault(ctx, ep)
           fault.listener, fault.method, fault.path = ep.listener, ep.method, ep.path

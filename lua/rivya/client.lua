@@ -5,6 +5,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
+local refs = require "rivya.refs"
 
 local Client = {}
 Client.__index = Client
@@ -39,7 +40,7 @@ local OPTIONS = {
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
-  waiter = "function",
+  waiter = "function", on_retry = "function",
 }
 
 -- the known name closest to `word` (edit distance at most 3), for messages
@@ -240,6 +241,9 @@ function Client:_exchange(spec, o)
       err.attempts = attempt + 1
       return nil, err
     end
+    -- on_retry({attempt = n (1 for the first retry), delay = seconds, error = err}):
+    -- what a progress display shows while the client keeps trying
+    if self.on_retry then self.on_retry({ attempt = attempt + 1, delay = delay, error = err }) end
     sched.sleep(delay, self.waiter)
     attempt = attempt + 1
   end
@@ -308,68 +312,9 @@ local function check_id(id)
   return id
 end
 
--- file name extension -> the MIME type it claims
-local EXTENSION_MIME = {
-  jpg = "image/jpeg", jpeg = "image/jpeg", png = "image/png", webp = "image/webp",
-  mp4 = "video/mp4", m4v = "video/mp4", mov = "video/quicktime", qt = "video/quicktime",
-  webm = "video/webm", mp3 = "audio/mpeg", m4a = "audio/mp4", wav = "audio/wav",
-  aac = "audio/aac", ogg = "audio/ogg", oga = "audio/ogg",
-}
 local KINDS = { image = true, video = true, audio = true }
 local UPLOAD_OPTIONS = { kind = "string", model = "string", client_request_id = "string",
   on_progress = "function", name = "string" }
-
-local function file_error(message, extra)
-  local e = { field = "file" }
-  for k, v in pairs(extra or {}) do e[k] = v end
-  return nil, errors.new("validation_failed", message, e)
-end
-
---- Everything known about an upload before a byte is sent: source, name,
--- size, kind and MIME type from the bytes, the model's limits checked.
--- `source` is a path or {data = bytes, name = "x.png"}.
-local function inspect_upload(source, opts)
-  local name, size, head
-  if type(source) == "string" then
-    local st, serr = core.stat(source)
-    if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
-    if st.type ~= "file" then
-      return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
-    end
-    if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    size = st.size
-    name = opts.name or source:match("([^/]+)$")
-    local herr
-    head, herr = core.read_head(source, 64)
-    if not head then return file_error(("file: cannot read %s: %s"):format(source, herr)) end
-  elseif type(source) == "table" then
-    if type(source.data) ~= "string" then error("rivya: upload data must be a string", 3) end
-    if type(source.name) ~= "string" or source.name == "" then
-      error("rivya: upload {data=...} needs a name string", 3)
-    end
-    size, name, head = #source.data, source.name, source.data:sub(1, 64)
-  else
-    error("rivya: upload expects a path or {data=, name=}, got " .. type(source), 3)
-  end
-  if size == 0 then return file_error(("file: %s is empty"):format(name)) end
-  local kind, mime = core.sniff(head)
-  if not kind then
-    return file_error(("file: %s is not a supported image, video or audio file (unknown signature)"):format(name))
-  end
-  local ext = name:match("%.([%w]+)$")
-  local claimed = ext and EXTENSION_MIME[ext:lower()]
-  if claimed and claimed ~= mime then
-    return file_error(("file: %s is named like %s but its bytes are %s"):format(name, claimed, mime),
-      { expected = claimed, got = mime })
-  end
-  if opts.kind and opts.kind ~= kind then
-    return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
-      { field = "kind", expected = opts.kind, got = kind })
-  end
-  local ok, lerr = core.check_upload(opts.model, kind, mime, size)
-  if not ok then return nil, lerr end
-  return { name = name, size = size, kind = kind, mime = mime }
-end
 
 -- the API's file object with either spelling, in rivya's snake_case form
 local function normalize_file(v)
@@ -394,8 +339,14 @@ function Client:upload(source, opts)
   if opts.kind and not KINDS[opts.kind] then
     error("client:upload: kind must be image, video or audio, got " .. opts.kind, 2)
   end
-  local info, err = inspect_upload(source, opts)
-  if not info then return nil, err end
+  -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
+  local info, err = source
+  if not (refs.is_info(source) and info.model == opts.model and (opts.kind or info.kind) == info.kind
+      and (opts.name or info.name) == info.name) then
+    info, err = refs.inspect(refs.is_info(source) and source.source or source, opts)
+    if not info then return nil, err end
+  end
+  source = info.source
   if opts.client_request_id and #opts.client_request_id > 128 then
     return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
       { field = "client_request_id" })
@@ -432,59 +383,28 @@ function Client:upload(source, opts)
   return normalize_file(v)
 end
 
--- Local paths in params.referenceMediaItems are uploaded first (with the
--- request's model). Everything else is validated before the first upload,
--- with placeholders standing for the files, so a bad request sends nothing.
-function Client:_upload_references(req)
-  local items = type(req.params) == "table" and req.params.referenceMediaItems
-  if type(items) ~= "table" then return req end
-  local paths = {}
-  for i, item in ipairs(items) do
-    if type(item) == "string" then paths[#paths + 1] = i end
-  end
-  if #paths == 0 then return req end
-  local copy, params, list = {}, {}, {}
-  for k, v in pairs(req) do copy[k] = v end
-  for k, v in pairs(req.params) do params[k] = v end
-  for i, item in ipairs(items) do list[i] = item end
-  params.referenceMediaItems = list
-  copy.params = params
-  local infos = {}
-  for _, i in ipairs(paths) do
-    local info, err = inspect_upload(items[i], { model = req.model })
-    if not info then
-      err.field = ("params.referenceMediaItems[%d]"):format(i)
-      return nil, err
-    end
-    infos[i] = info
-    list[i] = { url = "https://placeholder.invalid/" .. info.name, kind = info.kind, name = info.name,
-      mime_type = info.mime, duration_token = info.kind == "video" and "pending" or nil }
-  end
-  local ok, verr = core.validate(copy)
-  if not ok then return nil, verr end
-  for _, i in ipairs(paths) do
-    local file, err = self:upload(items[i], { model = req.model, kind = infos[i].kind })
-    if not file then
-      err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
-      return nil, err
-    end
-    list[i] = file
-  end
-  return copy
-end
-
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
 -- (req.idempotency_key or a fresh one) that all its retries reuse.
 function Client:create(req)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
-  local uerr
-  req, uerr = self:_upload_references(req)
-  if not req then return nil, uerr end
-  local body, warnings = core.validate(req)
-  if not body then return nil, warnings end
-  local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
+  -- local reference paths are inspected and the request validated once,
+  -- before the first upload: a request that would fail sends nothing
+  local prepared, perr = refs.prepare(req)
+  if not prepared then return nil, perr end
+  for _, ref in ipairs(prepared:pending()) do
+    local file, uerr = self:upload(ref.info, { model = ref.info.model, kind = ref.info.kind })
+    if not file then
+      uerr.field = uerr.field or ("params.referenceMediaItems[%d]"):format(ref.index)
+      return nil, uerr
+    end
+    prepared:attach(ref.index, file)
+  end
+  local body, berr = prepared:final_body()
+  if not body then return nil, berr end
+  local warnings = prepared.warnings
+  local key = prepared.idempotency_key or ("rivya-" .. core.random_hex(16))
   local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
   if not v then
     -- creating again with this key can never charge twice, whatever happened
