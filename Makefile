@@ -1,15 +1,36 @@
-# rivya — Lua 5.4 module with a C core (libcurl) for the Rivya Public API v1.
+# rivya — Lua module with a C core (libcurl) for the Rivya Public API v1,
+# for LuaJIT 2.1 and Lua 5.1, 5.2, 5.3 and 5.4 (the default).
 # Every variable is overridable: make CFLAGS=-O0 PREFIX=/opt/rivya ...
 SHELL := /bin/bash
 
+# The interpreter picks the headers, the build folder and the install layout:
+#   make LUA=luajit | lua5.1 | lua5.2 | lua5.3 | lua5.4 (default)
+# builds into build/jit, build/5.1, build/5.2, build/5.3 and build/ (5.4).
+# LUA may also be a path (LuaRocks passes /usr/bin/lua5.1); LUA_VERSION,
+# LUA_PC (pkg-config name) and BUILD can be given when the name says nothing.
 LUA ?= lua5.4
-LUA_PC ?= lua5.4
+LUA_NAME := $(notdir $(LUA))
+ifneq ($(filter luajit%,$(LUA_NAME)),)
+  LUA_VERSION ?= 5.1
+  LUA_PC ?= luajit
+  LUA_TAG := jit
+else ifneq ($(filter lua5.%,$(LUA_NAME)),)
+  LUA_VERSION ?= $(patsubst lua%,%,$(LUA_NAME))
+  LUA_PC ?= $(LUA_NAME)
+  LUA_TAG := $(LUA_VERSION)
+else
+  LUA_VERSION ?= $(shell $(LUA) -e 'io.write((_VERSION:gsub("^Lua ", "")))' 2>/dev/null || echo 5.4)
+  LUA_PC ?= lua$(LUA_VERSION)
+  LUA_TAG := $(LUA_VERSION)
+endif
+# every interpreter make test-all runs the suite under (lua5.4 last)
+LUA_ALL ?= luajit lua5.1 lua5.2 lua5.3 lua5.4
 BUSTED ?= busted
 LUACHECK ?= luacheck
 PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
-LUADIR ?= $(PREFIX)/share/lua/5.4
-LIBDIR ?= $(PREFIX)/lib/lua/5.4
+LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 BINDIR ?= $(PREFIX)/bin
 
 CC ?= cc
@@ -23,7 +44,11 @@ MHD_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libmicrohttpd jansson 2>/dev/null)
 MHD_LIBS ?= $(shell $(PKG_CONFIG) --libs libmicrohttpd jansson 2>/dev/null)
 SANITIZE ?=
 
-BUILD ?= build
+ifeq ($(LUA_TAG),5.4)
+  BUILD ?= build
+else
+  BUILD ?= build/$(LUA_TAG)
+endif
 CORE_SRC := $(wildcard src/*.c)
 SIM_SRC := $(wildcard sim/*.c)
 CORE_SO := $(BUILD)/rivya/core.so
@@ -33,6 +58,10 @@ SIM_BIN := $(BUILD)/rivya-sim
 DEB_PACKAGES := gcc make pkg-config curl lua5.4 liblua5.4-dev libcurl4-openssl-dev \
   libmicrohttpd-dev libjansson-dev lua-cjson lua-busted lua-check luarocks \
   lua-argparse chromium openssl
+# make test-all: every other interpreter and its headers (Debian's lua-cjson,
+# lua-busted, lua-cqueues, lua-luv and lua-argparse carry builds for each)
+DEB_PACKAGES += luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
+  lua5.3 liblua5.3-dev
 
 # the concurrency specs drive rivya from two real event loops
 DEB_PACKAGES += lua-cqueues lua-luv
@@ -46,8 +75,10 @@ export RIVYA_SIM := $(CURDIR)/$(SIM_BIN)
 # the build the specs load (.busted's cpath) and whose C host they run
 export RIVYA_BUILD := $(CURDIR)/$(BUILD)
 export RIVYA_EMBED := $(CURDIR)/$(BUILD)/rivya-embed
+# the interpreter the specs run their subprocesses with (bin/rivya, examples)
+export RIVYA_LUA := $(LUA)
 
-.PHONY: all build setup test check lint spec rockspec-check demo install uninstall clean bench docs embed \
+.PHONY: all build setup test test-all check lint spec rockspec-check demo install uninstall clean bench docs embed \
   setup-dev test-asan test-valgrind fuzz fuzz-smoke fuzz-build fuzz-merge
 
 all: build
@@ -58,13 +89,13 @@ $(CORE_SO): $(CORE_SRC) $(wildcard src/*.h)
 	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) -fPIC -shared -I$(LUA_INCDIR) $(CURL_CFLAGS) \
 	  -o $@ $(CORE_SRC) $(CURL_LIBS) -lpthread $(LDFLAGS)
 
-# examples/embed: a C host embedding Lua 5.4 and rivya (run by spec/embed_spec.lua)
+# examples/embed: a C host embedding Lua (any of them) and rivya (run by spec/embed_spec.lua)
 EMBED_BIN := $(BUILD)/rivya-embed
 LUA_LIBS ?= $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null)
 embed: $(EMBED_BIN)
-$(EMBED_BIN): examples/embed/host.c
+$(EMBED_BIN): examples/embed/host.c src/compat.h
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) -I$(LUA_INCDIR) -o $@ $< $(LUA_LIBS) -lpthread $(LDFLAGS)
+	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) -I$(LUA_INCDIR) -Isrc -o $@ $< $(LUA_LIBS) -lpthread $(LDFLAGS)
 
 $(SIM_BIN): $(SIM_SRC) $(wildcard sim/*.h)
 	@mkdir -p $(dir $@)
@@ -113,13 +144,15 @@ spec: build
 # The rockspec must build and install offline into a scratch tree.
 rockspec-check: build
 	@tree=$$(mktemp -d); trap 'rm -rf "$$tree"' EXIT; \
-	luarocks --lua-version=5.4 --tree "$$tree" make --deps-mode=none rivya-scm-1.rockspec \
-	  LUA_INCDIR=$(LUA_INCDIR) >$(BUILD)/luarocks.log 2>&1 || { cat $(BUILD)/luarocks.log; exit 1; }; \
-	test -f "$$tree/lib/lua/5.4/rivya/core.so" && test -f "$$tree/share/lua/5.4/rivya/init.lua" && \
-	test -f "$$tree/share/lua/5.4/rivya/cli/init.lua" && test -f "$$tree/share/lua/5.4/rivya/cli/cmd/generate.lua" && \
+	luarocks --lua-version=$(LUA_VERSION) --tree "$$tree" make --deps-mode=none rivya-scm-1.rockspec \
+	  LUA=$(REAL_LUA) LUA_INCDIR=$(LUA_INCDIR) >$(BUILD)/luarocks.log 2>&1 || { cat $(BUILD)/luarocks.log; exit 1; }; \
+	test -f "$$tree/lib/lua/$(LUA_VERSION)/rivya/core.so" && test -f "$$tree/share/lua/$(LUA_VERSION)/rivya/init.lua" && \
+	test -f "$$tree/share/lua/$(LUA_VERSION)/rivya/cli/init.lua" && \
+	test -f "$$tree/share/lua/$(LUA_VERSION)/rivya/cli/cmd/generate.lua" && \
 	test -x "$$tree/bin/rivya-sim" && test -x "$$tree/bin/rivya" || \
 	  { echo "rockspec-check: incomplete install in $$tree"; exit 1; }; \
-	export LUA_PATH="$$tree/share/lua/5.4/?.lua;$$tree/share/lua/5.4/?/init.lua;;" LUA_CPATH="$$tree/lib/lua/5.4/?.so;;"; \
+	export LUA_PATH="$$tree/share/lua/$(LUA_VERSION)/?.lua;$$tree/share/lua/$(LUA_VERSION)/?/init.lua;;" \
+	  LUA_CPATH="$$tree/lib/lua/$(LUA_VERSION)/?.so;;"; \
 	  $(LUA) -e 'local r = require "rivya"; assert(r.VERSION)' && "$$tree/bin/rivya" --version >/dev/null && \
 	  echo "rockspec-check: ok"
 
@@ -129,6 +162,21 @@ test: setup
 	$(MAKE) --no-print-directory spec
 
 check: test
+
+# The whole busted suite under every interpreter of LUA_ALL, each against its
+# own build (build/jit, build/5.1, ...) and rivya-sim; one summary line per
+# interpreter, then the total `N passed, M failed`.
+test-all: setup
+	@$(MAKE) --no-print-directory lint
+	@set -o pipefail; rc=0; sum=""; tp=0; tf=0; mkdir -p build; for l in $(LUA_ALL); do \
+	  echo "== test-all: $$l"; log=build/test-all-$$l.log; \
+	  if ! $(MAKE) --no-print-directory LUA=$$l build embed rockspec-check >$$log 2>&1; then \
+	    cat $$log; rc=1; tf=$$((tf + 1)); sum="$$sum$$l: build FAILED (see $$log)\n"; continue; fi; \
+	  $(MAKE) --no-print-directory LUA=$$l spec 2>&1 | tee -a $$log || rc=1; \
+	  line=$$(tail -1 $$log); p=$${line%% passed, *}; f=$${line##*, }; f=$${f%% failed}; \
+	  case "$$p$$f" in ''|*[!0-9]*) p=0; f=1; rc=1;; esac; \
+	  tp=$$((tp + p)); tf=$$((tf + f)); sum="$$sum$$l: $$p passed, $$f failed\n"; \
+	done; printf "test-all:\n$$sum"; echo "$$tp passed, $$tf failed"; exit $$rc
 
 # A video generated through the module against a fresh rivya-sim, saved to out/demo.mp4.
 demo: setup build
@@ -156,7 +204,7 @@ VALGRIND_BUILD ?= build-valgrind
 FUZZ_BUILD ?= build-fuzz
 ASAN_CC ?= gcc
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-REAL_LUA := $(shell command -v $(LUA) 2>/dev/null || echo /usr/bin/$(LUA))
+REAL_LUA = $(shell command -v $(LUA) 2>/dev/null || echo /usr/bin/$(LUA))
 CHECK_LOGS = $(CURDIR)/$(1)/check-logs
 # busted's interpreter and every lua5.4 the specs start come through sanitize/bin
 CHECK_ENV = PATH="$(CURDIR)/sanitize/bin:$$PATH" RIVYA_REAL_LUA=$(REAL_LUA) \
@@ -214,23 +262,23 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%_fuzz)
 FUZZ_CFLAGS := -std=c99 -Wall -Wextra -Werror $(DEFS) -I$(LUA_INCDIR)
-FUZZ_DEPS := fuzz/fuzz.h src/rivya.h
+FUZZ_DEPS := fuzz/fuzz.h $(wildcard src/*.h)
 
-$(FUZZ_BUILD)/validate_fuzz: fuzz/validate_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+$(FUZZ_BUILD)/validate_fuzz: fuzz/validate_fuzz.c $(CORE_SRC) $(FUZZ_DEPS) lua/rivya/catalog_snapshot.lua
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' -o $@ $< src/validate.c src/text.c src/suggest.c src/catalog.c src/sniff.c \
 	  src/error.c src/buf.c $(LUA_LIBS) -lm
 
-$(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS)
+$(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS) lua/rivya/catalog_snapshot.lua
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -o $@ $< src/validate.c src/schema.c src/sniff.c \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' -o $@ $< src/validate.c src/text.c src/suggest.c src/catalog.c src/sniff.c \
 	  src/error.c src/buf.c src/file.c $(LUA_LIBS) -lm
 
-# json_fuzz.c includes src/http.c itself, for its static callbacks
+# json_fuzz.c includes src/transfer.c itself, for its static callbacks
 $(FUZZ_BUILD)/json_fuzz: fuzz/json_fuzz.c fuzz/json_fuzz.lua $(CORE_SRC) $(FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' $(CURL_CFLAGS) -o $@ $< \
-	  $(filter-out src/http.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) -lpthread -lm
+	  $(filter-out src/transfer.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) -lpthread -lm
 
 $(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(wildcard sim/*.h)
 	@mkdir -p $(dir $@)
@@ -277,7 +325,8 @@ install: build
 	install -m 644 lua/rivya/cli/cmd/*.lua $(DESTDIR)$(LUADIR)/rivya/cli/cmd/
 	install -m 755 $(CORE_SO) $(DESTDIR)$(LIBDIR)/rivya/core.so
 	install -m 755 $(SIM_BIN) $(DESTDIR)$(BINDIR)/rivya-sim
-	install -m 755 bin/rivya $(DESTDIR)$(BINDIR)/rivya
+	sed '1s|^#!.*|#!$(REAL_LUA)|' bin/rivya > $(DESTDIR)$(BINDIR)/rivya.tmp
+	chmod 755 $(DESTDIR)$(BINDIR)/rivya.tmp && mv $(DESTDIR)$(BINDIR)/rivya.tmp $(DESTDIR)$(BINDIR)/rivya
 
 uninstall:
 	rm -rf $(DESTDIR)$(LUADIR)/rivya $(DESTDIR)$(LIBDIR)/rivya $(DESTDIR)$(BINDIR)/rivya-sim $(DESTDIR)$(BINDIR)/rivya

@@ -19,12 +19,8 @@ static int core_sha256(lua_State *L) {
 }
 
 static const luaL_Reg core_funcs[] = {
-  {"validate", rv_validate},
-  {"estimate", rv_estimate},
-  {"models", rv_models},
   {"sniff", rv_sniff},
-  {"upload_rules", rv_upload_rules},
-  {"check_upload", rv_check_upload},
+  {"suggest", rv_suggest_lua},
   {"sha256", core_sha256},
   {NULL, NULL}
 };
@@ -32,6 +28,7 @@ static const luaL_Reg core_funcs[] = {
 LUALIB_API int luaopen_rivya_core(lua_State *L) {
   luaL_newlib(L, core_funcs);
   rv_error_open(L);
+  rv_catalog_open(L);
   rv_http_open(L);
   rv_file_open(L);
   rv_tidy_open(L);

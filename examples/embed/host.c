@@ -1,5 +1,6 @@
 /*
-** host.c — a C program embedding Lua 5.4 and rivya: it runs a render
+** host.c — a C program embedding Lua (5.4; LuaJIT and 5.1-5.3 through
+** src/compat.h) and rivya: it runs a render
 ** (create, wait, download) in a coroutine while its own loop keeps ticking.
 **
 ** The Lua side never blocks: the client's `waiter` yields the client's
@@ -28,6 +29,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+
+#include "compat.h"     /* lua_resume(L, from, nargs, &nres) on every version */
 
 #define MAX_THREADS 16
 

@@ -5,6 +5,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
+local catalog = require "rivya.catalog"
 local refs = require "rivya.refs"
 
 local Client = {}
@@ -43,25 +44,6 @@ local OPTIONS = {
   waiter = "function", on_retry = "function",
 }
 
--- the known name closest to `word` (edit distance at most 3), for messages
-local function closest(word, names)
-  local best, best_d = nil, 4
-  for _, name in ipairs(names) do
-    local prev = {}
-    for j = 0, #name do prev[j] = j end
-    for i = 1, #word do
-      local cur = { [0] = i }
-      for j = 1, #name do
-        local cost = word:sub(i, i) == name:sub(j, j) and 0 or 1
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-      end
-      prev = cur
-    end
-    if prev[#name] < best_d then best, best_d = name, prev[#name] end
-  end
-  return best
-end
-
 -- the options of a call given none: shared, never written to
 local NO_OPTIONS = setmetatable({}, {
   __newindex = function() error("rivya: internal: NO_OPTIONS is read-only", 2) end,
@@ -78,7 +60,7 @@ local function check_options(where, opts, allowed)
       local names = {}
       for name in pairs(allowed) do names[#names + 1] = name end
       table.sort(names)
-      local hint = type(k) == "string" and closest(k, names)
+      local hint = type(k) == "string" and core.suggest(k, names)
       error(("%s: unknown option '%s'%s"):format(where, tostring(k),
         hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
     end
@@ -274,15 +256,62 @@ function Client:_api(method, path, o)
   }, { decode = true, deadline = o.deadline })
 end
 
---- The model catalog: an array of model tables (no key needed).
-function Client:models()
-  check_open(self)
-  local v, err = self:_api("GET", "/models", { auth = false })
+-- The live catalog, fetched once per client (no key needed) and compiled
+-- for the validator: models, compiled | nil, err. Coroutines that ask while
+-- the first fetch is on its way wait for it rather than fetch again.
+function Client:_catalog()
+  while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
+  if self.catalog_models then return self.catalog_models, self.catalog_compiled end
+  self.catalog_fetching = true
+  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  self.catalog_fetching = nil
+  if not ok then error(v, 0) end
   if not v then return nil, err end
-  if type(v.data) ~= "table" then
+  local data = v.data
+  if type(data) ~= "table" then
     return nil, errors.new("bad_response", "the model catalog has no data array")
   end
-  return v.data
+  local models = {}
+  for _, m in ipairs(data) do
+    if type(m) == "table" and type(m.id) == "string" then models[#models + 1] = m end
+  end
+  self.catalog_models, self.catalog_compiled = models, catalog.compile(models)
+  return models, self.catalog_compiled
+end
+
+-- The catalog creates and uploads are checked against: the snapshot until
+-- rivya-sim serves the documented catalog, then the live one.
+function Client._create_catalog(_)
+  return true, catalog.snapshot()
+end
+
+--- The live model catalog: the documented objects of GET /api/v1/models
+-- (no key needed), fetched once per client; fresh tables on each call.
+function Client:models()
+  check_open(self)
+  local models, err = self:_catalog()
+  if not models then return nil, err end
+  return catalog.copy(models)
+end
+
+--- The exact JSON-ready body a create of `req` would send, and its warnings
+-- | nil, err: validated against the live catalog (any model it lists).
+function Client:validate(req)
+  check_open(self)
+  if type(req) ~= "table" then error("client:validate: expected a request table, got " .. type(req), 2) end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat:validate(req)
+end
+
+--- Credits a run of `req` would reserve | nil, err: the model's base_credits
+-- when its billing is FIXED (else code "unknown"), after validation.
+function Client:estimate(req)
+  check_open(self)
+  if type(req) ~= "table" then error("client:estimate: expected a request table, got " .. type(req), 2) end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat:estimate(req)
 end
 
 --- The current credit balance, an integer.
@@ -339,11 +368,13 @@ function Client:upload(source, opts)
   if opts.kind and not KINDS[opts.kind] then
     error("client:upload: kind must be image, video or audio, got " .. opts.kind, 2)
   end
+  local models, cat = self:_create_catalog()
+  if not models then return nil, cat end
   -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
   local info, err = source
-  if not (refs.is_info(source) and info.model == opts.model and (opts.kind or info.kind) == info.kind
-      and (opts.name or info.name) == info.name) then
-    info, err = refs.inspect(refs.is_info(source) and source.source or source, opts)
+  if not (refs.is_info(source) and info.catalog == cat and info.model == opts.model
+      and (opts.kind or info.kind) == info.kind and (opts.name or info.name) == info.name) then
+    info, err = refs.inspect(refs.is_info(source) and source.source or source, opts, cat)
     if not info then return nil, err end
   end
   source = info.source
@@ -389,9 +420,11 @@ end
 function Client:create(req)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
+  local models, cat = self:_create_catalog()
+  if not models then return nil, cat end
   -- local reference paths are inspected and the request validated once,
   -- before the first upload: a request that would fail sends nothing
-  local prepared, perr = refs.prepare(req)
+  local prepared, perr = refs.prepare(req, { catalog = cat })
   if not prepared then return nil, perr end
   for _, ref in ipairs(prepared:pending()) do
     local file, uerr = self:upload(ref.info, { model = ref.info.model, kind = ref.info.kind })

@@ -4,6 +4,7 @@ local core = require "rivya.core"
 local Client = require "rivya.client"
 local sched = require "rivya.sched"
 local errors = require "rivya.errors"
+local catalog = require "rivya.catalog"
 
 local rivya = {}
 
@@ -14,20 +15,23 @@ rivya.VERSION = core.VERSION
 rivya.new = Client.new
 
 --- The exact JSON-ready body the client would send for `req`, and a list of
--- warnings (possibly empty) | nil, err. Offline.
+-- warnings (possibly empty) | nil, err. Offline: against the catalog
+-- snapshot rivya ships (client:validate uses the live catalog).
 function rivya.validate(req)
   if type(req) ~= "table" then error("rivya.validate: expected a request table, got " .. type(req), 2) end
-  return core.validate(req)
+  return catalog.snapshot():validate(req)
 end
 
---- Credits a run of `req` would reserve (80 for wan-2-7-video) | nil, err. Offline.
+--- Credits a run of `req` would reserve (80 for wan-2-7-video) | nil, err
+-- (code "unknown" when the model's billing is not FIXED). Offline.
 function rivya.estimate(req)
   if type(req) ~= "table" then error("rivya.estimate: expected a request table, got " .. type(req), 2) end
-  return core.estimate(req)
+  return catalog.snapshot():estimate(req)
 end
 
---- The model schemas the module knows, as data (each has `id`).
-rivya.models = core.models
+--- The catalog snapshot rivya ships: model objects in the documented shape
+-- of GET /api/v1/models (each has `id`), fresh tables on each call.
+rivya.models = catalog.snapshot_models
 
 --- Run functions as coroutines: results[i] == table.pack(fns[i]()).
 rivya.gather = sched.gather

@@ -8,6 +8,7 @@
 -- even an upload).
 local core = require "rivya.core"
 local errors = require "rivya.errors"
+local catalog = require "rivya.catalog"
 
 local refs = {}
 
@@ -37,10 +38,13 @@ end
 
 --- Everything known about a file before a byte is sent. `source` is a path
 -- or {data = bytes, name = "x.png"}; opts: name (for a path), kind (asked),
--- model (its limits apply). Returns info {source, name, size, kind, mime}
--- | nil, err. Misuse raises at the caller of the function calling this one.
-function refs.inspect(source, opts)
+-- model (its limits apply); cat the compiled catalog whose limits apply
+-- (default the snapshot rivya ships). Returns info {source, name, size,
+-- kind, mime} | nil, err. Misuse raises at the caller of the function
+-- calling this one.
+function refs.inspect(source, opts, cat)
   opts = opts or {}
+  cat = cat or catalog.snapshot()
   local name, size, head
   if type(source) == "string" then
     local st, serr = core.stat(source)
@@ -78,10 +82,10 @@ function refs.inspect(source, opts)
     return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
       { field = "kind", expected = opts.kind, got = kind })
   end
-  local ok, lerr = core.check_upload(opts.model, kind, mime, size)
+  local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
   if not ok then return nil, lerr end
   return setmetatable({ source = source, name = name, size = size, kind = kind, mime = mime,
-    model = opts.model }, Info)
+    model = opts.model, catalog = cat }, Info)
 end
 
 --- true when `v` came from refs.inspect
@@ -100,14 +104,20 @@ end
 
 --- Prepare `req` for a create: its local reference paths (strings in
 -- params.referenceMediaItems, relative to opts.base_dir) inspected once, and
--- the request validated once with placeholders standing for them. Returns a
+-- the request validated once against opts.catalog (default the snapshot),
+-- with placeholders standing for them. Returns a
 -- prepared request — pass it to client:create as it is — | nil, err.
 -- Fields: req (the request with placeholders), body (the validated wire
 -- body), warnings, locals ({index, path, info} per local file), files (the
 -- uploads attached so far, by index).
 function refs.prepare(req, opts)
-  if getmetatable(req) == Prepared then return req end
   opts = opts or {}
+  local cat = opts.catalog or catalog.snapshot()
+  if getmetatable(req) == Prepared then
+    if req.catalog == cat then return req end
+    -- prepared against another catalog: judged again against this one
+    return refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat })
+  end
   local items = type(req.params) == "table" and req.params.referenceMediaItems
   local probe, locals = req, {}
   if type(items) == "table" then
@@ -116,7 +126,7 @@ function refs.prepare(req, opts)
       list[i] = item
       if type(item) == "string" then
         local path = join(opts.base_dir, item)
-        local info, err = refs.inspect(path, { model = req.model })
+        local info, err = refs.inspect(path, { model = req.model }, cat)
         if not info then
           err.field = item_field(i)
           return nil, err
@@ -135,10 +145,10 @@ function refs.prepare(req, opts)
       probe.params = params
     end
   end
-  local body, warnings = core.validate(probe)
+  local body, warnings = cat:validate(probe)
   if not body then return nil, warnings end
   return setmetatable({ req = probe, body = body, warnings = warnings or {}, locals = locals, files = {},
-    idempotency_key = req.idempotency_key }, Prepared)
+    idempotency_key = req.idempotency_key, original = req, base_dir = opts.base_dir, catalog = cat }, Prepared)
 end
 
 --- true when `v` came from refs.prepare
