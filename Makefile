@@ -40,6 +40,7 @@ DEFS := -D_POSIX_C_SOURCE=200809L
 LUA_INCDIR ?= $(shell $(PKG_CONFIG) --cflags-only-I $(LUA_PC) 2>/dev/null | sed 's/^-I//;s/ .*//')
 CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null)
+SQLITE_LIBS ?= $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 MHD_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libmicrohttpd jansson 2>/dev/null)
 MHD_LIBS ?= $(shell $(PKG_CONFIG) --libs libmicrohttpd jansson 2>/dev/null)
 SANITIZE ?=
@@ -63,6 +64,8 @@ DEB_PACKAGES := gcc make pkg-config curl lua5.4 liblua5.4-dev libcurl4-openssl-d
 DEB_PACKAGES += luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
   lua5.3 liblua5.3-dev
 
+# the ledger (src/db.c) links Debian's SQLite; the specs read ledgers with its CLI
+DEB_PACKAGES += libsqlite3-dev sqlite3
 # the concurrency specs drive rivya from two real event loops
 DEB_PACKAGES += lua-cqueues lua-luv
 # make bench only: hyperfine, GNU time, and Debian's lua-curl (built for Lua
@@ -87,7 +90,7 @@ build: $(CORE_SO) $(SIM_BIN)
 $(CORE_SO): $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) -fPIC -shared -I$(LUA_INCDIR) $(CURL_CFLAGS) \
-	  -o $@ $(CORE_SRC) $(CURL_LIBS) -lpthread $(LDFLAGS)
+	  -o $@ $(CORE_SRC) $(CURL_LIBS) $(SQLITE_LIBS) -lpthread $(LDFLAGS)
 
 # examples/embed: a C host embedding Lua (any of them) and rivya (run by spec/embed_spec.lua)
 EMBED_BIN := $(BUILD)/rivya-embed
@@ -278,7 +281,7 @@ $(FUZZ_BUILD)/sniff_fuzz: fuzz/sniff_fuzz.c $(CORE_SRC) $(FUZZ_DEPS) lua/rivya/c
 $(FUZZ_BUILD)/json_fuzz: fuzz/json_fuzz.c fuzz/json_fuzz.lua $(CORE_SRC) $(FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' $(CURL_CFLAGS) -o $@ $< \
-	  $(filter-out src/transfer.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) -lpthread -lm
+	  $(filter-out src/transfer.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) $(SQLITE_LIBS) -lpthread -lm
 
 $(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(wildcard sim/*.h)
 	@mkdir -p $(dir $@)

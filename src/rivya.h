@@ -189,6 +189,9 @@ const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime
 int rv_file_open(lua_State *L);      /* pushes core.stat, core.read_head */
 int rv_tidy_open(lua_State *L);      /* pushes core.json_tidy (tidy.c) */
 
+/* durable state (db.c): pushes core.db_open (SQLite), core.lock, core.sha256_file */
+int rv_db_open(lua_State *L);
+
 /* HTTP on libcurl (session.c, transfer.c, download.c, trust.c, system.c; http.h) */
 int rv_http_open(lua_State *L);      /* registers metatables; pushes core.session, now, sleep, poll, random_hex */
 

@@ -6,6 +6,7 @@ local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
 local catalog = require "rivya.catalog"
+local Ledger = require "rivya.ledger"
 local refs = require "rivya.refs"
 
 local Client = {}
@@ -13,6 +14,7 @@ Client.__index = Client
 Client.__name = "rivya.Client"
 
 local now = core.now
+local find = string.find
 local min, yield = math.min, coroutine.yield
 local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, sched.unpark, sched.WAIT
 
@@ -20,6 +22,7 @@ local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, s
 local DEFAULTS = {
   base_url = "https://rivya.ai",
   timeout = 60,            -- seconds, one HTTP request
+  call_timeout = nil,      -- seconds, one API call with its retries: 2 x timeout when nil
   connect_timeout = 10,    -- seconds
   max_retries = 3,         -- retries after the first attempt
   retry_base = 0.5,        -- first backoff, seconds; doubles each retry
@@ -37,11 +40,11 @@ local FINAL = { succeeded = true, failed = true }
 -- ("seconds": a finite number >= 0)
 local OPTIONS = {
   api_key = "string", base_url = "string", timeout = "seconds",
-  connect_timeout = "seconds", max_retries = "number", ca_file = "string",
+  connect_timeout = "seconds", call_timeout = "seconds", max_retries = "number", ca_file = "string",
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
-  waiter = "function", on_retry = "function",
+  waiter = "function", ledger = "any", on_retry = "function",
 }
 
 -- the options of a call given none: shared, never written to
@@ -115,6 +118,37 @@ local function check_ca_file(path)
   if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
 end
 
+-- opts.ledger: a path, true (the default path; none when RIVYA_LEDGER=off), an
+-- open rivya.Ledger, or false. A ledger that cannot be opened raises: a client
+-- asked to keep records must not run without them.
+function Client._open_ledger(spec)
+  if getmetatable(spec) == Ledger then return spec end
+  local path = spec
+  if spec == true then path = Ledger.default_path() if not path then return nil end
+  elseif type(spec) ~= "string" then
+    error("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec), 4)
+  end
+  local ledger, err = Ledger.open(path)
+  if not ledger then error("rivya.new: ledger: " .. tostring(err.message or err), 4) end
+  return ledger
+end
+
+-- The key as sent: surrounding whitespace stripped (a trailing newline from
+-- `$(cat keyfile)` is common), nil when nothing is left. A key with a control
+-- character or whitespace inside would forge header lines: it raises, naming
+-- the byte's position, never the key.
+local function check_key(key)
+  if key == nil then return nil end
+  key = key:match("^%s*(.-)%s*$")
+  if key == "" then return nil end
+  local at = key:find("[%c%s]")
+  if at then
+    error(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
+      .. "of printable characters)"):format(at), 3)
+  end
+  return key
+end
+
 --- rivya.new(opts) -> client. Raises on misuse; never contacts the server.
 function Client.new(opts)
   opts = check_options("rivya.new", opts, OPTIONS)
@@ -123,11 +157,11 @@ function Client.new(opts)
   for k, v in pairs(opts) do if k ~= "api_key" then self[k] = v end end
   -- the `timeout` option must not shadow the pollable client:timeout() method
   self.request_timeout, self.timeout = self.timeout, nil
+  self.call_timeout = self.call_timeout or 2 * self.request_timeout
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
-  local key = opts.api_key or os.getenv("RIVYA_API_KEY")
-  if key == "" then key = nil end
+  local key = check_key(opts.api_key or os.getenv("RIVYA_API_KEY"))
   self.has_key = key ~= nil
   -- only a short suffix of the key stays on the Lua side, for tostring
   self.key_hint = key and #key >= 16 and key:sub(-4) or nil
@@ -137,6 +171,11 @@ function Client.new(opts)
     error("rivya.new: max_retries must be a non-negative integer", 2)
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
+  self.ledger = nil
+  if opts.ledger then
+    self.ledger = Client._open_ledger(opts.ledger)
+    if self.ledger == opts.ledger then self._given_ledger = opts.ledger end   -- the caller's to close
+  end
   self.session = core.session{
     api_key = key, api_origin = self.origin, user_agent = self.user_agent,
     ca_file = opts.ca_file, max_connections = self.max_connections,
@@ -174,8 +213,25 @@ local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
 -- the headers of a bodyless API call: one shared table, never modified
 local ACCEPT_JSON = { "Accept: application/json" }
 
+-- "GET /api/v1/credits" (API calls) or the method and URL without its query
+-- (downloads: a signed URL's query is a secret of sorts): for timeout messages
+function Client:_request_name(spec)
+  local url = spec.url
+  if url:sub(1, #self.api_url) == self.api_url then
+    url = url:sub(#self.origin + 1)
+  end
+  return (spec.method or "GET") .. " " .. (url:match("^[^?#]*"))
+end
+
+-- A timeout error that says which request timed out (err.request too).
+function Client:_timeout(spec, why)
+  local name = self:_request_name(spec)
+  return errors.new("timeout", name .. ": " .. why, { request = name })
+end
+
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
--- o: deadline (monotonic seconds), decode (JSON answer expected), on_tick, tick.
+-- o: deadline (monotonic seconds: the whole call's, retries and backoff
+-- included), decode (JSON answer expected), on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
 function Client:_exchange(spec, o)
   local attempt = 0
@@ -183,7 +239,7 @@ function Client:_exchange(spec, o)
     if o.deadline then
       local left = o.deadline - now()
       if left <= 0 then
-        return nil, errors.new("timeout", "deadline passed before the request could complete")
+        return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
@@ -199,7 +255,7 @@ function Client:_exchange(spec, o)
       local kind, message = headers, body
       local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
         not_media = "bad_response" })[kind] or "network"
-      err = errors.new(code, message)
+      err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
@@ -232,9 +288,11 @@ function Client:_exchange(spec, o)
 end
 
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
--- true), deadline.
+-- true), deadline (monotonic seconds; call_timeout from now at the latest).
 function Client:_api(method, path, o)
   o = o or {}
+  local deadline = now() + self.call_timeout
+  if o.deadline and o.deadline < deadline then deadline = o.deadline end
   if o.auth ~= false and not self.has_key then
     return nil, errors.new("api_key_missing",
       "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
@@ -253,7 +311,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
-  }, { decode = true, deadline = o.deadline })
+  }, { decode = true, deadline = deadline })
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -325,16 +383,31 @@ function Client:credits()
   return v.current_credits
 end
 
+-- The one rule for task and file ids, those rivya sends and those it is
+-- sent: 1-200 letters, digits, '_' or '-'. An id from an answer reaches URL
+-- paths, file names, ledgers and terminals: anything else is refused.
+local function valid_id(id)
+  return #id <= 200 and find(id, "^[%w_%-]+$") ~= nil
+end
+
+-- a bad id in an answer: the message names its length, never its bytes
+local function bad_id(what, id)
+  return errors.new("bad_response", ("the answer's %s id is not 1-200 letters, digits, '_' or '-' "
+    .. "(%d bytes)"):format(what, #id))
+end
+
 local function check_task(v)
-  if type(v.id) ~= "string" or type(v.status) ~= "string" then
+  local id = v.id
+  if type(id) ~= "string" or type(v.status) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a task object (no id or status)")
   end
+  if not valid_id(id) then return nil, bad_id("task", id) end
   return v
 end
 
 local function check_id(id)
   if type(id) ~= "string" then error("rivya: task id must be a string, got " .. type(id), 3) end
-  if not id:match("^[%w_%-]+$") or #id > 200 then
+  if not valid_id(id) then
     return nil, errors.new("validation_failed",
       ("task id: expected letters, digits, '_' or '-'; got %q"):format(id:sub(1, 80)), { field = "id" })
   end
@@ -343,7 +416,7 @@ end
 
 local KINDS = { image = true, video = true, audio = true }
 local UPLOAD_OPTIONS = { kind = "string", model = "string", client_request_id = "string",
-  on_progress = "function", name = "string" }
+  on_progress = "function", name = "string", timeout = "seconds" }
 
 -- the API's file object with either spelling, in rivya's snake_case form
 local function normalize_file(v)
@@ -355,6 +428,9 @@ local function normalize_file(v)
   if type(v.url) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a file object (no url)")
   end
+  if v.id ~= nil and (type(v.id) ~= "string" or not valid_id(v.id)) then
+    return nil, bad_id("file", tostring(v.id))
+  end
   return v
 end
 
@@ -365,8 +441,13 @@ end
 function Client:upload(source, opts)
   check_open(self)
   opts = check_options("client:upload", opts, UPLOAD_OPTIONS)
+  return self:_upload(source, opts)
+end
+
+-- upload with a given Idempotency-Key (a ledger's recorded one) or a new one
+function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
-    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 2)
+    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
   end
   local models, cat = self:_create_catalog()
   if not models then return nil, cat end
@@ -401,23 +482,63 @@ function Client:upload(source, opts)
   end
   -- every retry re-streams the file from its start under the same key, so
   -- an upload the server stored before the connection broke is not stored twice
-  local key = "rivya-" .. core.random_hex(16)
+  key = key or ("rivya-" .. core.random_hex(16))
   local v
   v, err = self:_exchange({
     method = "POST", url = self.api_url .. "/files",
     headers = { "Accept: application/json", "Idempotency-Key: " .. key },
     multipart = parts, auth = true, timeout = 0, stall = self.stall_timeout,
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
-  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil })
+  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
+       deadline = opts.timeout and now() + opts.timeout })
   if not v then return nil, err end
   if on_progress and reported < info.size then on_progress(info.size, info.size) end
   return normalize_file(v)
 end
 
+-- Upload the local files of a prepared request (rivya.refs) that are not
+-- attached yet, attaching each. rec (with a ledger): {ledger, key = the
+-- create's key, uploads = recorded uploads by position}: a file recorded as
+-- uploaded is not sent again (the replayed create must carry the same URL),
+-- an upload recorded but not answered is sent again under its own key, and
+-- each one is recorded before it leaves. Returns true | nil, err.
+function Client:_upload_references(prepared, rec, deadline)
+  for _, ref in ipairs(prepared:pending()) do
+    local i, path, info = ref.index, ref.path, ref.info
+    local done = rec and rec.uploads[i]
+    if done and (done.path ~= path or done.size ~= info.size or done.mtime ~= info.mtime) then done = nil end
+    local file = done and done.file
+    if not file then
+      local ukey = done and done.key or (rec and ("rivya-" .. core.random_hex(16)))
+      if rec then
+        local ok, lerr = rec.ledger:upload_begin{ key = ukey, task_key = rec.key, position = i, path = path,
+          size = info.size, mtime = info.mtime, kind = info.kind }
+        if not ok then return nil, lerr end
+      end
+      local err
+      file, err = self:_upload(info, { model = info.model, kind = info.kind,
+        timeout = deadline and math.max(deadline - now(), 0) }, ukey)
+      if not file then
+        err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
+        return nil, err
+      end
+      if rec then
+        local ok, lerr = rec.ledger:upload_done(ukey, file)
+        if not ok then return nil, lerr end
+      end
+    end
+    prepared:attach(i, file)
+  end
+  return true
+end
+
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
--- (req.idempotency_key or a fresh one) that all its retries reuse.
-function Client:create(req)
+-- (req.idempotency_key or a fresh one) that all its retries reuse. With a
+-- ledger, the create is recorded before it is sent (see _create_recorded).
+-- o.deadline (monotonic seconds, core.now) bounds the call, uploads included;
+-- o (internal): output (where generate will save it), job, attempt, key.
+function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
   local models, cat = self:_create_catalog()
@@ -426,31 +547,105 @@ function Client:create(req)
   -- before the first upload: a request that would fail sends nothing
   local prepared, perr = refs.prepare(req, { catalog = cat })
   if not prepared then return nil, perr end
-  for _, ref in ipairs(prepared:pending()) do
-    local file, uerr = self:upload(ref.info, { model = ref.info.model, kind = ref.info.kind })
-    if not file then
-      uerr.field = uerr.field or ("params.referenceMediaItems[%d]"):format(ref.index)
-      return nil, uerr
-    end
-    prepared:attach(ref.index, file)
-  end
+  if self.ledger then return self:_create_recorded(prepared, o or NO_OPTIONS, cat) end
+  local deadline = o and o.deadline
+  local uploaded, uerr = self:_upload_references(prepared, nil, deadline)
+  if not uploaded then return nil, uerr end
   local body, berr = prepared:final_body()
   if not body then return nil, berr end
   local warnings = prepared.warnings
   local key = prepared.idempotency_key or ("rivya-" .. core.random_hex(16))
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
+  -- creating again with this key can never charge twice, whatever happened
   if not v then
-    -- creating again with this key can never charge twice, whatever happened
     err.idempotency_key = key
     return nil, err
   end
   local task, terr = check_task(v)
-  if not task then return nil, terr end
+  if not task then
+    terr.idempotency_key = key
+    return nil, terr
+  end
   if warnings and #warnings > 0 then
     task.warnings = task.warnings or {}
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
   end
   task.idempotency_key = key
+  return task
+end
+
+-- A create the API may have made though no answer came: the row stays
+-- `sending`, to be resumed under the same key
+local function unanswered(err)
+  return err.status == nil or err.status >= 500 or err.status == 429 or err.status == 408
+end
+
+-- The create with a ledger. The request is identified by a hash of its
+-- validated body (placeholders for local files) and each local file's path,
+-- size and mtime. A row for that hash still `sending` (no answer recorded,
+-- younger than a day, its process gone) lends its key and its uploads, so
+-- the API replays the task that create may have made; else a new row is
+-- committed before anything is uploaded or sent.
+function Client:_create_recorded(prepared, o, cat)
+  local ledger, req = self.ledger, prepared.req
+  local body, warnings = prepared.body, prepared.warnings
+  local ident = { Ledger.canonical(body) }
+  for _, ref in ipairs(prepared.locals) do
+    ident[#ident + 1] = ("%s\0%d\0%d"):format(ref.path, ref.info.size, ref.info.mtime or 0)
+  end
+  local hash = Ledger.digest(table.concat(ident, "\n"))
+  local key, uploads = o.key or prepared.idempotency_key, {}
+  if not key then
+    local row, ferr = ledger:find_sending(hash)
+    if row == nil then return nil, ferr end
+    if row then
+      key = row.key
+      uploads, ferr = ledger:uploads(key)
+      if not uploads then return nil, ferr end
+    end
+  end
+  key = key or ("rivya-" .. core.random_hex(16))
+  local ok, lerr = ledger:begin{ key = key, request_hash = hash, model = req.model,
+    prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
+    output = o.output, job = o.job, attempt = o.attempt }
+  if not ok then return nil, lerr end
+  if #prepared.locals > 0 then
+    local rec = { ledger = ledger, key = key, uploads = uploads }
+    local sent, uerr = self:_upload_references(prepared, rec, o.deadline)
+    if not sent then
+      ledger:unanswered(key)
+      uerr.idempotency_key = key
+      return nil, uerr
+    end
+    local berr
+    body, berr = prepared:final_body()
+    if not body then
+      ledger:rejected(key, berr)
+      return nil, berr
+    end
+  end
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })
+  if not v then
+    err.idempotency_key = key
+    if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
+    return nil, err
+  end
+  local task, terr = check_task(v)
+  if not task then
+    ledger:unanswered(key)
+    terr.idempotency_key = key
+    return nil, terr
+  end
+  task.idempotency_key = key
+  ok, lerr = ledger:answered(key, task)
+  if not ok then
+    lerr.task, lerr.idempotency_key = task, key
+    return nil, lerr
+  end
+  if warnings and #warnings > 0 then
+    task.warnings = task.warnings or {}
+    for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
+  end
   return task
 end
 
@@ -598,23 +793,93 @@ end
 local GENERATE_OPTIONS = { interval = "seconds", timeout = "seconds", on_update = "function",
   output = "string", on_progress = "function" }
 
+-- Can a result be saved at `path`? Its folder must exist and take a new
+-- file, and the path must not be a folder or a special file: checked before
+-- the create, so no credits are spent on a result that has nowhere to go.
+local function check_destination(path)
+  local function refuse(message)
+    return nil, errors.new("validation_failed", "output: " .. message, { field = "output" })
+  end
+  local st = core.stat(path)
+  if st and st.type ~= "file" then return refuse(("%s is a %s, not a file"):format(path, st.type)) end
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == "" then dir = "/" end
+  dir = dir or "."
+  local dst, derr = core.stat(dir)
+  if not dst then
+    return refuse(("cannot save to %s: the folder %s %s"):format(path, dir,
+      derr == "No such file or directory" and "does not exist" or ("cannot be read: " .. tostring(derr))))
+  end
+  if dst.type ~= "directory" then return refuse(("cannot save to %s: %s is a %s"):format(path, dir, dst.type)) end
+  -- the one sure test of "can a file be made there": make one
+  local probe = ("%s/.rivya-probe-%s"):format(dir, core.random_hex(6))
+  local f, ferr = io.open(probe, "wb")
+  if not f then return refuse(("cannot save to %s: %s"):format(path, ferr)) end
+  f:close()
+  os.remove(probe)
+  return true
+end
+
+-- a value raised by a user callback, as the error generate returns
+local function raised(e, task)
+  if errors.is(e) then
+    e.task = e.task or task
+    return e
+  end
+  return errors.new("callback_failed", "a callback raised: " .. tostring(e), { task = task })
+end
+
+-- a path as one shell word, for the command a message suggests
+local function shell_word(s)
+  if s:match("^[%w%./_%-]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 --- create + wait; with opts.output also download the result to that path.
+-- opts.timeout bounds the whole call: uploads, create, wait and download.
+-- Every error after the create carries err.task (its id at least), also
+-- one raised in on_update or on_progress.
 function Client:generate(req, opts)
   check_open(self)
   opts = check_options("client:generate", opts, GENERATE_OPTIONS)
-  local task, err = self:create(req)
+  if opts.output then
+    local ok, derr = check_destination(opts.output)
+    if not ok then return nil, derr end
+  end
+  local deadline = opts.timeout and now() + opts.timeout
+  local function left() return deadline and math.max(deadline - now(), 0) end
+  local task, err = self:create(req, { output = opts.output, deadline = deadline })
   if not task then return nil, err end
-  if opts.on_update then opts.on_update(task) end
-  local final
-  final, err = self:wait(task, { interval = opts.interval, timeout = opts.timeout, on_update = opts.on_update })
-  if not final then return nil, err end
+  local ledger, user_update = self.ledger, opts.on_update
+  -- each status change is recorded before the user sees it
+  local on_update = (ledger or user_update) and function(t)
+    if ledger then ledger:update(t) end
+    if user_update then user_update(t) end
+  end or nil
+  local ok, final
+  ok, final, err = pcall(function()
+    if user_update then user_update(task) end
+    return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
+  end)
+  if not ok then final, err = nil, raised(final, task) end
+  if not final then
+    err.task = err.task or task
+    err.idempotency_key = err.idempotency_key or task.idempotency_key
+    return nil, err
+  end
   final.warnings = final.warnings or task.warnings
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    path, err = self:download(final, opts.output, { on_progress = opts.on_progress })
+    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+      timeout = left() })
+    if not ok then path, err = nil, raised(path, final) end
     if not path then
       err.task = err.task or final
+      err.output = opts.output
+      err.message = ("task %s succeeded but its result could not be saved to %s: %s; "
+        .. "fetch it with: rivya download %s %s")
+        :format(final.id, opts.output, err.message, final.id, shell_word(opts.output))
       return nil, err
     end
     final.output = path
@@ -663,6 +928,11 @@ function Client:download(task_or_url, path, opts)
   }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
        deadline = opts.timeout and now() + opts.timeout or nil })
   if not status then return nil, err end
+  if self.ledger and type(task_or_url) == "table" and type(task_or_url.id) == "string" then
+    -- a record that fails leaves the task pending: a later resume saves it again
+    local st = core.stat(path)
+    self.ledger:saved(task_or_url.id, path, st and st.size, (core.sha256_file(path)))
+  end
   return path
 end
 
@@ -678,6 +948,7 @@ function Client:close()
   if self.closed then return end
   self.closed = true
   self.session:close()
+  if self.ledger and self.ledger ~= self._given_ledger then self.ledger:close() end
 end
 Client.__close = Client.close
 Client.__gc = Client.close

@@ -4,6 +4,7 @@ local core = require "rivya.core"
 local Client = require "rivya.client"
 local sched = require "rivya.sched"
 local errors = require "rivya.errors"
+local Ledger = require "rivya.ledger"
 local catalog = require "rivya.catalog"
 
 local rivya = {}
@@ -13,6 +14,20 @@ rivya.VERSION = core.VERSION
 
 --- A new client: `rivya.new{api_key=, base_url=, timeout=, ...}` (see README).
 rivya.new = Client.new
+
+--- Open a ledger (default path when nil: RIVYA_LEDGER, else
+-- ${XDG_STATE_HOME:-~/.local/state}/rivya/ledger.db) | nil, err.
+-- `ledger:tasks{status=, since=}` lists its tasks as plain tables.
+function rivya.ledger(path)
+  if path ~= nil and type(path) ~= "string" then
+    error("rivya.ledger: expected a path string or nil, got " .. type(path), 2)
+  end
+  path = path or Ledger.default_path()
+  if not path then
+    return nil, errors.new("validation_failed", "no ledger: RIVYA_LEDGER is off and no path was given")
+  end
+  return Ledger.open(path)
+end
 
 --- The exact JSON-ready body the client would send for `req`, and a list of
 -- warnings (possibly empty) | nil, err. Offline: against the catalog

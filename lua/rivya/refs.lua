@@ -41,11 +41,11 @@ end
 -- model (its limits apply); cat the compiled catalog whose limits apply
 -- (default the snapshot rivya ships). Returns info {source, name, size,
 -- kind, mime} | nil, err. Misuse raises at the caller of the function
--- calling this one.
+-- calling this one. A path's info also has its mtime (the ledger's).
 function refs.inspect(source, opts, cat)
   opts = opts or {}
   cat = cat or catalog.snapshot()
-  local name, size, head
+  local name, size, head, mtime
   if type(source) == "string" then
     local st, serr = core.stat(source)
     if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
@@ -53,7 +53,7 @@ function refs.inspect(source, opts, cat)
       return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
     end
     if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    size = st.size
+    size, mtime = st.size, st.mtime
     name = opts.name or source:match("([^/]+)$") or source
     local herr
     head, herr = core.read_head(source, 64)
@@ -85,7 +85,7 @@ function refs.inspect(source, opts, cat)
   local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
   if not ok then return nil, lerr end
   return setmetatable({ source = source, name = name, size = size, kind = kind, mime = mime,
-    model = opts.model, catalog = cat }, Info)
+    mtime = mtime, model = opts.model, catalog = cat }, Info)
 end
 
 --- true when `v` came from refs.inspect

@@ -50,14 +50,29 @@ function Ctx:client(need_key)
       "no API key: set RIVYA_API_KEY (the key is never taken as a flag, so it stays out of shell history and ps)")
   end
   if not self.client_obj then
+    -- RIVYA_TIMEOUT: seconds for one request (a call gets twice that, retries included)
+    local timeout = self.getenv("RIVYA_TIMEOUT")
+    if timeout and timeout ~= "" then
+      local t = tonumber(timeout)
+      if not t or not (t > 0 and t < math.huge) then
+        return nil, errors.new("config", "RIVYA_TIMEOUT: expected a number of seconds > 0, got " .. timeout)
+      end
+      timeout = t
+    else
+      timeout = nil
+    end
     -- everything from self.getenv (cli.main's env), never the process's
     -- environment behind it: rivya.new falls back to os.getenv on nil
     local ok, c = pcall(rivya.new, {
       api_key = self.getenv("RIVYA_API_KEY") or "",
       base_url = self.getenv("RIVYA_BASE_URL") or DEFAULT_BASE_URL,
+      timeout = timeout,
     })
     if not ok then
       local message = tostring(c):gsub("^.-:%d+: ", ""):gsub("^rivya%.new: ", "")
+      -- a key that would forge header lines: an authentication failure (exit 4)
+      local key_why = message:match("^api_key: (.*)$")
+      if key_why then return nil, errors.new("api_key_invalid", "RIVYA_API_KEY: " .. key_why) end
       return nil, errors.new("config", "RIVYA_BASE_URL: " .. message)
     end
     self.client_obj = c
