@@ -27,7 +27,7 @@ typedef struct route {
   const char *path;
   int has_id;
   int auth;           /* needs an API key */
-  int scope_denied;   /* a scoped key gets 403 api_scope_denied */
+  unsigned scope;     /* the SIM_SCOPE_* bit the key must carry, 0 none */
   int json_body;      /* reads a JSON body */
   int upload;         /* reads a multipart body (upload.c) */
   const char *allow;  /* the Allow header of a 405 */
@@ -36,13 +36,45 @@ typedef struct route {
 
 static const route routes[] = {
   { "GET", "/api/v1/models", 0, 0, 0, 0, 0, "GET, HEAD", get_models },
-  { "GET", "/api/v1/credits", 0, 1, 0, 0, 0, "GET, HEAD", get_credits },
-  { "POST", "/api/v1/generations", 0, 1, 1, 1, 0, "POST", post_generation },
-  { "GET", "/api/v1/generations/", 1, 1, 0, 0, 0, "GET, HEAD", get_generation },
-  { "POST", "/api/v1/files", 0, 1, 1, 0, 1, "POST", NULL },
-  { "GET", "/api/v1/files/", 1, 1, 0, 0, 0, "GET, HEAD", get_file },
+  { "GET", "/api/v1/credits", 0, 1, SIM_SCOPE_CREDITS_READ, 0, 0, "GET, HEAD", get_credits },
+  { "POST", "/api/v1/generations", 0, 1, SIM_SCOPE_GEN_CREATE, 1, 0, "POST", post_generation },
+  { "GET", "/api/v1/generations/", 1, 1, SIM_SCOPE_GEN_READ, 0, 0, "GET, HEAD", get_generation },
+  { "POST", "/api/v1/files", 0, 1, SIM_SCOPE_FILES_CREATE, 0, 1, "POST", NULL },
+  { "GET", "/api/v1/files/", 1, 1, SIM_SCOPE_FILES_READ, 0, 0, "GET, HEAD", get_file },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
+
+/* the scope names [API.md], in bit order */
+static const char *const scope_names[] = {
+  "models:read", "generations:create", "generations:read", "files:create", "files:read",
+  "credits:read", "webhooks:manage", "chat:create", "chat:read", NULL
+};
+
+/* sim_scope_name: the name of the one scope bit `bit` */
+const char *sim_scope_name(unsigned bit) {
+  size_t i;
+  for (i = 0; scope_names[i]; i++)
+    if (bit == 1u << i) return scope_names[i];
+  return "?";
+}
+
+/*
+** sim_scope_parse: a comma-separated scope list into bits *out; 0, or -1
+** when a name is unknown (an empty list is no scope at all).
+*/
+int sim_scope_parse(const char *list, unsigned *out) {
+  *out = 0;
+  while (*list) {
+    size_t n = strcspn(list, ","), i;
+    for (i = 0; scope_names[i]; i++)
+      if (strlen(scope_names[i]) == n && strncmp(scope_names[i], list, n) == 0) break;
+    if (!scope_names[i]) return -1;
+    *out |= 1u << i;
+    list += n;
+    if (*list == ',') list++;
+  }
+  return 0;
+}
 
 /* path_matches: 1 when `path` is route `rt`'s path (plus one id segment) */
 static int path_matches(const route *rt, const char *path) {
@@ -74,6 +106,7 @@ static int authenticate(rv_req *rq, struct MHD_Connection *c) {
   const rv_options *o = rq->s->opt;
   const char *h = rv_header(c, "Authorization");
   const char *key, *hit;
+  size_t i;
   if (!h) {
     rv_reply_error(rq, &rq->early, 401, "api_key_missing", "Authorization",
                    "Authorization header missing: send \"Authorization: Bearer <API key>\"");
@@ -88,12 +121,15 @@ static int authenticate(rv_req *rq, struct MHD_Connection *c) {
   key = h + 7;
   if ((hit = key_in(&o->api_keys, key)) != NULL) {
     rq->caller.key = hit;
+    rq->caller.scopes = SIM_SCOPE_ALL;
     return 0;
   }
-  if ((hit = key_in(&o->scoped_keys, key)) != NULL) {
-    rq->caller.key = hit;
-    rq->caller.scoped = 1;
-    return 0;
+  for (i = 0; i < o->nscoped; i++) {
+    if (strcmp(o->scoped[i].key, key) == 0) {
+      rq->caller.key = o->scoped[i].key;
+      rq->caller.scopes = o->scoped[i].scopes;
+      return 0;
+    }
   }
   if (key_in(&o->revoked_keys, key)) {
     rv_reply_error(rq, &rq->early, 401, "api_key_revoked", "Authorization",
@@ -161,9 +197,10 @@ void rv_api_gate(rv_req *rq, struct MHD_Connection *c) {
     rq->has_early = 1;
     return;
   }
-  if (routes[hit].scope_denied && rq->caller.scoped) {
+  if (routes[hit].scope && !(rq->caller.scopes & routes[hit].scope)) {
     rv_reply_error(rq, &rq->early, 403, "api_scope_denied", NULL,
-                   "this API key's scope does not allow %s %s", rq->method, path);
+                   "this API key lacks the scope %s, which %s %s needs",
+                   sim_scope_name(routes[hit].scope), rq->method, path);
     rq->has_early = 1;
     return;
   }
@@ -192,24 +229,13 @@ void rv_api_dispatch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
 
 /* ---- endpoints ---------------------------------------------------------- */
 
-/* GET /api/v1/models: the catalog, built from the model tables */
+/* GET /api/v1/models: the catalog document as loaded (read-only, shared) */
 static void get_models(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
-  json_t *data = json_array();
-  const rv_model *m;
-  size_t i;
-  (void)rq;
   (void)c;
-  for (i = 0; (m = rv_model_at(i)) != NULL; i++) {
-    json_t *inputs = m->max_refs > 0 ? json_pack("[s,s]", "text", "file")
-                                     : json_pack("[s]", "text");
-    json_array_append_new(data, json_pack("{s:s,s:s,s:s,s:s,s:o,s:{s:s,s:i}}",
-                                          "id", m->id, "name", m->name,
-                                          "kind", m->kind, "api_status", "active",
-                                          "supported_api_inputs", inputs,
-                                          "pricing", "type", "FIXED",
-                                          "credits", m->credits));
-  }
-  rv_reply_json(r, 200, json_pack("{s:o}", "data", data));
+  r->status = 200;
+  r->data = (unsigned char *)rq->s->catalog->text;   /* dumped once at load */
+  r->len = strlen(rq->s->catalog->text);
+  r->data_static = 1;
 }
 
 /* GET /api/v1/credits: the balance, after any refunds now due */
@@ -275,10 +301,10 @@ static void create_locked(rv_req *rq, rv_reply *r, const char *idem, char *canon
     }
     goto out;
   }
-  if (s->credits < gen->model->credits) {
+  if (s->credits < gen->credits) {
     rv_reply_error(rq, r, 402, "insufficient_credits", NULL,
-                   "insufficient credits: a %s run costs %d credits, the balance is %lld",
-                   gen->model->id, gen->model->credits, s->credits);
+                   "insufficient credits: this %s run reserves %lld credits, the balance is "
+                   "%lld", gen->model->id, gen->credits, s->credits);
     goto out;
   }
   t = rv_task_add_locked(s);
@@ -297,13 +323,15 @@ static void create_locked(rv_req *rq, rv_reply *r, const char *idem, char *canon
   t->canon = canon;
   canon = NULL;
   t->model = gen->model;
+  t->credits = gen->credits;
+  snprintf(t->ext, sizeof t->ext, "%s", sim_result_ext(gen->model, gen->params));
   t->params = gen->params;
   t->warnings = gen->warnings;
   gen->params = gen->warnings = NULL;
-  t->fail = strstr(t->prompt, RV_FAIL_MARKER) != NULL;
-  s->credits -= t->model->credits;
+  t->fail = strstr(t->prompt, RV_FAIL_SILENT) ? 2 : strstr(t->prompt, RV_FAIL_MARKER) ? 1 : 0;
+  s->credits -= t->credits;
   s->charges++;
-  s->credits_charged += t->model->credits;
+  s->credits_charged += t->credits;
   s->tasks_created++;
   rv_reply_json(r, 201, rv_task_json_locked(s, t));
 out:

@@ -52,6 +52,20 @@ rv_state *rv_state_new(const rv_options *opt) {
     return NULL;
   }
   s->opt = opt;
+  if (opt->catalog) {
+    s->catalog = opt->catalog;
+  } else {
+    char err[512];
+    s->own_catalog = sim_catalog_load(NULL, err, sizeof err);
+    if (!s->own_catalog) {
+      pthread_cond_destroy(&s->wake);
+      pthread_mutex_destroy(&s->mu);
+      json_decref(s->faults);
+      free(s);
+      return NULL;
+    }
+    s->catalog = s->own_catalog;
+  }
   s->rng = seed_rng();
   s->credits = opt->credits;
   s->task_seconds = opt->task_seconds;
@@ -126,6 +140,7 @@ void rv_state_free(rv_state *s) {
   if (!s) return;
   rv_state_clear_locked(s);
   json_decref(s->faults);
+  sim_catalog_free(s->own_catalog);
   pthread_cond_destroy(&s->wake);
   pthread_mutex_destroy(&s->mu);
   free(s);
@@ -288,8 +303,8 @@ void rv_task_advance_locked(rv_state *s, rv_task *t, int is_poll) {
   if (stage == 2) {
     t->status = t->fail ? RV_FAILED : RV_SUCCEEDED;
     if (t->fail) {
-      s->credits += t->model->credits;
-      s->credits_refunded += t->model->credits;
+      s->credits += t->credits;
+      s->credits_refunded += t->credits;
     }
   } else {
     t->status = RV_PROCESSING;
@@ -323,22 +338,23 @@ json_t *rv_task_json_locked(rv_state *s, const rv_task *t) {
   json_object_set_new(o, "id", json_string(t->id));
   json_object_set_new(o, "status", json_string(rv_task_status_name(t->status)));
   json_object_set_new(o, "model", json_string(t->model->id));
-  json_object_set_new(o, "reserved_credits", json_integer(t->model->credits));
+  json_object_set_new(o, "reserved_credits", json_integer(t->credits));
   json_object_set_new(o, "final_credits",
-                      json_integer(t->status == RV_SUCCEEDED ? t->model->credits : 0));
+                      json_integer(t->status == RV_SUCCEEDED ? t->credits : 0));
   json_object_set_new(o, "created_at", json_string(t->created_at));
   json_object_set_new(o, "updated_at", json_string(t->updated_at));
   if (t->status == RV_SUCCEEDED) {
     char url[160];
     json_t *res = json_object();
-    snprintf(url, sizeof url, "%s/videos/%s.mp4", s->cdn_base, t->id);
+    snprintf(url, sizeof url, "%s/%s/%s.%s", s->cdn_base, sim_result_dir(t->ext), t->id,
+             t->ext);
     json_object_set_new(res, "primary_url", json_string(url));
     json_object_set_new(res, "urls", json_pack("[s]", url));
     json_object_set_new(o, "result", res);
   } else {
     json_object_set_new(o, "result", json_null());
   }
-  if (t->status == RV_FAILED) {
+  if (t->status == RV_FAILED && t->fail == 1) {
     json_object_set_new(o, "error",
                         json_pack("{s:s,s:s}", "code", "generation_failed",
                                   "message",

@@ -6,6 +6,7 @@ local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
 local catalog = require "rivya.catalog"
+local webhook = require "rivya.webhook"
 local Ledger = require "rivya.ledger"
 local refs = require "rivya.refs"
 
@@ -210,6 +211,33 @@ function Client:_retry_delay(err, attempt)
 end
 
 local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
+
+-- The scope each call needs (API.md, "Transport and auth"): method, path
+-- pattern under /api/v1, scope. The first match wins.
+local SCOPES = {
+  { "GET", "^/models", "models:read" },
+  { "POST", "^/generations", "generations:create" },
+  { "GET", "^/generations/", "generations:read" },
+  { "POST", "^/files", "files:create" },
+  { "GET", "^/files/", "files:read" },
+  { "GET", "^/credits", "credits:read" },
+  { nil, "^/webhook", "webhooks:manage" },
+  { "POST", "^/chat/", "chat:create" },
+  { "GET", "^/chat/", "chat:read" },
+}
+
+-- api_scope_denied says the key lacks a scope; name the one this call needs.
+local function name_scope(err, spec)
+  local method = spec.method or "GET"
+  local path = spec.url:match("/api/v1(/[^?#]*)") or ""
+  for _, s in ipairs(SCOPES) do
+    if (s[1] == nil or s[1] == method) and path:find(s[2]) then
+      err.scope = s[3]
+      err.message = ("%s (%s %s needs the %s scope)"):format(err.message, method, "/api/v1" .. path, s[3])
+      return
+    end
+  end
+end
 -- the headers of a bodyless API call: one shared table, never modified
 local ACCEPT_JSON = { "Accept: application/json" }
 
@@ -260,6 +288,8 @@ function Client:_exchange(spec, o)
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
       if not o.decode then return status, headers end
+      -- a DELETE may answer 204 or 200 without a body
+      if o.empty_ok and (body == nil or body == "") then return {}, headers end
       local v = json.decode(body)
       if type(v) == "table" then return v, headers end
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
@@ -268,6 +298,7 @@ function Client:_exchange(spec, o)
       retryable = true
     else
       err = errors.from_response(status, headers, body)
+      if err.code == "api_scope_denied" then name_scope(err, spec) end
       retryable = status == 429 or status >= 500 or RETRY_CODES[err.code] == true
     end
     if not retryable or attempt >= self.max_retries then
@@ -311,7 +342,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
-  }, { decode = true, deadline = deadline })
+  }, { decode = true, deadline = deadline, empty_ok = o.empty_ok })
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -672,7 +703,9 @@ local TRANSIENT = { network = true, timeout = true, server_error = true, rate_li
 
 local function final_result(task)
   if task.status == "succeeded" then return task end
-  local msg = type(task.error) == "table" and task.error.message or "the generation failed"
+  -- the docs say a failed task "may include" an error object: without one, a generic message
+  local msg = type(task.error) == "table" and type(task.error.message) == "string" and task.error.message
+    or ("the generation failed (task %s gave no error details)"):format(tostring(task.id))
   return nil, errors.new("generation_failed", msg, { task = task })
 end
 
@@ -934,6 +967,30 @@ function Client:download(task_or_url, path, opts)
     self.ledger:saved(task_or_url.id, path, st and st.size, (core.sha256_file(path)))
   end
   return path
+end
+
+--- Webhook endpoints (the documented management endpoints, scope
+-- webhooks:manage): :create{name, url, event_types}, :list(), :get(id),
+-- :update(id, fields), :delete(id), :rotate_secret(id), :test(id),
+-- :deliveries(id). opts.allow_loopback admits http:// receivers on loopback
+-- (rivya-sim --allow-loopback-webhooks); other URLs are checked by the
+-- documented rules before sending (webhook_url_rejected).
+function Client:webhooks(opts)
+  check_open(self)
+  return webhook.manager(self, opts)
+end
+
+--- The account's webhook events (an array; shape not documented).
+function Client:webhook_events()
+  check_open(self)
+  return webhook.events(self)
+end
+
+--- The task a webhook event is about, re-read with the API key: act on this
+-- answer, not on the event (no signature scheme is documented).
+function Client:confirm(event)
+  check_open(self)
+  return webhook.confirm(self, event)
 end
 
 --- Pollable interface for foreign event loops (cqueues, luv, ...).
