@@ -6,7 +6,7 @@
 ** (rivya.json on lua-cjson), errors.from_response, Retry-After, and the
 ** checks each call makes of its answer (json_fuzz.lua).
 **
-** src/http.c is compiled into this file (#include below), so its static
+** src/transfer.c is compiled into this file (#include below), so its static
 ** callbacks run unchanged and nothing in the library is exported for
 ** tests. A fake session hands the client a finished transfer built from
 ** the fuzzer's bytes instead of a network exchange; the client code above
@@ -21,7 +21,7 @@
 ** write callbacks (whole, 1, 7 or 4096 bytes).
 */
 #define _GNU_SOURCE
-#include "../src/http.c"
+#include "../src/transfer.c"
 
 #include "lualib.h"
 
@@ -50,17 +50,17 @@ static const CURLcode results[] = {
 ** the current input, fed through the real callbacks as curl would.
 */
 static int fuzz_transfer(lua_State *L) {
-  Transfer *T;
+  rv_transfer *T;
   const char *p, *end;
   size_t chunk, off;
   unsigned rc = flags_in & 15;
   luaL_checktype(L, 1, LUA_TTABLE);
-  T = (Transfer *)lua_newuserdatauv(L, sizeof *T, 1);
+  T = (rv_transfer *)lua_newuserdatauv(L, sizeof *T, 1);
   memset(T, 0, sizeof *T);
   rv_buf_init(&T->head);
   rv_buf_init(&T->body);
   luaL_setmetatable(L, RV_TRANSFER_MT);
-  T->max_body = (size_t)opt_number(L, 1, "max_body", (lua_Number)DEFAULT_MAX_BODY);
+  T->max_body = (size_t)rv_opt_number(L, 1, "max_body", (lua_Number)RV_DEFAULT_MAX_BODY);
   if (flags_in & 16) T->max_body = 40;
   /* the header block, one line per callback */
   for (p = head_p, end = head_p + head_n; p < end;) {
@@ -82,7 +82,7 @@ static int fuzz_transfer(lua_State *L) {
   T->done = 1;
   if (T->result == CURLE_OK && rc > 8) T->result = results[rc - 9];
   if (T->result != CURLE_OK) snprintf(T->errbuf, sizeof T->errbuf, "fuzz: result %d", (int)T->result);
-  T->out_path = dup_field(L, 1, "output");
+  T->out_path = rv_opt_dup(L, 1, "output");
   if (T->out_path != NULL && (flags_in & 32)) {
     T->out_failed = 1;
     T->out_error = ENOSPC;

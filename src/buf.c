@@ -1,7 +1,6 @@
 /*
 ** buf.c — a growable byte buffer, always NUL-terminated after `len`.
 */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,20 +33,6 @@ int rv_buf_add(rv_buf *b, const void *p, size_t n) {
   if (n > 0) memcpy(b->data + b->len, p, n);
   b->len += n;
   b->data[b->len] = '\0';
-  return 0;
-}
-
-int rv_buf_addf(rv_buf *b, const char *fmt, ...) {
-  va_list ap;
-  int n;
-  va_start(ap, fmt);
-  n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || grow(b, (size_t)n) != 0) return -1;
-  va_start(ap, fmt);
-  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
   return 0;
 }
 

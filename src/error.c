@@ -147,13 +147,13 @@ static int error_is(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg error_meta[] = {
+  {"__tostring", error_tostring},
+  {NULL, NULL}
+};
+
 int rv_error_open(lua_State *L) {
-  if (luaL_newmetatable(L, RV_ERROR_MT)) {
-    lua_pushcfunction(L, error_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "rivya.Error");
-    lua_setfield(L, -2, "__name");
-  }
+  rv_newmetatable(L, RV_ERROR_MT, NULL, error_meta);   /* a table type: no methods */
   lua_pop(L, 1);
   lua_pushcfunction(L, error_new);
   lua_setfield(L, -2, "error");

@@ -1,0 +1,469 @@
+/*
+** transfer.c — one HTTP exchange on a libcurl easy handle: the callbacks
+** (bytes and counters only), session:start(spec), and the rivya.Transfer
+** methods Lua reads the outcome with between steps.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+/* ---- curl callbacks: bytes and counters only ------------------------------ */
+
+/* Header callback: keep the header block of the final response only. */
+static size_t on_header(char *data, size_t size, size_t n, void *userp) {
+  rv_transfer *T = (rv_transfer *)userp;
+  size_t len = size * n;
+  T->last_ms = rv_now_ms();
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) T->head.len = 0;  /* new response */
+  if (T->head.len + len > RV_MAX_HEADER_BYTES) return 0;           /* absurd headers */
+  if (rv_buf_add(&T->head, data, len) != 0) return 0;
+  return len;
+}
+
+/*
+** Write callback: the body goes to memory (capped) or, for a download whose
+** answer is 2xx, to the temporary file. Returning less than `len` aborts.
+*/
+static size_t on_write(char *data, size_t size, size_t n, void *userp) {
+  rv_transfer *T = (rv_transfer *)userp;
+  size_t len = size * n;
+  long code = 0;
+  T->last_ms = rv_now_ms();
+  if (T->out_path != NULL) {
+    curl_easy_getinfo(T->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200 && code < 300) return rv_download_write(T, data, len);
+    if (T->body.len + len > RV_ERROR_BODY_CAP) {  /* an error page: keep its start */
+      size_t room = RV_ERROR_BODY_CAP - T->body.len;
+      if (room > 0) rv_buf_add(&T->body, data, room);
+      return len;
+    }
+  }
+  if (T->body.len + len > T->max_body) {
+    T->too_large = 1;
+    return 0;
+  }
+  if (rv_buf_add(&T->body, data, len) != 0) {
+    T->too_large = 1;
+    return 0;
+  }
+  return len;
+}
+
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow) {
+  rv_transfer *T = (rv_transfer *)userp;
+  if (dlnow != T->dl_now || ulnow != T->ul_now) T->last_ms = rv_now_ms();
+  T->dl_total = dltotal;
+  T->dl_now = dlnow;
+  T->ul_total = ultotal;
+  T->ul_now = ulnow;
+  return 0;
+}
+
+/* ---- life of a transfer ---------------------------------------------------- */
+
+/* Take the easy handle out of the multi (the connection stays in its pool). */
+void rv_transfer_detach(rv_transfer *T) {
+  if (T->added && T->session != NULL && T->session->multi != NULL) {
+    curl_multi_remove_handle(T->session->multi, T->easy);
+    T->session->running--;
+  }
+  T->added = 0;
+}
+
+void rv_transfer_unlink(rv_transfer *T) {
+  rv_session *S = T->session;
+  if (S == NULL) return;
+  if (T->prev != NULL) T->prev->next = T->next;
+  else S->transfers = T->next;
+  if (T->next != NULL) T->next->prev = T->prev;
+  T->next = T->prev = NULL;
+  T->session = NULL;
+}
+
+/* Free the curl handle and what it points at (headers, MIME); idempotent. */
+void rv_transfer_free_curl(rv_transfer *T) {
+  if (T->easy != NULL) {
+    curl_easy_cleanup(T->easy);
+    T->easy = NULL;
+  }
+  curl_slist_free_all(T->headers);
+  T->headers = NULL;
+  if (T->mime != NULL) {
+    curl_mime_free(T->mime);
+    T->mime = NULL;
+  }
+}
+
+/* End a running transfer with `result`: no temporary file stays behind. */
+void rv_transfer_abort(rv_transfer *T, CURLcode result) {
+  rv_transfer_detach(T);
+  T->done = 1;
+  T->result = result;
+  rv_download_remove(T);
+  rv_session_report(T);
+}
+
+/* Release everything a transfer holds; idempotent (close, __gc, __close). */
+static void transfer_release(rv_transfer *T) {
+  rv_transfer_detach(T);
+  rv_transfer_unlink(T);
+  rv_transfer_free_curl(T);
+  rv_download_remove(T);
+  free(T->out_path);
+  T->out_path = NULL;
+  rv_buf_free(&T->head);
+  rv_buf_free(&T->body);
+}
+
+/* ---- starting a transfer ------------------------------------------------------- */
+
+static long seconds_to_ms(lua_Number s) {
+  if (!(s > 0)) return 0;
+  if (s > 2000000.0) return 2000000000L;
+  return (long)(s * 1000.0 + 0.5);
+}
+
+/*
+** Add the multipart parts in the array at index `t`: each part is
+** {name=, data=} or {name=, path=, filename=, type=}; files are streamed
+** from disk by libcurl, never loaded here.
+*/
+static const char *build_mime(lua_State *L, rv_transfer *T, int t) {
+  lua_Integer i, n = luaL_len(L, t);
+  T->mime = curl_mime_init(T->easy);
+  if (T->mime == NULL) return "out of memory";
+  for (i = 1; i <= n; i++) {
+    curl_mimepart *part = curl_mime_addpart(T->mime);
+    size_t len;
+    const char *s;
+    if (part == NULL) return "out of memory";
+    if (lua_rawgeti(L, t, i) != LUA_TTABLE) return "multipart part must be a table";
+    if (lua_getfield(L, -1, "name") != LUA_TSTRING) return "multipart part needs a name";
+    curl_mime_name(part, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "path") == LUA_TSTRING) {
+      if (curl_mime_filedata(part, lua_tostring(L, -1)) != CURLE_OK)
+        return "cannot read the file to upload";
+    } else if (lua_getfield(L, -2, "data") == LUA_TSTRING) {
+      s = lua_tolstring(L, -1, &len);
+      curl_mime_data(part, s, len);
+      lua_pop(L, 1);
+    } else {
+      return "multipart part needs data or path";
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "filename") == LUA_TSTRING)
+      curl_mime_filename(part, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "type") == LUA_TSTRING)
+      curl_mime_type(part, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_pop(L, 1);
+  }
+  curl_easy_setopt(T->easy, CURLOPT_MIMEPOST, T->mime);
+  return NULL;
+}
+
+/*
+** session:start(spec) -> transfer | nil, err
+** spec: method, url, headers (array of "Name: value"), body (string),
+** multipart (array of parts), auth (bool: send the key — only to the API
+** origin), timeout, connect_timeout, stall (seconds without a byte),
+** max_body (bytes), follow (bool: follow redirects), output (path),
+** media (bool: the output must start with an image/video/audio signature).
+*/
+int rv_transfer_start(lua_State *L) {
+  rv_session *S = rv_check_session(L, 1);
+  rv_transfer *T;
+  const char *method, *url, *err = NULL;
+  size_t urllen;
+  int auth, tidx;
+  lua_Number maxb;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "url");
+  url = luaL_checklstring(L, -1, &urllen);
+  lua_getfield(L, 2, "method");
+  method = luaL_optstring(L, -1, "GET");
+  auth = rv_opt_bool(L, 2, "auth");
+
+  T = (rv_transfer *)lua_newuserdatauv(L, sizeof *T, 1);
+  memset(T, 0, sizeof *T);
+  rv_buf_init(&T->head);
+  rv_buf_init(&T->body);
+  luaL_setmetatable(L, RV_TRANSFER_MT);
+  tidx = lua_gettop(L);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);   /* the transfer keeps its session alive */
+  T->session = S;
+  T->id = ++S->next_id;
+  T->next = S->transfers;
+  if (S->transfers != NULL) S->transfers->prev = T;
+  S->transfers = T;
+
+  T->easy = curl_easy_init();
+  if (T->easy == NULL) return luaL_error(L, "rivya: out of memory");
+  maxb = rv_opt_number(L, 2, "max_body", (lua_Number)RV_DEFAULT_MAX_BODY);
+  T->max_body = maxb > 0 ? (size_t)maxb : RV_DEFAULT_MAX_BODY;
+  T->out_path = rv_opt_dup(L, 2, "output");
+
+  curl_easy_setopt(T->easy, CURLOPT_URL, url);
+  curl_easy_setopt(T->easy, CURLOPT_PRIVATE, (char *)T);
+  curl_easy_setopt(T->easy, CURLOPT_ERRORBUFFER, T->errbuf);
+  curl_easy_setopt(T->easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(T->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(T->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(T->easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(T->easy, CURLOPT_HEADERDATA, T);
+  curl_easy_setopt(T->easy, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(T->easy, CURLOPT_WRITEDATA, T);
+  curl_easy_setopt(T->easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(T->easy, CURLOPT_XFERINFODATA, T);
+  curl_easy_setopt(T->easy, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(T->easy, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(T->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(T->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(T->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (S->user_agent) curl_easy_setopt(T->easy, CURLOPT_USERAGENT, S->user_agent);
+  if (S->ca_blob.len > 0) {   /* read once per session; it outlives the transfers in the multi */
+    struct curl_blob blob;
+    blob.data = S->ca_blob.data;
+    blob.len = S->ca_blob.len;
+    blob.flags = CURL_BLOB_NOCOPY;
+    curl_easy_setopt(T->easy, CURLOPT_CAINFO_BLOB, &blob);
+  }
+  curl_easy_setopt(T->easy, CURLOPT_TIMEOUT_MS, seconds_to_ms(rv_opt_number(L, 2, "timeout", 0)));
+  curl_easy_setopt(T->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                   seconds_to_ms(rv_opt_number(L, 2, "connect_timeout", 10)));
+  T->stall_ms = seconds_to_ms(rv_opt_number(L, 2, "stall", 0));
+  T->last_ms = rv_now_ms();
+  T->media = rv_opt_bool(L, 2, "media");
+  if (rv_opt_bool(L, 2, "follow")) {
+    /* only transfers without the key may follow: the key never leaves the API */
+    if (auth) return luaL_error(L, "rivya: an authenticated request cannot follow redirects");
+    curl_easy_setopt(T->easy, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(T->easy, CURLOPT_MAXREDIRS, 5L);
+  }
+  if (auth && S->api_key != NULL) {
+    size_t olen = S->api_origin ? strlen(S->api_origin) : 0;
+    if (olen == 0 || urllen <= olen || strncmp(url, S->api_origin, olen) != 0 ||
+        url[olen] != '/')
+      return luaL_error(L, "rivya: refusing to send the API key outside the API origin");
+    curl_easy_setopt(T->easy, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+    curl_easy_setopt(T->easy, CURLOPT_XOAUTH2_BEARER, S->api_key);
+  }
+
+  if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
+    lua_Integer i, n = luaL_len(L, -1);
+    for (i = 1; i <= n; i++) {
+      struct curl_slist *next;
+      lua_rawgeti(L, -1, i);
+      next = curl_slist_append(T->headers, luaL_checkstring(L, -1));
+      if (next == NULL) return luaL_error(L, "rivya: out of memory");
+      T->headers = next;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  {   /* no "Expect: 100-continue" round trip */
+    struct curl_slist *next = curl_slist_append(T->headers, "Expect:");
+    if (next == NULL) return luaL_error(L, "rivya: out of memory");
+    T->headers = next;
+  }
+  curl_easy_setopt(T->easy, CURLOPT_HTTPHEADER, T->headers);
+
+  if (lua_getfield(L, 2, "multipart") == LUA_TTABLE) {
+    err = build_mime(L, T, lua_gettop(L));
+  }
+  lua_pop(L, 1);
+  if (err != NULL) {
+    transfer_release(T);
+    return rv_error_return(L, "validation_failed", "file", "%s", err);
+  }
+  if (lua_getfield(L, 2, "body") == LUA_TSTRING) {
+    size_t blen;
+    const char *b = lua_tolstring(L, -1, &blen);
+    curl_easy_setopt(T->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    curl_easy_setopt(T->easy, CURLOPT_COPYPOSTFIELDS, b);
+  }
+  lua_pop(L, 1);
+  if (strcmp(method, "GET") == 0) {
+    if (T->mime == NULL) curl_easy_setopt(T->easy, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(method, "POST") != 0) {
+    curl_easy_setopt(T->easy, CURLOPT_CUSTOMREQUEST, method);
+  }
+  if (T->out_path != NULL) {
+    int e;
+    /* bigger reads for files: fewer callbacks and writes per megabyte */
+    curl_easy_setopt(T->easy, CURLOPT_BUFFERSIZE, 512L * 1024L);
+    e = rv_download_open(T);
+    if (e != 0) {
+      lua_pushstring(L, T->out_path);
+      transfer_release(T);
+      return rv_error_return(L, "io", "path", "cannot create a file beside %s: %s",
+                             lua_tostring(L, -1), strerror(e));
+    }
+  }
+  if (curl_multi_add_handle(S->multi, T->easy) != CURLM_OK) {
+    transfer_release(T);
+    return luaL_error(L, "rivya: cannot start the transfer");
+  }
+  T->added = 1;
+  S->running++;
+  if (T->stall_ms > 0 && (S->stall_at < 0 || T->last_ms + T->stall_ms < S->stall_at))
+    S->stall_at = T->last_ms + T->stall_ms;
+  lua_pushvalue(L, tidx);
+  return 1;
+}
+
+/* ---- transfer methods ------------------------------------------------------------ */
+
+static rv_transfer *check_transfer(lua_State *L, int i) {
+  return (rv_transfer *)luaL_checkudata(L, i, RV_TRANSFER_MT);
+}
+
+static int transfer_done(lua_State *L) {
+  lua_pushboolean(L, check_transfer(L, 1)->done);
+  return 1;
+}
+
+/* Parse the header block into a table of lower-case names. */
+static void push_headers(lua_State *L, const rv_buf *head) {
+  const char *p = head->data, *end;
+  lua_newtable(L);
+  if (p == NULL) return;      /* no header block: NULL + 0 would be undefined */
+  end = p + head->len;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *line_end = eol ? eol : end;
+    const char *colon = memchr(p, ':', (size_t)(line_end - p));
+    if (colon != NULL && colon > p) {
+      const char *v = colon + 1, *ve = line_end;
+      luaL_Buffer b;
+      const char *k;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      luaL_buffinit(L, &b);
+      for (k = p; k < colon; k++) {
+        char c = *k;
+        luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c);
+      }
+      luaL_pushresult(&b);
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_rawset(L, -3);
+    }
+    p = line_end + 1;
+  }
+}
+
+/* A transport failure's kind: timeout, too_large, io, not_media, tls, aborted or network. */
+static const char *failure_kind(const rv_transfer *T) {
+  if (T->too_large) return "too_large";
+  if (T->out_failed) return "io";
+  if (T->not_media) return "not_media";
+  switch (T->result) {
+    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_ABORTED_BY_CALLBACK: return "aborted";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER: return "tls";
+    default: return "network";
+  }
+}
+
+/*
+** transfer:result() -> status, headers, body, info  when an HTTP answer came
+**                   -> nil, kind, message              on a transport failure
+** body is nil for a download written to its file.
+*/
+static int transfer_result(lua_State *L) {
+  rv_transfer *T = check_transfer(L, 1);
+  if (!T->done) return luaL_error(L, "rivya: transfer still running");
+  if (T->result != CURLE_OK || T->too_large || T->out_failed || T->not_media) {
+    const char *kind = failure_kind(T);
+    lua_pushnil(L);
+    lua_pushstring(L, kind);
+    if (T->too_large)
+      lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)T->max_body);
+    else if (T->out_failed)
+      lua_pushfstring(L, "cannot write the file: %s", strerror(T->out_error));
+    else if (T->not_media)
+      lua_pushliteral(L, "the answer is not an image, video or audio file (no known signature)");
+    else
+      lua_pushfstring(L, "%s%s%s", curl_easy_strerror(T->result),
+                      T->errbuf[0] ? ": " : "", T->errbuf);
+    lua_pushinteger(L, T->status);
+    return 4;
+  }
+  lua_pushinteger(L, T->status);
+  push_headers(L, &T->head);
+  if (T->out_path != NULL && T->status >= 200 && T->status < 300) lua_pushnil(L);
+  else lua_pushlstring(L, T->body.data ? T->body.data : "", T->body.len);
+  lua_createtable(L, 0, 2);
+  {
+    lua_pushinteger(L, (lua_Integer)T->got_bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushnumber(L, T->seconds);
+    lua_setfield(L, -2, "seconds");
+  }
+  return 4;
+}
+
+/* transfer:progress() -> sent, send_total, received, receive_total */
+static int transfer_progress(lua_State *L) {
+  rv_transfer *T = check_transfer(L, 1);
+  lua_pushinteger(L, (lua_Integer)T->ul_now);
+  lua_pushinteger(L, (lua_Integer)T->ul_total);
+  lua_pushinteger(L, (lua_Integer)T->dl_now);
+  lua_pushinteger(L, (lua_Integer)T->dl_total);
+  return 4;
+}
+
+/* transfer:cancel(): abort if running; a partial download leaves no file */
+static int transfer_cancel(lua_State *L) {
+  rv_transfer *T = check_transfer(L, 1);
+  if (!T->done) rv_transfer_abort(T, CURLE_ABORTED_BY_CALLBACK);
+  return 0;
+}
+
+/*
+** transfer:watch() -> id: have session:finished() report this transfer when
+** it is done (a scheduler maps ids to its waiting coroutines).
+*/
+static int transfer_watch(lua_State *L) {
+  rv_transfer *T = check_transfer(L, 1);
+  T->watched = 1;
+  lua_pushinteger(L, T->id);
+  return 1;
+}
+
+/* __gc and __close: one idempotent function */
+static int transfer_gc(lua_State *L) {
+  transfer_release(check_transfer(L, 1));
+  return 0;
+}
+
+static const luaL_Reg transfer_methods[] = {
+  {"done", transfer_done},
+  {"result", transfer_result},
+  {"progress", transfer_progress},
+  {"cancel", transfer_cancel},
+  {"watch", transfer_watch},
+  {NULL, NULL}
+};
+
+static const luaL_Reg transfer_meta[] = {
+  {"__gc", transfer_gc},
+  {"__close", transfer_gc},
+  {NULL, NULL}
+};
+
+void rv_transfer_register(lua_State *L) {
+  rv_newmetatable(L, RV_TRANSFER_MT, transfer_methods, transfer_meta);
+  lua_pop(L, 1);
+}
