@@ -371,15 +371,10 @@ describe("rivya client under injected faults", function()
           local ctx = { sim = sim, setup_client = setup_client, dir = dir, sample_sha256 = sample_sha256 }
           if ep.prepare then ep.prepare(ctx) end
           local before = sim:ledger()
-<<<<<<< HEAD
-          collectgarbage()   -- clients of earlier cases, unreachable now, close
-          collectgarbage()   -- their connections before the count (any GC's pace)
-=======
           -- the last case's client may still await its collection: count
           -- descriptors only once it is gone, or a late __gc reads as a gain
           collectgarbage()
           collectgarbage()
->>>>>>> main
           local fds = helper.fd_count()
           ctx.client = helper.client(sim, FAULT_OPTIONS, { max_retries = persistent and PERSISTENT_TIMES - 1 or 3 })
 

@@ -338,13 +338,8 @@ describe("bad input", function()
   end)
 
   it("answers a download onto a directory with an io error, leaving the directory as it was", function()
-<<<<<<< HEAD
-    local client = new_client()
-    compat.execute("mkdir " .. helper.sh_quote(dir .. "/taken"))
-=======
     local client = helper.client(sim, QUICK)
-    os.execute("mkdir " .. helper.sh_quote(dir .. "/taken"))
->>>>>>> main
+    compat.execute("mkdir " .. helper.sh_quote(dir .. "/taken"))
     local path, err = client:download(task, dir .. "/taken")
     assert.is_nil(path)
     assert.are.equal("io", err.code)

@@ -5,14 +5,11 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
-<<<<<<< HEAD
 local compat = require "rivya.compat"
-=======
 local catalog = require "rivya.catalog"
 local webhook = require "rivya.webhook"
 local Ledger = require "rivya.ledger"
 local refs = require "rivya.refs"
->>>>>>> main
 
 local Client = {}
 Client.__index = Client
@@ -1035,14 +1032,10 @@ function Client:step() check_open(self) return self.session:step() end
 function Client:close()
   if self.closed then return end
   self.closed = true
-<<<<<<< HEAD
   -- (a rivya.new that raised leaves a client without a session to __gc,
   -- and on 5.2/5.3 an error in __gc reaches whatever code ran the GC)
   if self.session then self.session:close() end
-=======
-  self.session:close()
   if self.ledger and self.ledger ~= self._given_ledger then self.ledger:close() end
->>>>>>> main
 end
 Client.__close = Client.close
 Client.__gc = Client.close
