@@ -104,7 +104,7 @@ describe("rivya.cli.jobs without a subprocess", function()
     ]]
     local p = io.popen(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=https://elsewhere.invalid SIM_URL=%s lua5.4 -e %s"):format(
       helper.sh_quote(helper.KEY), helper.sh_quote(sim.url), helper.sh_quote(code)))
-    local shown = p:read("a")
+    local shown = p:read("*a")
     p:close()
     assert.are.equal("rivya.Client(" .. sim.url .. ", key=none)", shown)
   end)

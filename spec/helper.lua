@@ -68,6 +68,14 @@ function helper.rmrf(dir)
   end
 end
 
+--- The unsigned 32-bit integer at byte `pos` of s, big-endian (`le`:
+-- little-endian): string.unpack(">I4") on every Lua.
+function helper.u32(s, pos, le)
+  local a, b, c, d = s:byte(pos, pos + 3)
+  if le then a, b, c, d = d, c, b, a end
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
 --- Run fn() with LuaJIT's compiler off and its traces flushed (elsewhere
 -- just fn()): traces are garbage-collected objects, compiled and flushed at
 -- the JIT's whim, and would blur a measure of the heap.
