@@ -812,7 +812,7 @@ function Client:updates(task_or_id, opts)
   check_open(self)
   opts = check_options("client:updates", opts, { interval = "seconds", timeout = "seconds" })
   -- PUC Lua 5.1 calls a for-in iterator across a C boundary: no yield from it
-  if sched.current() or self.waiter then compat.check_yieldable("client:updates", 2) end
+  if sched.in_gather() or self.waiter then compat.check_yieldable("client:updates", 2) end
   local id, last = task_ref(task_or_id)
   local deadline, polls, finished = now() + (opts.timeout or self.wait_timeout), 0, false
   return function()

@@ -384,6 +384,11 @@ end
 -- retries, JSON) runs on park_call's stand-in coroutine, whose large stack
 -- is garbage when the poll ends. Outside gather, they do the work.
 
+--- true inside a function run by gather (where waits yield).
+function sched.in_gather()
+  return record[running()] ~= nil
+end
+
 --- Sleep `seconds`, then (inside gather, when `session` is given) take a
 -- transfer slot of it for this coroutine's next request: returns true when
 -- armed (yield sched.WAIT), false when done (outside gather: it blocked).
