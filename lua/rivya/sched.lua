@@ -57,12 +57,6 @@ local record = setmetatable({}, { __mode = "k" })
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
---- The scheduler driving the running coroutine, or nil (blocking mode).
-function sched.current()
-  local w = record[running()]
-  return w and w.group.sched
-end
-
 local function new_scheduler(gc_growth)
   local kb = collectgarbage("count")
   return setmetatable({
