@@ -378,7 +378,7 @@ describe("the client with coroutines", function()
     end
 
     it("keeps at most MAX_ACTIVE transfers of one client in curl at once, however many calls wait", function()
-      local c = new_client({ max_connections = 1000 })
+      local c = helper.client(sim, { max_connections = 1000 })
       local most = most_in_curl(c)
       c:close()
       assert.is_true(most > 16 and most <= sched.MAX_ACTIVE, "most at once: " .. most)
@@ -386,7 +386,7 @@ describe("the client with coroutines", function()
 
     it("keeps no more transfers in curl than max_connections while answers come over HTTP/1.1", function()
       -- more would wait in curl's own queue, tried again at every completion
-      local c = new_client({ max_connections = 8 })
+      local c = helper.client(sim, { max_connections = 8 })
       local most = most_in_curl(c)
       c:close()
       assert.is_true(most > 1 and most <= 8, "most at once: " .. most)
