@@ -15,7 +15,7 @@ local sched = {}
 local now, create, resume, yield, running, status =
   core.now, coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
 local compat = require "rivya.compat"
-local pack, floor = compat.pack, math.floor
+local pack = compat.pack
 
 --- Transfers one session runs at once for a scheduler; more wait in Lua, so
 -- 10,000 coroutines do not hold 10,000 curl handles (about 12 KB each).
@@ -95,7 +95,9 @@ function Scheduler:add_timer(w, at)
   local i = self.hn + 1
   self.hn = i
   while i > 1 do
-    local p = floor(i / 2)
+    -- (i - i % 2) / 2, not math.floor: no C call on a parked coroutine's
+    -- stack (see "Parking"); a float index reads the same slot
+    local p = (i - i % 2) / 2
     if hat[p] <= at then break end
     hat[i], hw[i], hseq[i] = hat[p], hw[p], hseq[p]
     i = p
