@@ -257,15 +257,21 @@ function Client:_timeout(spec, why)
   return errors.new("timeout", name .. ": " .. why, { request = name })
 end
 
+-- transport failure kind -> error code
+local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
+  not_media = "bad_response" }
+
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
 -- o: deadline (monotonic seconds: the whole call's, retries and backoff
--- included), decode (JSON answer expected), on_tick, tick.
+-- included; the argument `deadline` overrides it), decode (JSON answer
+-- expected), empty_ok, on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
-function Client:_exchange(spec, o)
+function Client:_exchange(spec, o, deadline)
+  deadline = deadline or o.deadline
   local attempt = 0
   while true do
-    if o.deadline then
-      local left = o.deadline - now()
+    if deadline then
+      local left = deadline - now()
       if left <= 0 then
         return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
       end
@@ -277,27 +283,28 @@ function Client:_exchange(spec, o)
     if not t then return nil, start_err end
     sched.await(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
     if o.on_tick then o.on_tick(t) end
-    local status, headers, body = t:result()
+    -- the header table is built only when something reads it
+    local status, body, message = t:answer()
     local err, retryable
     if status == nil then
-      local kind, message = headers, body
-      local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
-        not_media = "bad_response" })[kind] or "network"
+      local kind = body
+      local code = FAILURE_CODES[kind] or "network"
       err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
-      if not o.decode then return status, headers end
+      if not o.decode then return status, t:headers() end
       -- a DELETE may answer 204 or 200 without a body
-      if o.empty_ok and (body == nil or body == "") then return {}, headers end
+      if o.empty_ok and (body == nil or body == "") then return {} end
       local v = json.decode(body)
-      if type(v) == "table" then return v, headers end
+      if type(v) == "table" then return v end
+      local headers = t:headers()
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
         :format(status, headers["content-type"] or "no content type"),
         { status = status, request_id = headers["x-request-id"] })
       retryable = true
     else
-      err = errors.from_response(status, headers, body)
+      err = errors.from_response(status, t:headers(), body)
       if err.code == "api_scope_denied" then name_scope(err, spec) end
       retryable = status == 429 or status >= 500 or RETRY_CODES[err.code] == true
     end
@@ -306,7 +313,7 @@ function Client:_exchange(spec, o)
       return nil, err
     end
     local delay = self:_retry_delay(err, attempt)
-    if o.deadline and now() + delay >= o.deadline then
+    if deadline and now() + delay >= deadline then
       err.attempts = attempt + 1
       return nil, err
     end
@@ -318,10 +325,13 @@ function Client:_exchange(spec, o)
   end
 end
 
+-- what _api asks of _exchange: shared, never written to
+local DECODE, DECODE_EMPTY_OK = { decode = true }, { decode = true, empty_ok = true }
+
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
 -- true), deadline (monotonic seconds; call_timeout from now at the latest).
 function Client:_api(method, path, o)
-  o = o or {}
+  o = o or NO_OPTIONS
   local deadline = now() + self.call_timeout
   if o.deadline and o.deadline < deadline then deadline = o.deadline end
   if o.auth ~= false and not self.has_key then
@@ -342,7 +352,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
-  }, { decode = true, deadline = deadline, empty_ok = o.empty_ok })
+  }, o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
