@@ -165,8 +165,13 @@ spec: build
 	echo "$$ok passed, $$((fl + er)) failed"; exit $$rc
 
 # The rockspec must build and install offline into a scratch tree.
+# (LuaJIT: a LuaRocks configuration naming it, as Debian's is for lua5.1)
 rockspec-check: build
 	@tree=$$(mktemp -d); trap 'rm -rf "$$tree"' EXIT; \
+	if [ "$(LUA_TAG)" = jit ]; then \
+	  printf 'lua_interpreter = "%s"\nvariables = { LUA_BINDIR = "%s", LUA_INCDIR = "%s" }\n' \
+	    "$(notdir $(REAL_LUA))" "$(patsubst %/,%,$(dir $(REAL_LUA)))" "$(LUA_INCDIR)" >"$$tree/luarocks.cfg"; \
+	  export LUAROCKS_CONFIG="$$tree/luarocks.cfg"; fi; \
 	luarocks --lua-version=$(LUA_VERSION) --tree "$$tree" make --deps-mode=none rivya-scm-1.rockspec \
 	  LUA=$(REAL_LUA) LUA_INCDIR=$(LUA_INCDIR) >$(BUILD)/luarocks.log 2>&1 || { cat $(BUILD)/luarocks.log; exit 1; }; \
 	test -f "$$tree/lib/lua/$(LUA_VERSION)/rivya/core.so" && test -f "$$tree/share/lua/$(LUA_VERSION)/rivya/init.lua" && \
