@@ -87,6 +87,19 @@ function helper.heap_steady(fn, ...)
   return compat.unpack(r, 2, r.n)
 end
 
+--- Full collections until the heap stops shrinking (at most 30): LuaJIT
+-- halves its string table at most once a cycle, so after a spec that made
+-- many strings, the shrinking would land inside a measure.
+function helper.settle_heap()
+  local kb = collectgarbage("count")
+  for _ = 1, 30 do
+    collectgarbage()
+    local now = collectgarbage("count")
+    if now >= kb then return end
+    kb = now
+  end
+end
+
 --- LuaJIT's compiler off and its traces flushed until the function
 -- returned is called (for busted's finally); elsewhere nothing.
 function helper.jit_pause()

@@ -67,8 +67,7 @@ describe("rivya.json.decode", function()
       "created_at":"2026-01-01T00:00:00Z","error":null,"output":null,"finished_at":null,"usage":null}]]
     local function heap_of(decode)
       local keep = {}
-      collectgarbage()
-      collectgarbage()
+      helper.settle_heap()
       local base = collectgarbage("count")
       for i = 1, 1000 do keep[i] = decode(text) end
       collectgarbage()
