@@ -23,8 +23,10 @@ else
   LUA_PC ?= lua$(LUA_VERSION)
   LUA_TAG := $(LUA_VERSION)
 endif
-# every interpreter make test-all runs the suite under (lua5.4 last)
+# every interpreter make test-all runs the suite under (lua5.4 last), each
+# run stopped after TEST_ALL_TIMEOUT seconds (a hang must not eat CI's hour)
 LUA_ALL ?= luajit lua5.1 lua5.2 lua5.3 lua5.4
+TEST_ALL_TIMEOUT ?= 1200
 BUSTED ?= busted
 LUACHECK ?= luacheck
 PKG_CONFIG ?= pkg-config
@@ -200,7 +202,7 @@ test-all: setup
 	  echo "== test-all: $$l"; log=build/test-all-$$l.log; \
 	  if ! $(MAKE) --no-print-directory LUA=$$l build embed rockspec-check >$$log 2>&1; then \
 	    cat $$log; rc=1; tf=$$((tf + 1)); sum="$$sum$$l: build FAILED (see $$log)\n"; continue; fi; \
-	  $(MAKE) --no-print-directory LUA=$$l spec 2>&1 | tee -a $$log || rc=1; \
+	  timeout $(TEST_ALL_TIMEOUT) $(MAKE) --no-print-directory LUA=$$l spec 2>&1 | tee -a $$log || rc=1; \
 	  line=$$(tail -1 $$log); p=$${line%% passed, *}; f=$${line##*, }; f=$${f%% failed}; \
 	  case "$$p$$f" in ''|*[!0-9]*) p=0; f=1; rc=1;; esac; \
 	  tp=$$((tp + p)); tf=$$((tf + f)); sum="$$sum$$l: $$p passed, $$f failed\n"; \

@@ -394,7 +394,7 @@ function Client:_catalog()
   while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
   self.catalog_fetching = true
-  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  local ok, v, err = compat.ypcall(self._api, self, "GET", "/models", { auth = false })
   self.catalog_fetching = nil
   if not ok then error(v, 0) end
   if not v then return nil, err end
@@ -934,7 +934,8 @@ function Client:generate(req, opts)
     if user_update then user_update(t) end
   end or nil
   local ok, final
-  ok, final, err = pcall(function()
+  -- (compat.ypcall: on PUC Lua 5.1 a callback's error raises out of generate)
+  ok, final, err = compat.ypcall(function()
     if user_update then user_update(task) end
     return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
   end)
@@ -948,7 +949,7 @@ function Client:generate(req, opts)
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+    ok, path, err = compat.ypcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
       timeout = left() })
     if not ok then path, err = nil, raised(path, final) end
     if not path then

@@ -70,6 +70,20 @@ function compat.running()
   return co, main == true
 end
 
+--- pcall(f, ...) around a call that may yield (a client call inside gather
+-- or with a waiter): pcall where a yield can cross it. On PUC Lua 5.1, in a
+-- coroutine (where a yield may come), f(...) is called plainly (true,
+-- results) and its errors raise; in the main coroutine nothing yields, and
+-- it is pcall.
+if compat.yield_in_pcall then
+  compat.ypcall = pcall
+else
+  function compat.ypcall(f, ...)
+    if running() == nil then return pcall(f, ...) end
+    return true, f(...)
+  end
+end
+
 --- xpcall(f, handler, ...) with arguments, as 5.2.
 if compat.version == "5.1" and not compat.jit then
   function compat.xpcall(f, handler, ...)
