@@ -203,7 +203,8 @@ test-all: setup
 	  if ! $(MAKE) --no-print-directory LUA=$$l build embed rockspec-check >$$log 2>&1; then \
 	    cat $$log; rc=1; tf=$$((tf + 1)); sum="$$sum$$l: build FAILED (see $$log)\n"; continue; fi; \
 	  timeout $(TEST_ALL_TIMEOUT) $(MAKE) --no-print-directory LUA=$$l spec 2>&1 | tee -a $$log || rc=1; \
-	  line=$$(tail -1 $$log); p=$${line%% passed, *}; f=$${line##*, }; f=$${f%% failed}; \
+	  line=$$(grep -aE '^[0-9]+ passed, [0-9]+ failed$$' $$log | tail -1); \
+	  p=$${line%% passed, *}; f=$${line##*, }; f=$${f%% failed}; \
 	  case "$$p$$f" in ''|*[!0-9]*) p=0; f=1; rc=1;; esac; \
 	  tp=$$((tp + p)); tf=$$((tf + f)); sum="$$sum$$l: $$p passed, $$f failed\n"; \
 	done; printf "test-all:\n$$sum"; echo "$$tp passed, $$tf failed"; exit $$rc
