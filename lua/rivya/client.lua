@@ -585,8 +585,10 @@ end
 -- uploads by position}: a file recorded as uploaded is not sent again (the
 -- replayed create must carry the same URL), an upload recorded but not
 -- answered is sent again under its own key, and each one is recorded
--- before it leaves. Returns copy | nil, err.
-function Client:_upload_references(req, copy, paths, infos, rec, deadline)
+-- before it leaves. on_upload(index, path, info) may return an on_progress
+-- for that file, and is called again with the file object once uploaded.
+-- Returns copy | nil, err.
+function Client:_upload_references(req, copy, paths, infos, rec, deadline, on_upload)
   local items, list = req.params.referenceMediaItems, copy.params.referenceMediaItems
   for _, i in ipairs(paths) do
     local path, info = items[i], infos[i]
@@ -602,7 +604,8 @@ function Client:_upload_references(req, copy, paths, infos, rec, deadline)
       end
       local err
       file, err = self:_upload(path, { model = req.model, kind = info.kind,
-        timeout = deadline and math.max(deadline - now(), 0) }, ukey)
+        timeout = deadline and math.max(deadline - now(), 0),
+        on_progress = on_upload and on_upload(i, path, info) or nil }, ukey)
       if not file then
         err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
         return nil, err
@@ -611,6 +614,7 @@ function Client:_upload_references(req, copy, paths, infos, rec, deadline)
         local ok, lerr = rec.ledger:upload_done(ukey, file)
         if not ok then return nil, lerr end
       end
+      if on_upload then on_upload(i, path, info, file) end
     end
     list[i] = file
   end
@@ -622,7 +626,8 @@ end
 -- (req.idempotency_key or a fresh one) that all its retries reuse. With a
 -- ledger, the create is recorded before it is sent (see _create_recorded).
 -- o.deadline (monotonic seconds, core.now) bounds the call, uploads included;
--- o (internal): output (where generate will save it), job, attempt, key.
+-- o (internal): output (where generate will save it), job, attempt, key,
+-- on_upload (see _upload_references).
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
@@ -634,7 +639,7 @@ function Client:create(req, o)
   if not copy then return nil, paths end
   if paths then
     local uerr
-    req, uerr = self:_upload_references(req, copy, paths, infos, nil, deadline)
+    req, uerr = self:_upload_references(req, copy, paths, infos, nil, deadline, o and o.on_upload)
     if not req then return nil, uerr end
   end
   local body, warnings = cat:validate(req)
@@ -685,24 +690,27 @@ function Client:_create_recorded(req, o, cat)
     ident[#ident + 1] = ("%s\0%d\0%d"):format(req.params.referenceMediaItems[i], infos[i].size, infos[i].mtime or 0)
   end
   local hash = Ledger.digest(table.concat(ident, "\n"))
-  local key, uploads = o.key or req.idempotency_key, {}
+  local key = o.key or req.idempotency_key
   if not key then
     local row, ferr = ledger:find_sending(hash)
     if row == nil then return nil, ferr end
-    if row then
-      key = row.key
-      uploads, ferr = ledger:uploads(key)
-      if not uploads then return nil, ferr end
-    end
+    key = row and row.key
   end
   key = key or ("rivya-" .. core.random_hex(16))
+  -- the files a create under this key already carried (a resume, or a given key)
+  local uploads = {}
+  if paths then
+    local lerr0
+    uploads, lerr0 = ledger:uploads(key)
+    if not uploads then return nil, lerr0 end
+  end
   local ok, lerr = ledger:begin{ key = key, request_hash = hash, model = req.model,
     prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
     output = o.output, job = o.job, attempt = o.attempt }
   if not ok then return nil, lerr end
   if paths then
     local rec = { ledger = ledger, key = key, uploads = uploads }
-    local sent, uerr = self:_upload_references(req, copy, paths, infos, rec, o.deadline)
+    local sent, uerr = self:_upload_references(req, copy, paths, infos, rec, o.deadline, o.on_upload)
     if not sent then
       ledger:unanswered(key)
       uerr.idempotency_key = key
@@ -909,6 +917,8 @@ local function check_destination(path)
   os.remove(probe)
   return true
 end
+
+Client._check_destination = check_destination
 
 -- a value raised by a user callback, as the error generate returns
 local function raised(e, task)

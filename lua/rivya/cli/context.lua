@@ -2,6 +2,7 @@
 -- display and client — and how it reports results and failures.
 local rivya = require "rivya"
 local errors = require "rivya.errors"
+local Ledger = require "rivya.ledger"
 local util = require "rivya.cli.util"
 
 local EXIT, exit_code, error_line, json_text = util.EXIT, util.exit_code, util.error_line, util.json_text
@@ -40,7 +41,26 @@ function Ctx:fail(err, prefix)
   return exit_code(err)
 end
 
---- The client, created on first use from RIVYA_API_KEY / RIVYA_BASE_URL.
+--- The user's ledger (RIVYA_LEDGER, else the XDG state folder), opened on
+-- first use | false when RIVYA_LEDGER=off | nil, err.
+function Ctx:ledger()
+  if self.ledger_obj == nil then
+    local path = Ledger.default_path(self.getenv)
+    if not path then
+      self.ledger_obj = false
+    else
+      local ledger, err = Ledger.open(path)
+      if not ledger then
+        return nil, errors.new("io", ("%s (set RIVYA_LEDGER to another path, or to off)"):format(err.message))
+      end
+      self.ledger_obj = ledger
+    end
+  end
+  return self.ledger_obj
+end
+
+--- The client, created on first use from RIVYA_API_KEY / RIVYA_BASE_URL,
+-- recording into the user's ledger unless RIVYA_LEDGER=off.
 function Ctx:client(need_key)
   if need_key and (self.getenv("RIVYA_API_KEY") or "") == "" then
     return nil, errors.new("api_key_missing",
@@ -58,10 +78,12 @@ function Ctx:client(need_key)
     else
       timeout = nil
     end
+    local ledger, lerr = self:ledger()
+    if ledger == nil then return nil, lerr end
     local ok, c = pcall(rivya.new, {
       api_key = self.getenv("RIVYA_API_KEY"),
       base_url = self.getenv("RIVYA_BASE_URL"),
-      timeout = timeout,
+      timeout = timeout, ledger = ledger,
     })
     if not ok then
       local message = tostring(c):gsub("^.-:%d+: ", ""):gsub("^rivya%.new: ", "")

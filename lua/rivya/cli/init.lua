@@ -27,8 +27,8 @@ local EXIT = util.EXIT
 
 --- The commands, in the order --help lists them: each is the module
 -- rivya.cli.cmd.NAME with add_to_parser(parser, specs) and command(ctx, a, specs).
-local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
-  "estimate", "batch", "sweep" }
+local COMMANDS = { "generate", "upload", "status", "wait", "download", "tasks", "resume", "credits", "models",
+  "validate", "estimate", "batch", "sweep" }
 local commands = {}
 for _, name in ipairs(COMMANDS) do commands[name] = require("rivya.cli.cmd." .. name) end
 
@@ -38,6 +38,7 @@ Environment:
   RIVYA_BASE_URL       the API origin (default https://rivya.ai)
   RIVYA_POLL_INTERVAL  seconds between status polls (default: the documented pace)
   RIVYA_TIMEOUT        seconds for one API request (default 60; a call with retries: twice that)
+  RIVYA_LEDGER         the ledger of tasks (default ~/.local/state/rivya/ledger.db; off: none)
 
 Exit status: 0 ok, 1 runtime failure (generation failed, network, API, I/O),
 2 usage error, 3 validation error, 4 authentication or permission,
@@ -129,6 +130,7 @@ function cli.main(argv, env, streams)
 
   local done, code = xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
   if ctx.client_obj then ctx.client_obj:close() end
+  if ctx.ledger_obj then ctx.ledger_obj:close() end
   if done then return code end
   ctx.status:clear()
   local message = tostring(code)
