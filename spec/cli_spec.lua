@@ -11,8 +11,8 @@ local RIVYA = ROOT .. "/bin/rivya"
 local PNG = ROOT .. "/examples/assets/first_frame.png"
 local JPEG = ROOT .. "/examples/assets/last_frame.jpg"
 local SAMPLE = ROOT .. "/sim/sample.mp4"
-local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
-  "estimate", "batch", "sweep" }
+local COMMANDS = { "generate", "upload", "status", "wait", "download", "tasks", "resume", "credits", "models",
+  "validate", "estimate", "batch", "sweep" }
 
 local function is_mp4(path)
   local data = helper.read_file(path)
