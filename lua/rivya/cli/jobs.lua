@@ -95,6 +95,9 @@ local function read_batch(path, opts)
   local f, ferr = io.open(path, "rb")
   if not f then return nil, "cannot read the batch file: " .. tostring(ferr), EXIT.usage end
   local jobs, n, outputs = { source = path, base_dir = dirname(path) }, 0, {}
+  -- lean: parallel arrays of integers, no table or string per line (100,000
+  -- lines in a few MB); line numbers are kept only once a blank line shifts them
+  if lean then jobs.lean, jobs.count, jobs.offset, jobs.out = true, 0, {}, {} end
   while true do
     local offset = f:seek()
     local line = f:read("L")
@@ -113,24 +116,59 @@ local function read_batch(path, opts)
         return nil, errors.new("validation_failed", ("line %d: %s"):format(n, problem), { field = "output" }),
           EXIT.invalid
       end
-      local job = { n = n, output_name = output }
-      if lean then job.offset = offset else job.req, job.base_dir = req, jobs.base_dir end
-      jobs[#jobs + 1] = job
+      if lean then
+        local i = jobs.count + 1
+        if n ~= i and not jobs.line then
+          jobs.line = {}
+          for k = 1, i - 1 do jobs.line[k] = k end
+        end
+        if jobs.line then jobs.line[i] = n end
+        jobs.count, jobs.offset[i], jobs.out[i] = i, offset, output
+      else
+        jobs[#jobs + 1] = { n = n, output_name = output, req = req, base_dir = jobs.base_dir }
+      end
     end
   end
   f:close()
   local width = math.max(2, #tostring(n))
   jobs.width = width
-  for _, job in ipairs(jobs) do
-    local name = job.output_name or ("line-%0" .. width .. "d.mp4"):format(job.n)
-    if outputs[name] then
-      return nil, errors.new("validation_failed", ("line %d: output %s is also line %d's"):format(job.n,
-        name, outputs[name]), { field = "output" }), EXIT.invalid
-    end
-    outputs[name] = job.n
+  local count = jobs.count or #jobs
+  local function line_of(i)
+    if jobs.lean then return jobs.line and jobs.line[i] or i, jobs.out[i] end
+    return jobs[i].n, jobs[i].output_name
   end
-  if #jobs == 0 then return nil, "the batch file has no requests", EXIT.usage end
+  for i = 1, count do
+    local line, name = line_of(i)
+    -- explicit names only: a default name (line-NN.mp4) is its line's alone
+    if name then
+      if outputs[name] then
+        return nil, errors.new("validation_failed", ("line %d: output %s is also line %d's"):format(line,
+          name, outputs[name]), { field = "output" }), EXIT.invalid
+      end
+      outputs[name] = line
+    end
+  end
+  for i = 1, count do
+    local line, explicit = line_of(i)
+    local name = ("line-%0" .. width .. "d.mp4"):format(line)
+    if not explicit and outputs[name] then
+      return nil, errors.new("validation_failed", ("line %d: output %s is also line %d's"):format(outputs[name],
+        name, line), { field = "output" }), EXIT.invalid
+    end
+  end
+  if count == 0 then return nil, "the batch file has no requests", EXIT.usage end
   return jobs
+end
+
+-- how many jobs, and job i: a lean batch's job is a fresh small table each
+-- time (what run_one needs), written back by `keep`
+local function count_of(jobs) return jobs.count or #jobs end
+local function job_at(jobs, i)
+  if not jobs.lean then return jobs[i] end
+  local hi = jobs.request_hi and jobs.request_hi[i]
+  return { index = i, n = jobs.line and jobs.line[i] or i, offset = jobs.offset[i], output_name = jobs.out[i],
+    request = hi and ("%016x%016x"):format(hi, jobs.request_lo[i]),
+    credits = jobs.credits and (jobs.credits[i] or jobs.credits[0]) }
 end
 
 -- the output name of a job (lean batch jobs keep only explicit ones)
@@ -161,7 +199,9 @@ end
 -- request (its identity in the folder) and credits. Returns true | exit status.
 local function prepare_jobs(ctx, jobs, label)
   local seen, bad = {}, 0
-  for _, job in ipairs(jobs) do
+  if jobs.lean then jobs.request_hi, jobs.request_lo, jobs.credits = {}, {}, {} end
+  for i = 1, count_of(jobs) do
+    local job = job_at(jobs, i)
     local req, lerr = load(jobs, job)
     local body, warnings, _, credits
     if req then body, warnings, _, credits = request.check(req, jobs.base_dir or job.base_dir) end
@@ -175,7 +215,15 @@ local function prepare_jobs(ctx, jobs, label)
       job.request = core.sha256(seen[id] .. "\n" .. text):sub(1, 32)
       job.credits = credits
       -- lean jobs keep nothing else; the others their body and warnings to show
-      if not job.offset then job.body, job.warnings = body, warnings end
+      if jobs.lean then
+        -- the 128-bit identity as two integers; credits only where they differ from the first line's
+        jobs.request_hi[i] = math.tointeger(tonumber(job.request:sub(1, 16), 16))
+        jobs.request_lo[i] = math.tointeger(tonumber(job.request:sub(17, 32), 16))
+        if jobs.credits[0] == nil then jobs.credits[0] = credits end
+        if credits ~= jobs.credits[0] then jobs.credits[i] = credits end
+      else
+        job.body, job.warnings = body, warnings
+      end
     end
   end
   if bad > 0 then return EXIT.invalid end
@@ -227,13 +275,14 @@ end
 local function run_jobs(ctx, a, jobs, o)
   local out_dir = o.out_dir
   local ledger_path = join(out_dir, LEDGER_FILE)
-  local total = 0
-  for _, job in ipairs(jobs) do total = total + job.credits end
+  local total, count = 0, count_of(jobs)
+  for i = 1, count do total = total + job_at(jobs, i).credits end
 
   if a.dry_run then
     local ledger = core.stat(ledger_path) and Ledger.open(ledger_path) or nil
     local pending = 0
-    for _, job in ipairs(jobs) do
+    for i = 1, count do
+      local job = job_at(jobs, i)
       local row = ledger and ledger:row(JOB_ROW, job.request) or nil
       local id = row and row.id
       if not id then pending = pending + job.credits end
@@ -254,9 +303,9 @@ local function run_jobs(ctx, a, jobs, o)
     end
     if ledger then ledger:close() end
     if a.json then
-      ctx:emit({ requests = #jobs, credits = total, credits_to_reserve = pending })
+      ctx:emit({ requests = count, credits = total, credits_to_reserve = pending })
     else
-      ctx:out(("total: %d requests, %d credits%s"):format(#jobs, total,
+      ctx:out(("total: %d requests, %d credits%s"):format(count, total,
         pending ~= total and (" (%d still to reserve; the rest are created in %s)"):format(pending, out_dir) or ""))
     end
     return EXIT.ok
@@ -294,7 +343,8 @@ local function run_jobs(ctx, a, jobs, o)
 
   -- the balance, before the first create: a batch that cannot finish is refused
   local needed, to_create = 0, 0
-  for _, job in ipairs(jobs) do
+  for i = 1, count do
+    local job = job_at(jobs, i)
     local row = ledger:row(JOB_ROW, job.request)
     if not (row and row.id and (row.status ~= "failed" or not a.retry_failed)) then
       needed, to_create = needed + job.credits, to_create + 1
@@ -319,8 +369,10 @@ local function run_jobs(ctx, a, jobs, o)
 
   local user_ledger = client.ledger
   client.ledger = ledger
-  for _, job in ipairs(jobs) do ctx:warnings(job.warnings) end
-  local set_phase, render = new_phases(#jobs)
+  if not jobs.lean then
+    for _, job in ipairs(jobs) do ctx:warnings(job.warnings) end
+  end
+  local set_phase, render = new_phases(count)
   ctx.status.render = render(o.kind)
   ctx.resume_hint = "re-run the same command to resume: created tasks are waited for, not paid again"
   local stop   -- an error that makes starting more tasks pointless (auth, credits)
@@ -330,7 +382,7 @@ local function run_jobs(ctx, a, jobs, o)
   local function finish(job, r)
     set_phase(job, r.status)
     job.status = r.status
-    if not job.offset then job.result = r end
+    if not jobs.lean then job.result = r end
     local credits = r.credits
     if credits == nil then credits = r.task_id and job.credits or 0 end
     summary.credits = summary.credits + credits
@@ -468,8 +520,8 @@ local function run_jobs(ctx, a, jobs, o)
   local function worker()
     while true do
       next_job = next_job + 1
-      local job = jobs[next_job]
-      if not job then return end
+      if next_job > count then return end
+      local job = job_at(jobs, next_job)
       local done, err = pcall(run_one, job)
       if not done then
         if type(err) == "string" and err:find("interrupted!", 1, true) then error(err, 0) end
@@ -481,7 +533,7 @@ local function run_jobs(ctx, a, jobs, o)
     end
   end
   local workers = {}
-  for i = 1, math.min(a.concurrency, #jobs) do workers[i] = worker end
+  for i = 1, math.min(a.concurrency, count) do workers[i] = worker end
   local ran, rerr = pcall(ctx.live, ctx, function()
     local results = rivya.gather(workers)
     for _, r in ipairs(results) do
@@ -494,7 +546,7 @@ local function run_jobs(ctx, a, jobs, o)
   if not ran then error(rerr, 0) end
   ctx.resume_hint = nil
 
-  local line = ("%d %s: %d succeeded, %d failed%s; %d credits"):format(#jobs, o.unit, summary.succeeded,
+  local line = ("%d %s: %d succeeded, %d failed%s; %d credits"):format(count, o.unit, summary.succeeded,
     summary.failed, summary.first_failure and (" (" .. summary.first_failure .. ")") or "", summary.credits)
   if a.json then ctx.status:note(line) else ctx:out(line) end
   return summary.code or EXIT.ok
