@@ -9,7 +9,8 @@ local helper = require "helper"
 
 local q = helper.sh_quote
 local SIZES = {}
-for n in (os.getenv("BENCH_SIZES") or "1000,10000,100000"):gmatch("%d+") do SIZES[#SIZES + 1] = tonumber(n) end
+local DEFAULT_SIZES = os.getenv("BENCH_QUICK") and "1000,10000" or "1000,10000,100000"
+for n in (os.getenv("BENCH_SIZES") or DEFAULT_SIZES):gmatch("%d+") do SIZES[#SIZES + 1] = tonumber(n) end
 local CONCURRENCY = tonumber(os.getenv("BENCH_CONCURRENCY") or "32")
 
 local function sh(cmd)
