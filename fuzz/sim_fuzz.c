@@ -46,7 +46,8 @@ static rv_state *state;
 static rv_listener api_l, cdn_l;
 static int api_port, cdn_port, verbose;
 static const char *keys[] = {KEY};
-static const char *scoped[] = {"rvya_sk_scoped_0000"};
+static char scoped_key[] = "rvya_sk_scoped_0000";
+static sim_scoped_key scoped[] = {{scoped_key, SIM_SCOPE_READ}};
 static const char *revoked[] = {"rvya_sk_revoked_0000"};
 static const char *expired[] = {"rvya_sk_expired_0000"};
 
@@ -70,8 +71,8 @@ static void setup(void) {
   opt.host = "127.0.0.1";
   opt.api_keys.v = keys;
   opt.api_keys.n = 1;
-  opt.scoped_keys.v = scoped;
-  opt.scoped_keys.n = 1;
+  opt.scoped = scoped;
+  opt.nscoped = 1;
   opt.revoked_keys.v = revoked;
   opt.revoked_keys.n = 1;
   opt.expired_keys.v = expired;

@@ -57,35 +57,17 @@ static void note(struct rv_upload *up, const char *field, const char *msg) {
   snprintf(up->err, sizeof up->err, "%s", msg);
 }
 
-/* rules_max: the largest limit in `rules` for `kind` (any kind when NULL) */
-static long long rules_max(const rv_upload_rule *rules, const char *kind) {
-  long long best = 0;
-  for (; rules->kind; rules++)
-    if ((!kind || strcmp(rules->kind, kind) == 0) && rules->max_bytes > best)
-      best = rules->max_bytes;
-  return best;
-}
-
 /*
 ** provisional_limit: the most bytes the file may still turn out to be
 ** allowed, from the kind and model fields seen so far (they may come
 ** after the file).
 */
 static long long provisional_limit(const struct rv_upload *up) {
+  const sim_catalog *c = up->rq->s->catalog;
   const char *kind = up->kind.seen ? up->kind.v : NULL;
-  const rv_model *m;
-  long long best;
-  size_t i;
-  if (up->model.seen) {
-    m = rv_model_find(up->model.v);
-    return rules_max(m ? m->uploads : rv_default_uploads(), kind);
-  }
-  best = rules_max(rv_default_uploads(), kind);
-  for (i = 0; (m = rv_model_at(i)) != NULL; i++) {
-    long long n = rules_max(m->uploads, kind);
-    if (n > best) best = n;
-  }
-  return best;
+  const sim_model *m = up->model.seen ? sim_model_find(c, up->model.v) : NULL;
+  if (up->model.seen && !m) return sim_upload_max(c, NULL, kind);   /* refused later */
+  return sim_upload_max(c, m, kind);
 }
 
 /* take_file_bytes: append `size` bytes of the file part, or just count them */
@@ -432,13 +414,13 @@ static char *url_encode(const char *name) {
 ** *rule_out / *mime_out / *model_out set, or -1 with the error in `r`.
 */
 static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char **mime_out,
-                      const rv_model **model_out) {
-  const rv_upload_rule *rules = rv_default_uploads(), *rule;
-  const rv_model *m = NULL;
+                      const sim_model **model_out) {
+  sim_upload_rule rule;
+  const sim_model *m = NULL;
+  char ids[512];
   const char *mime, *sniffed;
   char list[256];
   size_t used = 0;
-  const char *const *mp;
   if (up->has_err) {
     rv_reply_error(rq, r, 400, "validation_failed", up->err_field, "%s", up->err);
     return -1;
@@ -458,16 +440,15 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
     return -1;
   }
   if (up->model.seen) {
-    m = up->model.too_long ? NULL : rv_model_find(up->model.v);
+    m = up->model.too_long ? NULL : sim_model_find(rq->s->catalog, up->model.v);
     if (!m) {
       char *clean = rv_clean_dup(up->model.v);
       rv_reply_error(rq, r, 400, "validation_failed", "model",
                      "model: unknown model \"%s\"; known: %s", clean ? clean : "?",
-                     rv_model_at(0)->id);
+                     sim_model_ids(rq->s->catalog, 0, ids, sizeof ids));
       free(clean);
       return -1;
     }
-    rules = m->uploads;
   }
   if (up->client_request_id.seen) {
     long n = rv_utf8_count(up->client_request_id.v, up->client_request_id.len);
@@ -500,17 +481,17 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
                    up->kind.v);
     return -1;
   }
-  rule = rv_upload_rule_for(rules, up->kind.v);
-  if (!rule) {
+  if (sim_upload_rule_get(m, up->kind.v, &rule) != 0) {
     rv_reply_error(rq, r, 400, "validation_failed", "kind",
                    "kind: %s files are not accepted for model %s", up->kind.v,
                    m ? m->id : "(none)");
     return -1;
   }
-  if (!rv_listed(rule->mimes, mime)) {
+  if (!sim_mime_listed(&rule, mime)) {
+    size_t i;
     list[0] = '\0';
-    for (mp = rule->mimes; *mp && used < sizeof list; mp++) {
-      int k = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", *mp);
+    for (i = 0; i < rule.nmimes && used < sizeof list; i++) {
+      int k = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", rule.mimes[i]);
       if (k < 0) break;
       used += (size_t)k;
     }
@@ -519,10 +500,10 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
                    up->kind.v, m ? " to " : "", m ? m->id : "", list);
     return -1;
   }
-  if ((long long)up->size > rule->max_bytes) {
+  if ((long long)up->size > rule.max_bytes) {
     rv_reply_error(rq, r, 400, "validation_failed", "file",
                    "file: %llu bytes is over the %lld MB (%lld bytes) limit for %s uploads%s%s",
-                   up->size, rule->max_bytes / RV_MB, rule->max_bytes, up->kind.v,
+                   up->size, rule.max_bytes / RV_MB, rule.max_bytes, up->kind.v,
                    m ? " to " : "", m ? m->id : "");
     return -1;
   }
@@ -551,7 +532,7 @@ static rv_file *find_idem_file_locked(rv_state *s, const char *owner, const char
 */
 void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
   const char *mime;
-  const rv_model *m;
+  const sim_model *m;
   double duration = -1;
   char sha[65], *enc, *url;
   size_t url_len;

@@ -237,10 +237,16 @@ static const rv_upload_rule *compile_limits(compiler *c, int t) {
 
 /* ---- reference media ---- */
 
+/* push `s` and return it (lua_pushstring returns nothing before 5.3) */
+static const char *push_string(lua_State *L, const char *s) {
+  lua_pushstring(L, s);
+  return lua_tostring(L, -1);
+}
+
 /* "image" -> "images", "audio" -> "audio files" */
 static const char *plural(lua_State *L, const char *kind, int n) {
-  if (n == 1) return lua_pushstring(L, kind);
-  if (strcmp(kind, "audio") == 0) return lua_pushliteral(L, "audio files");
+  if (n == 1) return push_string(L, kind);
+  if (strcmp(kind, "audio") == 0) return push_string(L, "audio files");
   return lua_pushfstring(L, "%ss", kind);
 }
 

@@ -303,6 +303,12 @@ static void convert_select(lua_State *L, const rv_param *p, int v,
   }
 }
 
+/* push `s` and return it (lua_pushstring returns nothing before 5.3) */
+static const char *push_string(lua_State *L, const char *s) {
+  lua_pushstring(L, s);
+  return lua_tostring(L, -1);
+}
+
 /* push bound `x` as Lua writes it: integers without a decimal point */
 static const char *push_bound(lua_State *L, lua_Number x) {
   if (x == (lua_Number)(lua_Integer)x && x > -9e15 && x < 9e15)
@@ -321,7 +327,7 @@ static const char *push_number_expected(lua_State *L, const rv_param *p) {
     return lua_pushfstring(L, "%s of at least %s", what, push_bound(L, p->min));
   if (p->has_max)
     return lua_pushfstring(L, "%s of at most %s", what, push_bound(L, p->max));
-  return lua_pushstring(L, what);
+  return push_string(L, what);
 }
 
 /* is `x` inside the bounds of `p`? */
@@ -390,11 +396,11 @@ static const char *push_param_expected(lua_State *L, const rv_param *p) {
     case RV_PARAM_NUMBER:
       return push_number_expected(L, p);
     case RV_PARAM_BOOLEAN:
-      return lua_pushliteral(L, "true or false");
+      return push_string(L, "true or false");
     case RV_PARAM_TEXT:
-      return lua_pushliteral(L, "a non-empty string");
+      return push_string(L, "a non-empty string");
     default:
-      return lua_pushliteral(L, "a value");
+      return push_string(L, "a value");
   }
 }
 

@@ -6,6 +6,7 @@ local sched = require "rivya.sched"
 local errors = require "rivya.errors"
 local Ledger = require "rivya.ledger"
 local catalog = require "rivya.catalog"
+local webhook = require "rivya.webhook"
 
 local rivya = {}
 
@@ -53,6 +54,10 @@ rivya.gather = sched.gather
 
 --- Sleep: yields inside gather, blocks in the kernel outside.
 rivya.sleep = sched.sleep
+
+--- Webhook events: rivya.webhook.parse(body) -> event | nil, err
+-- (unverified: act on client:confirm(event)); rivya.webhook.check_url(url).
+rivya.webhook = { parse = webhook.parse, check_url = webhook.check_url, is_secret = webhook.is_secret }
 
 --- true when `v` is a rivya error table.
 rivya.is_error = errors.is

@@ -13,7 +13,7 @@ local request = require "rivya.cli.request"
 local context = require "rivya.cli.context"
 
 local EXIT, AUTH_CODES = util.EXIT, util.AUTH_CODES
-local shallow_copy, join, dirname, canonical = util.shallow_copy, util.join, util.dirname, util.canonical
+local join, dirname, canonical = util.join, util.dirname, util.canonical
 local error_object, error_line, exit_code = util.error_object, util.error_line, util.exit_code
 local body_text, file_exists, mkdir_p = util.body_text, util.file_exists, util.mkdir_p
 
@@ -203,10 +203,11 @@ local function prepare_jobs(ctx, jobs, label)
   for i = 1, count_of(jobs) do
     local job = job_at(jobs, i)
     local req, lerr = load(jobs, job)
-    local body, warnings, _, credits
-    if req then body, warnings, _, credits = request.check(req, jobs.base_dir or job.base_dir) end
-    if not body then
-      ctx:fail(req and warnings or lerr, ("%s %d: "):format(label, job.n))
+    local prepared, body, credits
+    if req then prepared, body, credits = request.check(req, jobs.base_dir or job.base_dir, true) end
+    local warnings = prepared and prepared.warnings
+    if not prepared then
+      ctx:fail(req and body or lerr, ("%s %d: "):format(label, job.n))
       bad = bad + 1
     else
       local text = canonical(body)
@@ -289,7 +290,7 @@ local function run_jobs(ctx, a, jobs, o)
       local body = job.body
       if not body then
         local req = assert(load(jobs, job))
-        body = assert(request.check(req, jobs.base_dir))
+        body = select(2, assert(request.check(req, jobs.base_dir)))
       end
       ctx:warnings(job.warnings)
       if a.json then
@@ -438,20 +439,13 @@ local function run_jobs(ctx, a, jobs, o)
     if not task_id then
       if stop then return finish(job, { status = "skipped", error = stop, credits = 0 }) end
       local req, err = load(jobs, job)
-      if req then
-        -- local references relative to the batch file; the client uploads and records them
-        req = shallow_copy(req)
-        local items = type(req.params) == "table" and req.params.referenceMediaItems
-        if type(items) == "table" then
-          local params, list = shallow_copy(req.params), {}
-          for i, item in ipairs(items) do list[i] = type(item) == "string" and join(jobs.base_dir or job.base_dir
-            or ".", item) or item end
-          params.referenceMediaItems = list
-          req.params = params
-        end
+      local prepared
+      -- local references relative to the batch file; the client uploads and records them
+      if req then prepared, err = request.check(req, jobs.base_dir or job.base_dir) end
+      if prepared then
         set_phase(job, "creating")
         local task
-        task, err = client:create(req, { key = key, job = job.request, attempt = attempt, output = output,
+        task, err = client:create(prepared, { key = key, job = job.request, attempt = attempt, output = output,
           on_upload = function(_, path, _, file)
             if not file then set_phase(job, "uploading") return nil end
             ctx.status:event(("%s: uploaded %s as %s"):format(name, path, tostring(file.id)))

@@ -12,9 +12,9 @@ local EXIT = util.EXIT
 local function command(ctx, a, specs)
   local req, uerr = request.from_args(ctx, a, specs)
   if not req then return ctx:usage(uerr) end
-  local body, warnings, refs = request.check(req)
-  if not body then return ctx:fail(warnings) end
-  ctx:warnings(warnings)
+  local prepared, perr = request.check(req)
+  if not prepared then return ctx:fail(perr) end
+  ctx:warnings(prepared.warnings)
   local client, cerr = ctx:client(true)
   if not client then return context.client_fail(ctx, cerr) end
   local p = {}
@@ -25,10 +25,9 @@ local function command(ctx, a, specs)
       local ok, derr = Client._check_destination(a.out or ("./.rivya-" .. core.random_hex(8) .. ".mp4"))
       if not ok then return ctx:fail(derr) end
     end
-    local sendable, err, on_upload
+    local err, on_upload
     if client.ledger then
       -- the client uploads and records the references, so a re-run resumes with the same files
-      sendable = util.shallow_copy(req)
       on_upload = function(_, path, info, file)
         if file then
           p.total = nil
@@ -39,15 +38,16 @@ local function command(ctx, a, specs)
         return steps.progress(ctx, p)
       end
     else
-      sendable, err = steps.upload_refs(ctx, client, req, refs, p)
-      if not sendable then return ctx:fail(err) end
+      local uploaded
+      uploaded, err = steps.upload_refs(ctx, client, prepared, p)
+      if not uploaded then return ctx:fail(err) end
     end
-    if a.idempotency_key then sendable.idempotency_key = a.idempotency_key end
+    if a.idempotency_key then prepared.idempotency_key = a.idempotency_key end
     p.phase = "creating"
     ctx.resume_hint = client.ledger and "the create may have reached the API: the same command again resumes it "
       .. "under the same Idempotency-Key (no second charge)" or nil
     local task
-    task, err = client:create(sendable, { output = a.out, on_upload = on_upload })
+    task, err = client:create(prepared, { output = a.out, on_upload = on_upload })
     ctx.resume_hint = nil
     if not task then return ctx:fail(err) end
     ctx.current_task = task.id
