@@ -164,7 +164,7 @@ describe("the ledger from the command line", function()
         local db = d .. "/user-ledger.db"
         for _ = 1, 400 do
           if helper.read_file(db) and sqlite(db, "SELECT count(*) FROM tasks WHERE status = 'sending'") == "1"
-              and sim:ledger().connections >= (with_ref and 1 or 1) then break end
+              and sim:ledger().files >= (with_ref and 1 or 0) then break end
           helper.sleep(0.025)
         end
         helper.sleep(0.3)
