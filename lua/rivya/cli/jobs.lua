@@ -9,6 +9,7 @@ local errors = require "rivya.errors"
 local Ledger = require "rivya.ledger"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
+local compat = require "rivya.compat"
 local request = require "rivya.cli.request"
 local context = require "rivya.cli.context"
 
@@ -100,7 +101,7 @@ local function read_batch(path, opts)
   if lean then jobs.lean, jobs.count, jobs.offset, jobs.out = true, 0, {}, {} end
   while true do
     local offset = f:seek()
-    local line = f:read("L")
+    local line = f:read("*l")
     if not line then break end
     n = n + 1
     if n == 1 then line = line:gsub("^\239\187\191", "") end   -- a UTF-8 BOM
@@ -182,7 +183,7 @@ local function load(jobs, job)
   local f, ferr = io.open(jobs.source, "rb")
   if not f then return nil, errors.new("io", "cannot read the batch file again: " .. tostring(ferr)) end
   f:seek("set", job.offset)
-  local line = f:read("L") or ""
+  local line = f:read("*l") or ""
   f:close()
   if job.n == 1 then line = line:gsub("^\239\187\191", "") end
   local req, err = decode_line(line, job.n)
@@ -217,9 +218,10 @@ local function prepare_jobs(ctx, jobs, label)
       job.credits = credits
       -- lean jobs keep nothing else; the others their body and warnings to show
       if jobs.lean then
-        -- the 128-bit identity as two integers; credits only where they differ from the first line's
-        jobs.request_hi[i] = math.tointeger(tonumber(job.request:sub(1, 16), 16))
-        jobs.request_lo[i] = math.tointeger(tonumber(job.request:sub(17, 32), 16))
+        -- the 128-bit identity as two 64-bit integers (the CLI runs on Lua 5.4); credits only
+        -- where they differ from the first line's
+        jobs.request_hi[i] = compat.tointeger(tonumber(job.request:sub(1, 16), 16))
+        jobs.request_lo[i] = compat.tointeger(tonumber(job.request:sub(17, 32), 16))
         if jobs.credits[0] == nil then jobs.credits[0] = credits end
         if credits ~= jobs.credits[0] then jobs.credits[i] = credits end
       else
@@ -332,7 +334,7 @@ local function run_jobs(ctx, a, jobs, o)
   local nonce, nerr = ledger:meta("nonce", function()
     -- a folder begun by rivya before the ledger keeps its keys
     local f = io.open(join(out_dir, STATE_FILE), "rb")
-    local old = f and json.decode(f:read("a") or "")
+    local old = f and json.decode(f:read("*a") or "")
     if f then f:close() end
     return type(old) == "table" and type(old.nonce) == "string" and old.nonce or core.random_hex(16)
   end)
@@ -477,7 +479,7 @@ local function run_jobs(ctx, a, jobs, o)
       if err.code == "generation_failed" then
         local t = err.task or {}
         return finish(job, { status = "failed", task_id = task_id, error = err, resumed = resumed,
-          idempotency_key = key, credits = math.tointeger(t.final_credits) or 0 })
+          idempotency_key = key, credits = compat.tointeger(t.final_credits) or 0 })
       end
       return finish(job, { status = err.code == "timeout" and "timeout" or "error", task_id = task_id,
         error = err, resumed = resumed, idempotency_key = key })
@@ -506,7 +508,7 @@ local function run_jobs(ctx, a, jobs, o)
     ctx.status:event(("%s: saved %s"):format(name, output))
     return finish(job, { status = "succeeded", task_id = task_id, output = output, resumed = resumed,
       idempotency_key = key, replaced = replaced,
-      credits = math.tointeger(final.final_credits) ~= 0 and math.tointeger(final.final_credits) or job.credits })
+      credits = compat.tointeger(final.final_credits) ~= 0 and compat.tointeger(final.final_credits) or job.credits })
   end
 
   -- a pool of workers over the jobs: memory grows with the concurrency, not the batch

@@ -16,9 +16,9 @@ end
 
 local function age(seconds)
   if seconds < 60 then return ("%ds"):format(seconds) end
-  if seconds < 3600 then return ("%dm"):format(seconds // 60) end
-  if seconds < 86400 then return ("%dh"):format(seconds // 3600) end
-  return ("%dd"):format(seconds // 86400)
+  if seconds < 3600 then return ("%dm"):format(math.floor(seconds / 60)) end
+  if seconds < 86400 then return ("%dh"):format(math.floor(seconds / 3600)) end
+  return ("%dd"):format(math.floor(seconds / 86400))
 end
 
 -- the first 40 characters (code points) of a prompt, on one line
