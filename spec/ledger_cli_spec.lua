@@ -53,7 +53,7 @@ describe("the ledger from the command line", function()
     table.sort(set)
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = sh(a) end
-    return ("cd %s && exec env %s %s %s"):format(sh(cwd), table.concat(set, " "), sh(RIVYA),
+    return ("cd %s && exec env %s %s %s %s"):format(sh(cwd), table.concat(set, " "), helper.LUA, sh(RIVYA),
       table.concat(quoted, " "))
   end
 
@@ -131,7 +131,7 @@ describe("the ledger from the command line", function()
     write_lines(d .. "/jobs.jsonl", { '{"prompt":"A held folder"}' })
     assert(os.execute("mkdir -p " .. sh(d .. "/out/.rivya")))
     -- a process holding the folder's lock: a Lua one-liner that waits
-    assert(os.execute(("cd %s && (lua5.4 -e %s & echo $! >holder.pid)"):format(sh(d), sh(
+    assert(os.execute(("cd %s && (%s -e %s & echo $! >holder.pid)"):format(sh(d), helper.LUA, sh(
       "local core = require 'rivya.core'; local l = assert(core.lock('out/.rivya/lock')); "
       .. "io.open('locked', 'w'):close(); os.execute('sleep 30')"))))
     local pid = tonumber(helper.read_file(d .. "/holder.pid"):match("%d+"))

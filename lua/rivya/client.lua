@@ -943,8 +943,11 @@ function Client:generate(req, opts)
     if ledger then ledger:update(t) end
     if user_update then user_update(t) end
   end or nil
+  -- a raise in a callback comes back as an error with the task; on PUC Lua
+  -- 5.1, which cannot yield across pcall, it propagates as raised
+  local guard = compat.yield_in_pcall and pcall or function(f, ...) return true, f(...) end
   local ok, final
-  ok, final, err = pcall(function()
+  ok, final, err = guard(function()
     if user_update then user_update(task) end
     return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
   end)
@@ -958,7 +961,7 @@ function Client:generate(req, opts)
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+    ok, path, err = guard(self.download, self, final, opts.output, { on_progress = opts.on_progress,
       timeout = left() })
     if not ok then path, err = nil, raised(path, final) end
     if not path then

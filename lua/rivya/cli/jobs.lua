@@ -161,14 +161,33 @@ local function read_batch(path, opts)
   return jobs
 end
 
+-- A line's 128-bit identity (32 hex digits) kept as numbers, not a string:
+-- two 64-bit integers where Lua has them (5.3+), else three whole numbers
+-- of at most 48 bits (exact in a double).
+local WIDE = math.tointeger ~= nil
+local ID_PARTS = WIDE and { { 1, 16 }, { 17, 32 } } or { { 1, 12 }, { 13, 24 }, { 25, 32 } }
+local ID_FORMAT = WIDE and "%016x%016x" or "%012x%012x%08x"
+
+local function id_store(jobs, i, hex)
+  for k, part in ipairs(ID_PARTS) do
+    jobs.request_parts[k][i] = compat.tointeger(tonumber(hex:sub(part[1], part[2]), 16))
+  end
+end
+
+local function id_load(jobs, i)
+  local parts = jobs.request_parts
+  if not parts or parts[1][i] == nil then return nil end
+  if WIDE then return ID_FORMAT:format(parts[1][i], parts[2][i]) end
+  return ID_FORMAT:format(parts[1][i], parts[2][i], parts[3][i])
+end
+
 -- how many jobs, and job i: a lean batch's job is a fresh small table each
 -- time (what run_one needs), written back by `keep`
 local function count_of(jobs) return jobs.count or #jobs end
 local function job_at(jobs, i)
   if not jobs.lean then return jobs[i] end
-  local hi = jobs.request_hi and jobs.request_hi[i]
   return { index = i, n = jobs.line and jobs.line[i] or i, offset = jobs.offset[i], output_name = jobs.out[i],
-    request = hi and ("%016x%016x"):format(hi, jobs.request_lo[i]),
+    request = id_load(jobs, i),
     credits = jobs.credits and (jobs.credits[i] or jobs.credits[0]) }
 end
 
@@ -200,7 +219,10 @@ end
 -- request (its identity in the folder) and credits. Returns true | exit status.
 local function prepare_jobs(ctx, jobs, label)
   local seen, bad = {}, 0
-  if jobs.lean then jobs.request_hi, jobs.request_lo, jobs.credits = {}, {}, {} end
+  if jobs.lean then
+    jobs.request_parts, jobs.credits = {}, {}
+    for k = 1, #ID_PARTS do jobs.request_parts[k] = {} end
+  end
   for i = 1, count_of(jobs) do
     local job = job_at(jobs, i)
     local req, lerr = load(jobs, job)
@@ -218,10 +240,8 @@ local function prepare_jobs(ctx, jobs, label)
       job.credits = credits
       -- lean jobs keep nothing else; the others their body and warnings to show
       if jobs.lean then
-        -- the 128-bit identity as two 64-bit integers (the CLI runs on Lua 5.4); credits only
-        -- where they differ from the first line's
-        jobs.request_hi[i] = compat.tointeger(tonumber(job.request:sub(1, 16), 16))
-        jobs.request_lo[i] = compat.tointeger(tonumber(job.request:sub(17, 32), 16))
+        -- credits only where they differ from the first line's
+        id_store(jobs, i, job.request)
         if jobs.credits[0] == nil then jobs.credits[0] = credits end
         if credits ~= jobs.credits[0] then jobs.credits[i] = credits end
       else
@@ -518,7 +538,8 @@ local function run_jobs(ctx, a, jobs, o)
       next_job = next_job + 1
       if next_job > count then return end
       local job = job_at(jobs, next_job)
-      local done, err = pcall(run_one, job)
+      -- (PUC Lua 5.1 cannot yield across pcall: there a raise ends the run)
+      local done, err = (compat.yield_in_pcall and pcall or function(f, ...) return true, f(...) end)(run_one, job)
       if not done then
         if type(err) == "string" and err:find("interrupted!", 1, true) then error(err, 0) end
         -- a raise inside a job is a bug or an I/O failure (the ledger)

@@ -24,6 +24,8 @@ end
 -- the first 40 characters (code points) of a prompt, on one line
 local function short(prompt)
   prompt = tostring(prompt or ""):gsub("[%c]", " ")
+  local utf8 = rawget(_G, "utf8")   -- Lua 5.3+
+  if not utf8 then return prompt:sub(1, 40) end
   local ok, len = pcall(utf8.len, prompt)
   if not ok or not len then return prompt:sub(1, 40) end
   if len <= 40 then return prompt end
