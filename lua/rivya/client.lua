@@ -943,9 +943,10 @@ function Client:generate(req, opts)
     if ledger then ledger:update(t) end
     if user_update then user_update(t) end
   end or nil
-  -- a raise in a callback comes back as an error with the task; on PUC Lua
-  -- 5.1, which cannot yield across pcall, it propagates as raised
-  local guard = compat.yield_in_pcall and pcall or function(f, ...) return true, f(...) end
+  -- a raise in a callback comes back as an error with the task; inside a
+  -- coroutine on PUC Lua 5.1, which cannot yield across pcall, it propagates
+  local guard = (compat.yield_in_pcall or select(2, compat.running())) and pcall
+    or function(f, ...) return true, f(...) end
   local ok, final
   ok, final, err = guard(function()
     if user_update then user_update(task) end
