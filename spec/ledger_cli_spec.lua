@@ -4,6 +4,7 @@
 -- bin/rivya processes against this file's own rivya-sim.
 local helper = require "helper"
 local cjson = require "cjson.safe"
+local compat = require "rivya.compat"
 
 local sh = helper.sh_quote
 local RIVYA = helper.ROOT .. "/bin/rivya"
@@ -12,13 +13,13 @@ local SAMPLE = helper.read_file(helper.ROOT .. "/sim/sample.mp4")
 
 local function sqlite(db, sql)
   local p = io.popen(("sqlite3 %s %s 2>&1"):format(sh(db), sh(sql)))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return (out:gsub("\n$", ""))
 end
 
 local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  return compat.execute("kill -0 " .. pid .. " 2>/dev/null") == true
 end
 
 describe("the ledger from the command line", function()
@@ -60,7 +61,7 @@ describe("the ledger from the command line", function()
   local function run(cwd, args, env)
     serial = serial + 1
     local out, err = ("%s/.out-%d"):format(cwd, serial), ("%s/.err-%d"):format(cwd, serial)
-    local _, how, code = os.execute(("(%s) </dev/null >%s 2>%s"):format(command_line(cwd, args, env), sh(out),
+    local _, how, code = compat.execute(("(%s) </dev/null >%s 2>%s"):format(command_line(cwd, args, env), sh(out),
       sh(err)))
     local r = { code = how == "exit" and code or -1, out = helper.read_file(out) or "",
       err = helper.read_file(err) or "", json = {} }
@@ -105,7 +106,7 @@ describe("the ledger from the command line", function()
       local before = sim:ledger().tasks_created
       -- both from one shell, backgrounded together
       local cmd = command_line(d, { "batch", "jobs.jsonl", "--out-dir", "out", "-q" })
-      assert(os.execute(("(%s) >%s 2>%s & (%s) >%s 2>%s & wait"):format(cmd, sh(d .. "/a.out"), sh(d .. "/a.err"),
+      assert(compat.execute(("(%s) >%s 2>%s & (%s) >%s 2>%s & wait"):format(cmd, sh(d .. "/a.out"), sh(d .. "/a.err"),
         cmd, sh(d .. "/b.out"), sh(d .. "/b.err"))) ~= nil)
       local created = sim:ledger().tasks_created - before
       assert.are.equal(#lines, created, ("round %d: %d tasks for %d lines"):format(i, created, #lines))
@@ -344,7 +345,7 @@ describe("the ledger from the command line", function()
     for round = 1, 25 do
       local pid = start(d, { "batch", "jobs.jsonl", "--out-dir", "out", "-c", "3", "-q" }, "k" .. round)
       helper.sleep(math.random() * 0.5)
-      if os.execute("kill -KILL " .. pid .. " 2>/dev/null") then kills = kills + 1 end
+      if compat.execute("kill -KILL " .. pid .. " 2>/dev/null") then kills = kills + 1 end
       assert.is_true(wait_exit(pid))
     end
     assert.is_true(kills >= 20, kills .. " kills")
