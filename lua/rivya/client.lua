@@ -337,7 +337,7 @@ function Client:_api(method, path, o)
   return self:_exchange({
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
-    max_body = MAX_API_BODY,
+    max_body = MAX_API_BODY, close = o.close,
   }, { decode = true, deadline = deadline, empty_ok = o.empty_ok })
 end
 
@@ -348,7 +348,7 @@ function Client:_catalog()
   while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
   self.catalog_fetching = true
-  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false, close = true })
   self.catalog_fetching = nil
   if not ok then error(v, 0) end
   if not v then return nil, err end
@@ -362,12 +362,6 @@ function Client:_catalog()
   end
   self.catalog_models, self.catalog_compiled = models, catalog.compile(models)
   return models, self.catalog_compiled
-end
-
--- The catalog creates and uploads are checked against: the snapshot until
--- rivya-sim serves the documented catalog, then the live one.
-function Client._create_catalog(_)
-  return true, catalog.snapshot()
 end
 
 --- The live model catalog: the documented objects of GET /api/v1/models
@@ -499,6 +493,11 @@ local function inspect_upload(source, opts, cat)
     return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
       { field = "kind", expected = opts.kind, got = kind })
   end
+  if type(cat) == "function" then          -- fetched only when a file gets this far
+    local cerr
+    cat, cerr = cat()
+    if not cat then return nil, cerr end
+  end
   local ok, lerr = (cat or catalog.snapshot()):check_upload(opts.model, kind, mime, size)
   if not ok then return nil, lerr end
   return { name = name, size = size, kind = kind, mime = mime, mtime = type(source) == "string" and st_mtime or nil }
@@ -535,8 +534,12 @@ function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
     error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
   end
-  local models, cat = self:_create_catalog()
-  if not models then return nil, cat end
+  -- a model's own limits come from the live catalog
+  local cat = opts.model and function()
+    local models, c = self:_catalog()
+    if not models then return nil, c end
+    return c
+  end
   local info, err = inspect_upload(source, opts, cat)
   if not info then return nil, err end
   if opts.client_request_id and #opts.client_request_id > 128 then
@@ -657,7 +660,7 @@ end
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
-  local models, cat = self:_create_catalog()
+  local models, cat = self:_catalog()
   if not models then return nil, cat end
   if self.ledger then return self:_create_recorded(req, o or NO_OPTIONS, cat) end
   local deadline = o and o.deadline
