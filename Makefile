@@ -68,6 +68,8 @@ DEB_PACKAGES += luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2
 DEB_PACKAGES += libsqlite3-dev sqlite3
 # the concurrency specs drive rivya from two real event loops
 DEB_PACKAGES += lua-cqueues lua-luv
+# spec/sim_spec.lua receives rivya-sim's webhook deliveries on a lua-socket server
+DEB_PACKAGES += lua-socket
 # make bench only: hyperfine, GNU time, and Debian's lua-curl (built for Lua
 # 5.1/5.2 only) as the Lua yardstick
 BENCH_PACKAGES := hyperfine time lua5.1 lua-curl lua-cjson
@@ -102,8 +104,8 @@ $(EMBED_BIN): examples/embed/host.c src/compat.h
 
 $(SIM_BIN): $(SIM_SRC) $(wildcard sim/*.h) $(BUILD)/sim_catalog.c
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) $(MHD_CFLAGS) -o $@ $(SIM_SRC) \
-	  $(BUILD)/sim_catalog.c $(MHD_LIBS) -lpthread $(LDFLAGS)
+	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) $(MHD_CFLAGS) $(CURL_CFLAGS) -o $@ $(SIM_SRC) \
+	  $(BUILD)/sim_catalog.c $(MHD_LIBS) $(CURL_LIBS) -lpthread $(LDFLAGS)
 
 # sim/catalog.json built into rivya-sim as bytes (od: no tool beyond coreutils)
 %/sim_catalog.c: sim/catalog.json
@@ -295,7 +297,8 @@ $(FUZZ_BUILD)/json_fuzz: fuzz/json_fuzz.c fuzz/json_fuzz.lua $(CORE_SRC) $(FUZZ_
 $(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(wildcard sim/*.h) $(FUZZ_BUILD)/sim_catalog.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) $(MHD_CFLAGS) -o $@ $< \
-	  $(filter-out sim/main.c,$(SIM_SRC)) $(FUZZ_BUILD)/sim_catalog.c $(MHD_LIBS) -lpthread -lm
+	  $(filter-out sim/main.c,$(SIM_SRC)) $(FUZZ_BUILD)/sim_catalog.c $(MHD_LIBS) $(CURL_LIBS) \
+	  -lpthread -lm
 
 fuzz-build: setup-dev
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)

@@ -58,15 +58,19 @@ static void ledger(rv_req *rq, rv_reply *r) {
                 "connections", (json_int_t)s->connections,
                 "cdn_connections", (json_int_t)s->cdn_connections,
                 "tasks", tasks, "files_list", files);
+  if (o) json_object_set_new(o, "webhook_attempts", json_integer(s->webhook_attempts));
   rv_unlock(s);
   rv_reply_json(r, 200, o);
 }
 
 /* config_json_locked: the runtime config as POST /__sim/config answers it */
 static json_t *config_json_locked(rv_state *s) {
-  return json_pack("{s:I,s:f,s:I,s:b}", "credits", (json_int_t)s->credits,
+  return json_pack("{s:I,s:f,s:I,s:b,s:f,s:I,s:f}", "credits", (json_int_t)s->credits,
                    "task_seconds", s->task_seconds, "task_polls", (json_int_t)s->task_polls,
-                   "public_api_disabled", s->public_api_disabled);
+                   "public_api_disabled", s->public_api_disabled,
+                   "webhook_retry_seconds", s->webhook_retry_seconds,
+                   "webhook_attempts", (json_int_t)s->webhook_max_attempts,
+                   "webhook_timeout", s->webhook_timeout);
 }
 
 /*
@@ -116,9 +120,16 @@ static void config(rv_req *rq, rv_reply *r, int post) {
     else if (strcmp(k, "task_seconds") == 0) ok = json_is_number(v) && json_number_value(v) >= 0;
     else if (strcmp(k, "task_polls") == 0) ok = json_is_integer(v) && json_integer_value(v) >= 0;
     else if (strcmp(k, "public_api_disabled") == 0) ok = json_is_boolean(v);
+    else if (strcmp(k, "webhook_retry_seconds") == 0)
+      ok = json_is_number(v) && json_number_value(v) >= 0 && json_number_value(v) <= 3600;
+    else if (strcmp(k, "webhook_attempts") == 0)
+      ok = json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 20;
+    else if (strcmp(k, "webhook_timeout") == 0)
+      ok = json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) <= 60;
     else {
       rv_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown config key; allowed: "
-                     "credits, task_seconds, task_polls, public_api_disabled", k);
+                     "credits, task_seconds, task_polls, public_api_disabled, "
+                     "webhook_retry_seconds, webhook_attempts, webhook_timeout", k);
       json_decref(b);
       return;
     }
@@ -126,7 +137,11 @@ static void config(rv_req *rq, rv_reply *r, int post) {
       rv_describe(v, got, sizeof got);
       rv_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
                      strcmp(k, "public_api_disabled") == 0 ? "true or false"
-                     : strcmp(k, "task_seconds") == 0 ? "a number >= 0" : "an integer >= 0",
+                     : strcmp(k, "task_seconds") == 0 ? "a number >= 0"
+                     : strcmp(k, "webhook_retry_seconds") == 0 ? "seconds from 0 to 3600"
+                     : strcmp(k, "webhook_attempts") == 0 ? "an integer from 1 to 20"
+                     : strcmp(k, "webhook_timeout") == 0 ? "seconds above 0, at most 60"
+                     : "an integer >= 0",
                      got);
       json_decref(b);
       return;
@@ -137,6 +152,10 @@ static void config(rv_req *rq, rv_reply *r, int post) {
   if ((v = json_object_get(b, "task_seconds"))) s->task_seconds = json_number_value(v);
   if ((v = json_object_get(b, "task_polls"))) s->task_polls = (long)json_integer_value(v);
   if ((v = json_object_get(b, "public_api_disabled"))) s->public_api_disabled = json_is_true(v);
+  if ((v = json_object_get(b, "webhook_retry_seconds")))
+    s->webhook_retry_seconds = json_number_value(v);
+  if ((v = json_object_get(b, "webhook_attempts"))) s->webhook_max_attempts = (long)json_integer_value(v);
+  if ((v = json_object_get(b, "webhook_timeout"))) s->webhook_timeout = json_number_value(v);
   rv_reply_json(r, 200, config_json_locked(s));
   rv_unlock(s);
   json_decref(b);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <microhttpd.h>
 
 #include "sim.h"
@@ -398,6 +399,7 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+  curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread: webhook deliveries */
   s = rv_state_new(&o);
   if (!s) {
     fprintf(stderr, "rivya-sim: out of memory\n");
@@ -426,6 +428,14 @@ int main(int argc, char **argv) {
     free_options(&o);
     return 1;
   }
+  if (sim_webhooks_start(s) != 0) {
+    fprintf(stderr, "rivya-sim: cannot start the webhook worker\n");
+    MHD_stop_daemon(api);
+    MHD_stop_daemon(cdn);
+    rv_state_free(s);
+    free_options(&o);
+    return 1;
+  }
   printf("{\"port\":%d,\"cdn_port\":%d,\"pid\":%ld%s}\n", api_port, cdn_port,
          (long)getpid(), o.tls_cert_pem ? ",\"tls\":true" : "");
   fflush(stdout);
@@ -439,9 +449,11 @@ int main(int argc, char **argv) {
   s->stopping = 1;
   pthread_cond_broadcast(&s->wake);
   rv_unlock(s);
+  sim_webhooks_stop(s);
   MHD_stop_daemon(api);
   MHD_stop_daemon(cdn);
   rv_state_free(s);
   free_options(&o);
+  curl_global_cleanup();
   return 0;
 }

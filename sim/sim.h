@@ -158,6 +158,46 @@ typedef struct rv_file {
   char *idem_key;               /* the upload's Idempotency-Key, or NULL */
 } rv_file;
 
+/* ---- webhooks (webhook.c) ---------------------------------------------- */
+
+typedef struct sim_webhook {
+  char id[40];
+  char *owner;                  /* the API key; never shown or logged */
+  char *name;                   /* NULL when not given */
+  char *url;
+  json_t *event_types;          /* array of strings */
+  int disabled;
+  char secret[48];              /* "whsec_<32 hex>" */
+  char created_at[32], updated_at[32], disabled_at[32];
+  char last_success_at[32], last_failure_at[32];   /* "" when never */
+  long failure_count;
+} sim_webhook;
+
+typedef struct sim_event {
+  char id[40];
+  char *owner;
+  char type[32];
+  char created_at[32];
+  json_t *data;                 /* the task as the status endpoint shows it */
+} sim_event;
+
+enum {
+  SIM_DELIVERY_PENDING, SIM_DELIVERY_SENDING, SIM_DELIVERY_SUCCEEDED, SIM_DELIVERY_FAILED
+};
+
+/* one delivery attempt: pending until the worker sends it */
+typedef struct sim_delivery {
+  char id[40];
+  char endpoint_id[40], event_id[40], event_type[32];
+  int attempt;                  /* 1 for the first */
+  int state;                    /* SIM_DELIVERY_* */
+  double due;                   /* monotonic seconds */
+  long response_status;         /* 0 when none */
+  char *error;                  /* NULL when it succeeded */
+  long duration_ms;
+  char created_at[32], attempted_at[32];
+} sim_delivery;
+
 typedef struct rv_reqlog {
   int listener;
   char *method, *path, *user_agent, *idem_key, *content_type;
@@ -190,6 +230,20 @@ typedef struct rv_state {
   rv_file **files;
   size_t nfiles, cap_files;
   json_t *faults;               /* array of pending fault objects */
+  /* webhooks: endpoints, events, delivery attempts; the worker thread */
+  sim_webhook **webhooks;
+  size_t nwebhooks, cap_webhooks;
+  sim_event **events;
+  size_t nevents, cap_events;
+  sim_delivery **deliveries;
+  size_t ndeliveries, cap_deliveries;
+  pthread_cond_t webhook_cv;    /* new work for the worker, or stopping */
+  pthread_t webhook_thread;
+  int webhook_running;
+  double webhook_retry_seconds; /* backoff before the 2nd attempt, doubling */
+  long webhook_max_attempts;
+  double webhook_timeout;       /* seconds per attempt */
+  long long webhook_attempts;   /* attempts made since the reset */
   rv_reqlog reqlog[RV_REQLOG_MAX];
   size_t reqlog_start, reqlog_count;
   uint64_t rng;
@@ -219,6 +273,23 @@ json_t *rv_file_json(const rv_file *f);
 
 void rv_reqlog_add_locked(rv_state *s, const rv_reqlog *e);  /* takes e's strings */
 json_t *rv_reqlog_json_locked(rv_state *s);
+
+int sim_webhook_url_check(const char *url, int allow_loopback, char *why, size_t size);
+json_t *sim_webhook_json(const sim_webhook *w, int with_secret);
+json_t *sim_delivery_json(const sim_delivery *d);
+json_t *sim_event_json(const sim_event *e);
+sim_webhook *sim_webhook_find_locked(rv_state *s, const char *owner, const char *id);
+sim_webhook *sim_webhook_add_locked(rv_state *s, const char *owner);
+void sim_webhook_new_secret_locked(rv_state *s, sim_webhook *w);
+void sim_webhook_remove_locked(rv_state *s, sim_webhook *w);
+void sim_webhook_task_final_locked(rv_state *s, const rv_task *t);
+sim_delivery *sim_webhook_test_locked(rv_state *s, const sim_webhook *w);
+int sim_webhook_types_ok(const json_t *v);
+json_t *sim_webhook_events_json_locked(rv_state *s, const char *owner);
+json_t *sim_webhook_deliveries_json_locked(rv_state *s, const char *id);
+void sim_webhooks_clear_locked(rv_state *s);
+int sim_webhooks_start(rv_state *s);
+void sim_webhooks_stop(rv_state *s);
 
 /* ---- one HTTP request (http.c) ---------------------------------------- */
 

@@ -51,6 +51,13 @@ rv_state *rv_state_new(const rv_options *opt) {
     free(s);
     return NULL;
   }
+  if (pthread_cond_init(&s->webhook_cv, NULL) != 0) {
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
+    json_decref(s->faults);
+    free(s);
+    return NULL;
+  }
   s->opt = opt;
   if (opt->catalog) {
     s->catalog = opt->catalog;
@@ -58,6 +65,7 @@ rv_state *rv_state_new(const rv_options *opt) {
     char err[512];
     s->own_catalog = sim_catalog_load(NULL, err, sizeof err);
     if (!s->own_catalog) {
+      pthread_cond_destroy(&s->webhook_cv);
       pthread_cond_destroy(&s->wake);
       pthread_mutex_destroy(&s->mu);
       json_decref(s->faults);
@@ -70,6 +78,9 @@ rv_state *rv_state_new(const rv_options *opt) {
   s->credits = opt->credits;
   s->task_seconds = opt->task_seconds;
   s->task_polls = opt->task_polls;
+  s->webhook_retry_seconds = 1;
+  s->webhook_max_attempts = 5;
+  s->webhook_timeout = 5;
   return s;
 }
 
@@ -121,6 +132,11 @@ void rv_state_clear_locked(rv_state *s) {
   for (i = 0; i < RV_REQLOG_MAX; i++) reqlog_entry_free(&s->reqlog[i]);
   s->reqlog_start = s->reqlog_count = 0;
   json_array_clear(s->faults);
+  sim_webhooks_clear_locked(s);
+  s->webhook_retry_seconds = 1;
+  s->webhook_max_attempts = 5;
+  s->webhook_timeout = 5;
+  s->webhook_attempts = 0;
   s->credits = s->opt->credits;
   s->task_seconds = s->opt->task_seconds;
   s->task_polls = s->opt->task_polls;
@@ -141,6 +157,7 @@ void rv_state_free(rv_state *s) {
   rv_state_clear_locked(s);
   json_decref(s->faults);
   sim_catalog_free(s->own_catalog);
+  pthread_cond_destroy(&s->webhook_cv);
   pthread_cond_destroy(&s->wake);
   pthread_mutex_destroy(&s->mu);
   free(s);
@@ -310,6 +327,7 @@ void rv_task_advance_locked(rv_state *s, rv_task *t, int is_poll) {
     t->status = RV_PROCESSING;
   }
   rv_iso_now(t->updated_at);
+  if (stage == 2) sim_webhook_task_final_locked(s, t);
 }
 
 /* rv_tasks_advance_all_locked: advance every task by the clock */

@@ -11,6 +11,10 @@ local rivya = require "rivya"
 
 local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
 local TIMEOUT = 1            -- the client's request timeout and stall detector, seconds
+-- helper.client's options here: every transfer gives up after TIMEOUT, and
+-- Retry-After waits are short
+local FAULT_OPTIONS = { timeout = TIMEOUT, stall_timeout = TIMEOUT, connect_timeout = TIMEOUT,
+  retry_after_cap = 0.05 }
 local SLOW_MS = 1600         -- the simulator's delays and stalls, past TIMEOUT
 local PERSISTENT_TIMES = 2   -- a persistent fault outlasts max_retries = 1
 
@@ -236,28 +240,56 @@ local report = {}
 
 describe("the retry policy", function()
   local errors = require "rivya.errors"
-  local client
+  local sim
 
-  setup(function() client = rivya.new{ api_key = "rvya_sk_unit_0000000000", base_url = "http://127.0.0.1:9" } end)
-  teardown(function() client:close() end)
+  setup(function() sim = helper.start_sim() end)
+  teardown(function() assert.is_true(sim:stop()) end)
+  before_each(function() sim:reset() end)
 
-  it("backs off from 0.5 s, doubling up to 8 s, with jitter between 50 and 100 percent", function()
-    for attempt = 0, 8 do
-      local full = math.min(8, 0.5 * 2 ^ attempt)
-      for _ = 1, 20 do
-        local d = client:_backoff(attempt)
-        assert.is_true(d >= full / 2 and d <= full, ("attempt %d waited %g"):format(attempt, d))
-      end
+  -- the delays a client announces through on_retry while credits() fails
+  -- with `fault` every time; returns the delays and the final error
+  -- (opts.library_defaults: no spec defaults, the library's own pace)
+  local function delays(opts, fault)
+    local seen = {}
+    opts.on_retry = function(r)
+      assert.are.equal(#seen + 1, r.attempt)
+      assert.is_true(errors.is(r.error))
+      seen[#seen + 1] = r.delay
+    end
+    local c
+    if opts.library_defaults then
+      c = rivya.new{ api_key = helper.KEY, base_url = sim.url, max_retries = opts.max_retries,
+        on_retry = opts.on_retry }
+    else
+      c = helper.client(sim, opts)
+    end
+    fault.path, fault.action, fault.times = "/api/v1/credits", "respond", 100
+    sim:fault(fault)
+    local credits, err = c:credits()
+    c:close()
+    assert.is_nil(credits)
+    return seen, err
+  end
+
+  it("backs off from 0.5 s by default, doubling up to retry_cap, with jitter between 50 and 100 percent", function()
+    local seen, err = delays({ max_retries = 1, library_defaults = true }, { status = 503 })
+    assert.are.equal(1, #seen)
+    assert.is_true(seen[1] >= 0.25 and seen[1] <= 0.5, "first retry waited " .. seen[1])
+    assert.are.equal(2, err.attempts)
+    -- the doubling and the cap, scaled down so the spec waits milliseconds
+    seen = delays({ max_retries = 8, retry_base = 0.001, retry_cap = 0.016 }, { status = 500 })
+    assert.are.equal(8, #seen)
+    for n, d in ipairs(seen) do
+      local full = math.min(0.016, 0.001 * 2 ^ (n - 1))
+      assert.is_true(d >= full / 2 and d <= full, ("retry %d waited %g"):format(n, d))
     end
   end)
 
   it("waits what Retry-After asks, capped at retry_after_cap", function()
-    assert.are.equal(5, client:_retry_delay(errors.new("rate_limited", "x", { retry_after = 5 }), 0))
-    assert.are.equal(60, client:_retry_delay(errors.new("rate_limited", "x", { retry_after = 3600 }), 0))
-    local capped = rivya.new{ api_key = "rvya_sk_unit_0000000000", base_url = "http://127.0.0.1:9",
-      retry_after_cap = 2 }
-    assert.are.equal(2, capped:_retry_delay(errors.new("rate_limited", "x", { retry_after = 30 }), 3))
-    capped:close()
+    local seen = delays({ max_retries = 1 }, { status = 429, headers = { ["Retry-After"] = "1" } })
+    assert.are.same({ 1 }, seen)
+    seen = delays({ max_retries = 2, retry_after_cap = 0.02 }, { status = 429, headers = { ["Retry-After"] = "3600" } })
+    assert.are.same({ 0.02, 0.02 }, seen)
   end)
 
   it("reads Retry-After as delta seconds or as an HTTP date", function()
@@ -275,13 +307,6 @@ describe("rivya client under injected faults", function()
   local sim, setup_client, dir, sample_sha256
   local double_charges, cases_run, cases_defined = 0, 0, 0
 
-  local function new_client(opts)
-    local o = { api_key = helper.KEY, base_url = sim.url, timeout = TIMEOUT, stall_timeout = TIMEOUT,
-      connect_timeout = TIMEOUT, retry_base = 0.01, retry_cap = 0.05, retry_after_cap = 0.05,
-      poll_interval = 0.05 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
-  end
 
   local function requests()
     return sim:control("GET", "requests").data
@@ -307,7 +332,7 @@ describe("rivya client under injected faults", function()
 
   setup(function()
     sim = helper.start_sim{ args = { "--task-seconds", "0.05", "--credits", "100000" } }
-    setup_client = new_client{ timeout = 10 }
+    setup_client = helper.client(sim, FAULT_OPTIONS, { timeout = 10 })
     dir = helper.tmpdir()
     sample_sha256 = sha256_of(SAMPLE)
   end)
@@ -346,8 +371,12 @@ describe("rivya client under injected faults", function()
           local ctx = { sim = sim, setup_client = setup_client, dir = dir, sample_sha256 = sample_sha256 }
           if ep.prepare then ep.prepare(ctx) end
           local before = sim:ledger()
+          -- the last case's client may still await its collection: count
+          -- descriptors only once it is gone, or a late __gc reads as a gain
+          collectgarbage()
+          collectgarbage()
           local fds = helper.fd_count()
-          ctx.client = new_client{ max_retries = persistent and PERSISTENT_TIMES - 1 or 3 }
+          ctx.client = helper.client(sim, FAULT_OPTIONS, { max_retries = persistent and PERSISTENT_TIMES - 1 or 3 })
 
           local fault = f.fault(ctx, ep)
           fault.listener, fault.method, fault.path = ep.listener, ep.method, ep.path
@@ -443,14 +472,6 @@ describe("hardening against hostile input", function()
   local socket = require "socket"
   local sim, dir
 
-  local function new_client(opts)
-    local o = { api_key = helper.KEY, base_url = sim.url, timeout = TIMEOUT, stall_timeout = TIMEOUT,
-      connect_timeout = TIMEOUT, retry_base = 0.01, retry_cap = 0.05, retry_after_cap = 0.05,
-      poll_interval = 0.05 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
-  end
-
   local function tries(method, prefix)
     return count(sim:control("GET", "requests").data, function(r)
       return r.method == method and r.path:sub(1, #prefix) == prefix
@@ -505,7 +526,7 @@ describe("hardening against hostile input", function()
 
     it("with surrounding whitespace (a key file's trailing newline) is sent stripped", function()
       for _, key in ipairs({ helper.KEY .. "\n", helper.KEY .. "\r\n", "  " .. helper.KEY .. "\t \n" }) do
-        local client = new_client{ api_key = key }
+        local client = helper.client(sim, FAULT_OPTIONS, { api_key = key })
         local credits, err = client:credits()
         client:close()
         assert.are.equal(sim:ledger().credits, credits, err and tostring(err))
@@ -513,7 +534,7 @@ describe("hardening against hostile input", function()
     end)
 
     it("of only whitespace counts as no key at all", function()
-      local client = new_client{ api_key = " \n" }
+      local client = helper.client(sim, FAULT_OPTIONS, { api_key = " \n" })
       local credits, err = client:credits()
       client:close()
       assert.is_nil(credits)
@@ -547,7 +568,8 @@ describe("hardening against hostile input", function()
     it("call_timeout bounds an API call, retries and backoff included", function()
       sim:fault{ listener = "api", method = "GET", path = "/api/v1/credits", times = 10,
         action = "respond", status = 503 }
-      local client = new_client{ call_timeout = 0.3, retry_base = 0.2, retry_cap = 0.2, max_retries = 10 }
+      local client = helper.client(sim, FAULT_OPTIONS,
+        { call_timeout = 0.3, retry_base = 0.2, retry_cap = 0.2, max_retries = 10 })
       local credits, err = client:credits()
       client:close()
       assert.is_nil(credits)
@@ -560,7 +582,7 @@ describe("hardening against hostile input", function()
     it("generate{timeout} covers the create's retries: no backoff past it", function()
       sim:fault{ listener = "api", method = "POST", path = "/api/v1/generations", times = 10,
         action = "respond", status = 503, headers = { ["Retry-After"] = "1" } }
-      local client = new_client{ retry_after_cap = 60 }
+      local client = helper.client(sim, FAULT_OPTIONS, { retry_after_cap = 60 })
       local task, err = client:generate(request(), { timeout = 0.5 })
       client:close()
       assert.is_nil(task)
@@ -574,7 +596,7 @@ describe("hardening against hostile input", function()
     it("generate{timeout} covers the download too", function()
       sim:fault{ listener = "cdn", method = "GET", path = "/videos/", times = 1,
         action = "delay", delay_ms = 3000 }
-      local client = new_client{ timeout = 30, stall_timeout = 30 }
+      local client = helper.client(sim, FAULT_OPTIONS, { timeout = 30, stall_timeout = 30 })
       local path = dir .. "/late.mp4"
       local task, err = client:generate(request(), { timeout = 1.5, output = path })
       client:close()
@@ -586,7 +608,7 @@ describe("hardening against hostile input", function()
     end)
 
     it("a wait's own deadline stays a wait timeout, not a request's", function()
-      local client = new_client{ poll_interval = 0.05 }
+      local client = helper.client(sim, FAULT_OPTIONS, { poll_interval = 0.05 })
       sim:config{ task_seconds = 60 }
       local created = assert(client:create(request("a slow one")))
       local final, err = client:wait(created, { timeout = 0.2 })
@@ -667,7 +689,7 @@ describe("hardening against hostile input", function()
     }) do
       it("a create answered with a task id of " .. case[1] .. " is bad_response with its idempotency_key", function()
         answer("POST", "/api/v1/generations", 201, task_json(case[2]))
-        local client = new_client()
+        local client = helper.client(sim, FAULT_OPTIONS)
         local task, err = client:create(request())
         client:close()
         assert.is_nil(task)
@@ -680,7 +702,7 @@ describe("hardening against hostile input", function()
     end
 
     it("a get answered with another id form is bad_response", function()
-      local client = new_client()
+      local client = helper.client(sim, FAULT_OPTIONS)
       local created = assert(client:create(request()))
       answer("GET", "/api/v1/generations/", 200, task_json(ESCAPES))
       local task, err = client:get(created.id)
@@ -694,7 +716,7 @@ describe("hardening against hostile input", function()
     it("an upload answered with a file id of terminal escapes is bad_response", function()
       answer("POST", "/api/v1/files", 200, '{"id":"file_\\u001b[2J","url":"https://cdn.invalid/x.mp4",'
         .. '"kind":"video","name":"x.mp4","mime_type":"video/mp4","size_bytes":1}')
-      local client = new_client()
+      local client = helper.client(sim, FAULT_OPTIONS)
       local file, err = client:upload(SAMPLE, { kind = "video" })
       client:close()
       assert.is_nil(file)
@@ -704,7 +726,7 @@ describe("hardening against hostile input", function()
 
     it("a 2xx create answer that is no task is bad_response with its idempotency_key", function()
       answer("POST", "/api/v1/generations", 200, '{"ok":true}')
-      local client = new_client()
+      local client = helper.client(sim, FAULT_OPTIONS)
       local req = request()
       req.idempotency_key = "rivya-spec-not-a-task"
       local task, err = client:create(req)

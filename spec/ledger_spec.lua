@@ -125,10 +125,7 @@ describe("the ledger", function()
   local function new_client(opts)
     n = n + 1
     local path = ("%s/ledger-%d.db"):format(dir, n)
-    local o = { api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.05,
-      poll_interval = 0.05, ledger = path }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o), path
+    return helper.client(sim, { ledger = path }, opts), path
   end
 
   setup(function()

@@ -8,6 +8,7 @@ local sched = require "rivya.sched"
 local catalog = require "rivya.catalog"
 local webhook = require "rivya.webhook"
 local Ledger = require "rivya.ledger"
+local refs = require "rivya.refs"
 
 local Client = {}
 Client.__index = Client
@@ -44,7 +45,7 @@ local OPTIONS = {
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
-  waiter = "function", ledger = "any",
+  waiter = "function", ledger = "any", on_retry = "function",
 }
 
 -- the options of a call given none: shared, never written to
@@ -256,15 +257,21 @@ function Client:_timeout(spec, why)
   return errors.new("timeout", name .. ": " .. why, { request = name })
 end
 
+-- transport failure kind -> error code
+local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
+  not_media = "bad_response" }
+
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
 -- o: deadline (monotonic seconds: the whole call's, retries and backoff
--- included), decode (JSON answer expected), on_tick, tick.
+-- included; the argument `deadline` overrides it), decode (JSON answer
+-- expected), empty_ok, on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
-function Client:_exchange(spec, o)
+function Client:_exchange(spec, o, deadline)
+  deadline = deadline or o.deadline
   local attempt = 0
   while true do
-    if o.deadline then
-      local left = o.deadline - now()
+    if deadline then
+      local left = deadline - now()
       if left <= 0 then
         return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
       end
@@ -276,27 +283,28 @@ function Client:_exchange(spec, o)
     if not t then return nil, start_err end
     sched.await(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
     if o.on_tick then o.on_tick(t) end
-    local status, headers, body = t:result()
+    -- the header table is built only when something reads it
+    local status, body, message = t:answer()
     local err, retryable
     if status == nil then
-      local kind, message = headers, body
-      local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
-        not_media = "bad_response" })[kind] or "network"
+      local kind = body
+      local code = FAILURE_CODES[kind] or "network"
       err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
-      if not o.decode then return status, headers end
+      if not o.decode then return status, t:headers() end
       -- a DELETE may answer 204 or 200 without a body
-      if o.empty_ok and (body == nil or body == "") then return {}, headers end
+      if o.empty_ok and (body == nil or body == "") then return {} end
       local v = json.decode(body)
-      if type(v) == "table" then return v, headers end
+      if type(v) == "table" then return v end
+      local headers = t:headers()
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
         :format(status, headers["content-type"] or "no content type"),
         { status = status, request_id = headers["x-request-id"] })
       retryable = true
     else
-      err = errors.from_response(status, headers, body)
+      err = errors.from_response(status, t:headers(), body)
       if err.code == "api_scope_denied" then name_scope(err, spec) end
       retryable = status == 429 or status >= 500 or RETRY_CODES[err.code] == true
     end
@@ -305,19 +313,25 @@ function Client:_exchange(spec, o)
       return nil, err
     end
     local delay = self:_retry_delay(err, attempt)
-    if o.deadline and now() + delay >= o.deadline then
+    if deadline and now() + delay >= deadline then
       err.attempts = attempt + 1
       return nil, err
     end
+    -- on_retry({attempt = n (1 for the first retry), delay = seconds, error = err}):
+    -- what a progress display shows while the client keeps trying
+    if self.on_retry then self.on_retry({ attempt = attempt + 1, delay = delay, error = err }) end
     sched.sleep(delay, self.waiter)
     attempt = attempt + 1
   end
 end
 
+-- what _api asks of _exchange: shared, never written to
+local DECODE, DECODE_EMPTY_OK = { decode = true }, { decode = true, empty_ok = true }
+
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
 -- true), deadline (monotonic seconds; call_timeout from now at the latest).
 function Client:_api(method, path, o)
-  o = o or {}
+  o = o or NO_OPTIONS
   local deadline = now() + self.call_timeout
   if o.deadline and o.deadline < deadline then deadline = o.deadline end
   if o.auth ~= false and not self.has_key then
@@ -338,7 +352,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY, close = o.close,
-  }, { decode = true, deadline = deadline, empty_ok = o.empty_ok })
+  }, o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -435,73 +449,9 @@ local function check_id(id)
   return id
 end
 
--- file name extension -> the MIME type it claims
-local EXTENSION_MIME = {
-  jpg = "image/jpeg", jpeg = "image/jpeg", png = "image/png", webp = "image/webp",
-  mp4 = "video/mp4", m4v = "video/mp4", mov = "video/quicktime", qt = "video/quicktime",
-  webm = "video/webm", mp3 = "audio/mpeg", m4a = "audio/mp4", wav = "audio/wav",
-  aac = "audio/aac", ogg = "audio/ogg", oga = "audio/ogg",
-}
 local KINDS = { image = true, video = true, audio = true }
 local UPLOAD_OPTIONS = { kind = "string", model = "string", client_request_id = "string",
   on_progress = "function", name = "string", timeout = "seconds" }
-
-local function file_error(message, extra)
-  local e = { field = "file" }
-  for k, v in pairs(extra or {}) do e[k] = v end
-  return nil, errors.new("validation_failed", message, e)
-end
-
---- Everything known about an upload before a byte is sent: source, name,
--- size, kind and MIME type from the bytes, the model's limits checked.
--- `source` is a path or {data = bytes, name = "x.png"}.
-local function inspect_upload(source, opts, cat)
-  local name, size, head, st_mtime
-  if type(source) == "string" then
-    local st, serr = core.stat(source)
-    if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
-    if st.type ~= "file" then
-      return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
-    end
-    if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    size, st_mtime = st.size, st.mtime
-    name = opts.name or source:match("([^/]+)$")
-    local herr
-    head, herr = core.read_head(source, 64)
-    if not head then return file_error(("file: cannot read %s: %s"):format(source, herr)) end
-  elseif type(source) == "table" then
-    if type(source.data) ~= "string" then error("rivya: upload data must be a string", 3) end
-    if type(source.name) ~= "string" or source.name == "" then
-      error("rivya: upload {data=...} needs a name string", 3)
-    end
-    size, name, head = #source.data, source.name, source.data:sub(1, 64)
-  else
-    error("rivya: upload expects a path or {data=, name=}, got " .. type(source), 3)
-  end
-  if size == 0 then return file_error(("file: %s is empty"):format(name)) end
-  local kind, mime = core.sniff(head)
-  if not kind then
-    return file_error(("file: %s is not a supported image, video or audio file (unknown signature)"):format(name))
-  end
-  local ext = name:match("%.([%w]+)$")
-  local claimed = ext and EXTENSION_MIME[ext:lower()]
-  if claimed and claimed ~= mime then
-    return file_error(("file: %s is named like %s but its bytes are %s"):format(name, claimed, mime),
-      { expected = claimed, got = mime })
-  end
-  if opts.kind and opts.kind ~= kind then
-    return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
-      { field = "kind", expected = opts.kind, got = kind })
-  end
-  if type(cat) == "function" then          -- fetched only when a file gets this far
-    local cerr
-    cat, cerr = cat()
-    if not cat then return nil, cerr end
-  end
-  local ok, lerr = (cat or catalog.snapshot()):check_upload(opts.model, kind, mime, size)
-  if not ok then return nil, lerr end
-  return { name = name, size = size, kind = kind, mime = mime, mtime = type(source) == "string" and st_mtime or nil }
-end
 
 -- the API's file object with either spelling, in rivya's snake_case form
 local function normalize_file(v)
@@ -534,14 +484,22 @@ function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
     error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
   end
-  -- a model's own limits come from the live catalog
+  -- a model's own limits come from the live catalog, fetched once the file
+  -- passed its local checks
   local cat = opts.model and function()
     local models, c = self:_catalog()
     if not models then return nil, c end
     return c
   end
-  local info, err = inspect_upload(source, opts, cat)
-  if not info then return nil, err end
+  if cat and self.catalog_compiled then cat = self.catalog_compiled end
+  -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
+  local info, err = source
+  if not (refs.is_info(source) and info.catalog == cat and info.model == opts.model
+      and (opts.kind or info.kind) == info.kind and (opts.name or info.name) == info.name) then
+    info, err = refs.inspect(refs.is_info(source) and source.source or source, opts, cat)
+    if not info then return nil, err end
+  end
+  source = info.source
   if opts.client_request_id and #opts.client_request_id > 128 then
     return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
       { field = "client_request_id" })
@@ -579,51 +537,15 @@ function Client:_upload(source, opts, key)
   return normalize_file(v)
 end
 
--- Local paths in params.referenceMediaItems are uploaded first (with the
--- request's model). Everything else is validated before the first upload,
--- with placeholders standing for the files, so a bad request sends nothing.
--- Returns the copy to fill, the positions of the local paths, their
--- inspections and the body with placeholders | req (no local path) | nil, err.
-local function inspect_references(req, cat)
-  local items = type(req.params) == "table" and req.params.referenceMediaItems
-  if type(items) ~= "table" then return req end
-  local paths = {}
-  for i, item in ipairs(items) do
-    if type(item) == "string" then paths[#paths + 1] = i end
-  end
-  if #paths == 0 then return req end
-  local copy, params, list = {}, {}, {}
-  for k, v in pairs(req) do copy[k] = v end
-  for k, v in pairs(req.params) do params[k] = v end
-  for i, item in ipairs(items) do list[i] = item end
-  params.referenceMediaItems = list
-  copy.params = params
-  local infos = {}
-  for _, i in ipairs(paths) do
-    local info, err = inspect_upload(items[i], { model = req.model }, cat)
-    if not info then
-      err.field = ("params.referenceMediaItems[%d]"):format(i)
-      return nil, err
-    end
-    infos[i] = info
-    list[i] = { url = "https://placeholder.invalid/" .. info.name, kind = info.kind, name = info.name,
-      mime_type = info.mime, duration_token = info.kind == "video" and "pending" or nil }
-  end
-  local body, verr = cat:validate(copy)
-  if not body then return nil, verr end
-  return copy, paths, infos, body
-end
-
--- Upload the local files of req into `copy` (from _inspect_references).
--- rec (with a ledger): {ledger, key = the create's key, uploads = recorded
--- uploads by position}: a file recorded as uploaded is not sent again (the
--- replayed create must carry the same URL), an upload recorded but not
--- answered is sent again under its own key, and each one is recorded
--- before it leaves. Returns copy | nil, err.
-function Client:_upload_references(req, copy, paths, infos, rec, deadline)
-  local items, list = req.params.referenceMediaItems, copy.params.referenceMediaItems
-  for _, i in ipairs(paths) do
-    local path, info = items[i], infos[i]
+-- Upload the local files of a prepared request (rivya.refs) that are not
+-- attached yet, attaching each. rec (with a ledger): {ledger, key = the
+-- create's key, uploads = recorded uploads by position}: a file recorded as
+-- uploaded is not sent again (the replayed create must carry the same URL),
+-- an upload recorded but not answered is sent again under its own key, and
+-- each one is recorded before it leaves. Returns true | nil, err.
+function Client:_upload_references(prepared, rec, deadline)
+  for _, ref in ipairs(prepared:pending()) do
+    local i, path, info = ref.index, ref.path, ref.info
     local done = rec and rec.uploads[i]
     if done and (done.path ~= path or done.size ~= info.size or done.mtime ~= info.mtime) then done = nil end
     local file = done and done.file
@@ -635,7 +557,7 @@ function Client:_upload_references(req, copy, paths, infos, rec, deadline)
         if not ok then return nil, lerr end
       end
       local err
-      file, err = self:_upload(path, { model = req.model, kind = info.kind,
+      file, err = self:_upload(info, { model = info.model, kind = info.kind,
         timeout = deadline and math.max(deadline - now(), 0) }, ukey)
       if not file then
         err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
@@ -646,9 +568,9 @@ function Client:_upload_references(req, copy, paths, infos, rec, deadline)
         if not ok then return nil, lerr end
       end
     end
-    list[i] = file
+    prepared:attach(i, file)
   end
-  return copy
+  return true
 end
 
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
@@ -662,18 +584,18 @@ function Client:create(req, o)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
-  if self.ledger then return self:_create_recorded(req, o or NO_OPTIONS, cat) end
+  -- local reference paths are inspected and the request validated once,
+  -- before the first upload: a request that would fail sends nothing
+  local prepared, perr = refs.prepare(req, { catalog = cat })
+  if not prepared then return nil, perr end
+  if self.ledger then return self:_create_recorded(prepared, o or NO_OPTIONS, cat) end
   local deadline = o and o.deadline
-  local copy, paths, infos = inspect_references(req, cat)
-  if not copy then return nil, paths end
-  if paths then
-    local uerr
-    req, uerr = self:_upload_references(req, copy, paths, infos, nil, deadline)
-    if not req then return nil, uerr end
-  end
-  local body, warnings = cat:validate(req)
-  if not body then return nil, warnings end
-  local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
+  local uploaded, uerr = self:_upload_references(prepared, nil, deadline)
+  if not uploaded then return nil, uerr end
+  local body, berr = prepared:final_body()
+  if not body then return nil, berr end
+  local warnings = prepared.warnings
+  local key = prepared.idempotency_key or ("rivya-" .. core.random_hex(16))
   local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
   -- creating again with this key can never charge twice, whatever happened
   if not v then
@@ -705,21 +627,15 @@ end
 -- younger than a day, its process gone) lends its key and its uploads, so
 -- the API replays the task that create may have made; else a new row is
 -- committed before anything is uploaded or sent.
-function Client:_create_recorded(req, o, cat)
-  local ledger = self.ledger
-  local copy, paths, infos, body = inspect_references(req, cat)
-  if not copy then return nil, paths end
-  local warnings
-  if not paths then
-    body, warnings = cat:validate(req)
-    if not body then return nil, warnings end
-  end
+function Client:_create_recorded(prepared, o, cat)
+  local ledger, req = self.ledger, prepared.req
+  local body, warnings = prepared.body, prepared.warnings
   local ident = { Ledger.canonical(body) }
-  for _, i in ipairs(paths or {}) do
-    ident[#ident + 1] = ("%s\0%d\0%d"):format(req.params.referenceMediaItems[i], infos[i].size, infos[i].mtime or 0)
+  for _, ref in ipairs(prepared.locals) do
+    ident[#ident + 1] = ("%s\0%d\0%d"):format(ref.path, ref.info.size, ref.info.mtime or 0)
   end
   local hash = Ledger.digest(table.concat(ident, "\n"))
-  local key, uploads = o.key or req.idempotency_key, {}
+  local key, uploads = o.key or prepared.idempotency_key, {}
   if not key then
     local row, ferr = ledger:find_sending(hash)
     if row == nil then return nil, ferr end
@@ -734,18 +650,19 @@ function Client:_create_recorded(req, o, cat)
     prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
     output = o.output, job = o.job, attempt = o.attempt }
   if not ok then return nil, lerr end
-  if paths then
+  if #prepared.locals > 0 then
     local rec = { ledger = ledger, key = key, uploads = uploads }
-    local sent, uerr = self:_upload_references(req, copy, paths, infos, rec, o.deadline)
+    local sent, uerr = self:_upload_references(prepared, rec, o.deadline)
     if not sent then
       ledger:unanswered(key)
       uerr.idempotency_key = key
       return nil, uerr
     end
-    body, warnings = cat:validate(sent)
+    local berr
+    body, berr = prepared:final_body()
     if not body then
-      ledger:rejected(key, warnings)
-      return nil, warnings
+      ledger:rejected(key, berr)
+      return nil, berr
     end
   end
   local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })

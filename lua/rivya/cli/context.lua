@@ -4,6 +4,9 @@ local rivya = require "rivya"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
 
+-- the API's origin when RIVYA_BASE_URL is not set (rivya.new's default)
+local DEFAULT_BASE_URL = "https://rivya.ai"
+
 local EXIT, exit_code, error_line, json_text = util.EXIT, util.exit_code, util.error_line, util.json_text
 
 local Ctx = {}
@@ -58,9 +61,11 @@ function Ctx:client(need_key)
     else
       timeout = nil
     end
+    -- everything from self.getenv (cli.main's env), never the process's
+    -- environment behind it: rivya.new falls back to os.getenv on nil
     local ok, c = pcall(rivya.new, {
-      api_key = self.getenv("RIVYA_API_KEY"),
-      base_url = self.getenv("RIVYA_BASE_URL"),
+      api_key = self.getenv("RIVYA_API_KEY") or "",
+      base_url = self.getenv("RIVYA_BASE_URL") or DEFAULT_BASE_URL,
       timeout = timeout,
     })
     if not ok then
