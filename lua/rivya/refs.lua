@@ -121,8 +121,13 @@ function refs.prepare(req, opts)
   local cat = opts.catalog or catalog.snapshot()
   if getmetatable(req) == Prepared then
     if req.catalog == cat then return req end
-    -- prepared against another catalog: judged again against this one
-    return refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat })
+    -- prepared against another catalog: judged again against this one,
+    -- keeping the uploads already attached and the key it was given
+    local again, err = refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat })
+    if not again then return nil, err end
+    for i, file in pairs(req.files) do again.files[i] = file end
+    again.idempotency_key = req.idempotency_key
+    return again
   end
   local items = type(req.params) == "table" and req.params.referenceMediaItems
   local probe, locals = req, {}
