@@ -1024,17 +1024,16 @@ describe("rivya-sim command line", function()
 
   it("--catalog FILE serves and obeys another catalog", function()
     local path = tmp .. "/catalog.json"
-    helper.write_file(path, cjson.encode{ object = "list", data = { {
-      id = "tiny-video", display_name = "Tiny", category = "video", runtime = "async_task",
-      base_credits = 7, billing_type = "FIXED", supported_modes = { "text-to-video" },
-      max_prompt_length = 10, reference_media = cjson.null,
-      params = { { key = "fps", type = "select", required = false, options = { "12", "24" } },
-                 { key = "mood", type = "vibe", required = false } },
-      api_status = "available", api_input_status = "available_text",
-      supported_api_inputs = { "text" }, requires_files_api = false,
-      requires_upload_for_modes = cjson.empty_array, url_input_supported = false,
-      file_kinds = cjson.empty_array, chat_capabilities = cjson.null, notices = cjson.empty_array,
-    } } })
+    helper.write_file(path, [[{"object": "list", "data": [{
+      "id": "tiny-video", "display_name": "Tiny", "category": "video", "runtime": "async_task",
+      "base_credits": 7, "billing_type": "FIXED", "supported_modes": ["text-to-video"],
+      "max_prompt_length": 10, "reference_media": null,
+      "params": [{"key": "fps", "type": "select", "required": false, "options": ["12", "24"]},
+                 {"key": "mood", "type": "vibe", "required": false}],
+      "api_status": "available", "api_input_status": "available_text",
+      "supported_api_inputs": ["text"], "requires_files_api": false,
+      "requires_upload_for_modes": [], "url_input_supported": false, "file_kinds": [],
+      "chat_capabilities": null, "notices": []}]}]])
     local sim = helper.start_sim{ args = { "--catalog", path, "--task-seconds", "0" } }
     local ok, err = pcall(function()
       local status, json = sim:api("GET", "/api/v1/models", nil, { key = false })
