@@ -501,6 +501,29 @@ local function normalize_file(v)
   return v
 end
 
+-- The code points of `s`, or nil when it is not UTF-8 (no utf8 library on
+-- 5.1 and LuaJIT). client_request_id counts code points for uploads as for
+-- creates (docs/api-contract.md).
+local function utf8_count(s)
+  local n, i, len = 0, 1, #s
+  while i <= len do
+    local c, c2 = s:byte(i), s:byte(i + 1)
+    local k = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
+      or (c >= 0xF0 and c <= 0xF4) and 4
+    if not k or i + k - 1 > len then return nil end
+    for j = i + 1, i + k - 1 do
+      local b = s:byte(j)
+      if b < 0x80 or b > 0xBF then return nil end
+    end
+    if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) or (c == 0xF0 and c2 < 0x90)
+        or (c == 0xF4 and c2 > 0x8F) then
+      return nil
+    end
+    n, i = n + 1, i + k
+  end
+  return n
+end
+
 --- Upload a reference file (streamed from disk, never loaded whole) to the
 -- Files API. `source` is a path or {data = bytes, name = "x.png"}. opts:
 -- kind (else from the bytes), model (its limits apply), client_request_id,
@@ -532,8 +555,10 @@ function Client:_upload(source, opts, key)
     if not info then return nil, err end
   end
   source = info.source
-  if opts.client_request_id and #opts.client_request_id > 128 then
-    return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
+  local cri = opts.client_request_id and utf8_count(opts.client_request_id)
+  if opts.client_request_id and not (cri and cri <= 128) then
+    return nil, errors.new("validation_failed",
+      "client_request_id: expected at most 128 characters (code points) of UTF-8",
       { field = "client_request_id" })
   end
   if not self.has_key then
