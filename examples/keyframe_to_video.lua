@@ -24,7 +24,9 @@ local by_id = {}
 for _, m in ipairs(check(client:models())) do by_id[m.id] = m end
 for _, id in ipairs({ "z-image", "wan-2-7-video" }) do
   local m = by_id[id]
-  if not m or m.api_status ~= "available" then check(nil, id .. " is not available: " .. tostring(m and m.api_status)) end
+  if not m or m.api_status ~= "available" then
+    check(nil, id .. " is not available: " .. tostring(m and m.api_status))
+  end
   print(("%s: %s, %s, %s credits (%s)"):format(id, m.category, table.concat(m.supported_modes, ", "),
     tostring(m.base_credits), m.billing_type))
 end
