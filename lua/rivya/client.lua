@@ -383,7 +383,7 @@ function Client:_api(method, path, o)
   return self:_exchange({
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
-    max_body = MAX_API_BODY,
+    max_body = MAX_API_BODY, close = o.close,
   }, o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
@@ -394,7 +394,7 @@ function Client:_catalog()
   while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
   self.catalog_fetching = true
-  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false, close = true })
   self.catalog_fetching = nil
   if not ok then error(v, 0) end
   if not v then return nil, err end
@@ -408,12 +408,6 @@ function Client:_catalog()
   end
   self.catalog_models, self.catalog_compiled = models, catalog.compile(models)
   return models, self.catalog_compiled
-end
-
--- The catalog creates and uploads are checked against: the snapshot until
--- rivya-sim serves the documented catalog, then the live one.
-function Client._create_catalog(_)
-  return true, catalog.snapshot()
 end
 
 --- The live model catalog: the documented objects of GET /api/v1/models
@@ -545,8 +539,14 @@ function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
     error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
   end
-  local models, cat = self:_create_catalog()
-  if not models then return nil, cat end
+  -- a model's own limits come from the live catalog, fetched once the file
+  -- passed its local checks
+  local cat = opts.model and function()
+    local models, c = self:_catalog()
+    if not models then return nil, c end
+    return c
+  end
+  if cat and self.catalog_compiled then cat = self.catalog_compiled end
   -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
   local info, err = source
   if not (refs.is_info(source) and info.catalog == cat and info.model == opts.model
@@ -639,7 +639,7 @@ end
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
-  local models, cat = self:_create_catalog()
+  local models, cat = self:_catalog()
   if not models then return nil, cat end
   -- local reference paths are inspected and the request validated once,
   -- before the first upload: a request that would fail sends nothing
