@@ -296,7 +296,7 @@ function Client:_exchange(spec, o, deadline)
       if not o.decode then return status, t:headers() end
       -- a DELETE may answer 204 or 200 without a body
       if o.empty_ok and (body == nil or body == "") then return {} end
-      local v = json.decode(body)
+      local v = json.decode_object(body)
       if type(v) == "table" then return v end
       local headers = t:headers()
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")

@@ -25,6 +25,18 @@ function json.decode(text)
   return tidy(v, null)
 end
 
+local object = require("rivya.core").json_object
+
+--- Decode an API answer expected to be a JSON object: what json.decode
+-- gives, or nil, message. Its common shapes take one pass in C, straight
+-- into exact-size tables (core.json_object); the rest (fractions,
+-- escapes, ...) go through json.decode, with the same result.
+function json.decode_object(text)
+  local v = object(text)
+  if v then return v end
+  return json.decode(text)
+end
+
 --- Encode a value; returns the text or nil, message.
 function json.encode(v)
   return cjson.encode(v)
