@@ -501,7 +501,7 @@ static json_t *json_body(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
     return NULL;
   }
   if (!json_is_object(body)) {
-    rv_describe(body, got, sizeof got);
+    sim_describe(body, got, sizeof got);
     rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected a JSON object; "
                    "got %s", got);
     json_decref(body);
@@ -533,7 +533,7 @@ static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int cr
   if ((v = json_object_get(b, "name")) && !json_is_null(v)) {
     n = json_is_string(v) ? rv_utf8_count(json_string_value(v), json_string_length(v)) : -1;
     if (n < 1 || n > 100) {
-      rv_describe(v, got, sizeof got);
+      sim_describe(v, got, sizeof got);
       rv_reply_error(rq, r, 400, "validation_failed", "name", "name: expected a string of 1 "
                      "to 100 characters; got %s", got);
       return -1;
@@ -546,7 +546,7 @@ static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int cr
     return -1;
   }
   if (v && !json_is_string(v)) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     rv_reply_error(rq, r, 400, "validation_failed", "url", "url: expected a string; got %s", got);
     return -1;
   }
@@ -556,7 +556,7 @@ static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int cr
     return -1;
   }
   if ((v = json_object_get(b, "event_types")) && !sim_webhook_types_ok(v)) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     rv_reply_error(rq, r, 400, "validation_failed", "event_types", "event_types: expected a "
                    "non-empty array of distinct event types, each \"generation.succeeded\" or "
                    "\"generation.failed\"; got %s", got);
@@ -564,7 +564,7 @@ static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int cr
   }
   if ((v = json_object_get(b, "status")) &&
       (!(st = json_string_value(v)) || (strcmp(st, "active") != 0 && strcmp(st, "disabled") != 0))) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     rv_reply_error(rq, r, 400, "validation_failed", "status", "status: expected \"active\" or "
                    "\"disabled\"; got %s", got);
     return -1;

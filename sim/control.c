@@ -5,19 +5,12 @@
 ** in /__sim/requests and never hit by faults.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "sim.h"
 
-static const char *const fault_keys[] = {
-  "listener", "method", "path", "times", "action", "status", "headers", "body",
-  "content_type", "delay_ms", "size", "location", NULL
-};
-static const char *const fault_actions[] = {
-  "respond", "drop", "drop_after_commit", "delay", "stall", "truncate", "invalid_json",
-  "wrong_content_type", "oversized", "redirect", NULL
-};
 
 /*
 ** GET /__sim/ledger: counters, balance, tasks and files, after due moves.
@@ -108,7 +101,7 @@ static void config(rv_req *rq, rv_reply *r, int post) {
   }
   if (!(b = parse_body(rq, r))) return;
   if (!json_is_object(b)) {
-    rv_describe(b, got, sizeof got);
+    sim_describe(b, got, sizeof got);
     rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected an object; got %s",
                    got);
     json_decref(b);
@@ -134,7 +127,7 @@ static void config(rv_req *rq, rv_reply *r, int post) {
       return;
     }
     if (!ok) {
-      rv_describe(v, got, sizeof got);
+      sim_describe(v, got, sizeof got);
       rv_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
                      strcmp(k, "public_api_disabled") == 0 ? "true or false"
                      : strcmp(k, "task_seconds") == 0 ? "a number >= 0"
@@ -161,105 +154,27 @@ static void config(rv_req *rq, rv_reply *r, int post) {
   json_decref(b);
 }
 
-/* no_crlf: 1 when `s` holds no CR or LF (it goes into a header) */
-static int no_crlf(const char *s) {
-  return !strchr(s, '\r') && !strchr(s, '\n');
-}
-
 /*
-** check_fault: fault object `f` (index `i` of the request) into a new
-** normalized copy with defaults filled in, or NULL with a 400 in `r`.
-*/
-static json_t *check_fault(rv_req *rq, rv_reply *r, const json_t *f, size_t i) {
-  char got[128], field[96];
-  const char *k, *str;
-  json_t *v, *norm;
-  if (!json_is_object(f)) {
-    rv_describe(f, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "fault", "fault %zu: expected an object; "
-                   "got %s", i, got);
-    return NULL;
-  }
-  json_object_foreach((json_t *)f, k, v) {
-    int ok = 1;
-    snprintf(field, sizeof field, "%s", k);
-    if (!rv_listed(fault_keys, k)) {
-      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: unknown fault key; allowed: "
-                     "listener, method, path, times, action, status, headers, body, "
-                     "content_type, delay_ms, size, location", field);
-      return NULL;
-    }
-    str = json_string_value(v);
-    if (strcmp(k, "listener") == 0)
-      ok = str && (strcmp(str, "api") == 0 || strcmp(str, "cdn") == 0);
-    else if (strcmp(k, "path") == 0) ok = str && str[0] == '/';
-    else if (strcmp(k, "action") == 0) ok = str && rv_listed(fault_actions, str);
-    else if (strcmp(k, "method") == 0) ok = str && str[0];
-    else if (strcmp(k, "times") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 1;
-    else if (strcmp(k, "status") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 100 && json_integer_value(v) <= 599;
-    else if (strcmp(k, "delay_ms") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 600000;
-    else if (strcmp(k, "size") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
-           json_integer_value(v) <= 1000000000000LL;
-    else if (strcmp(k, "body") == 0) ok = str != NULL;
-    else if (strcmp(k, "content_type") == 0 || strcmp(k, "location") == 0)
-      ok = str && no_crlf(str);
-    else if (strcmp(k, "headers") == 0) {
-      const char *hk;
-      json_t *hv;
-      ok = json_is_object(v);
-      json_object_foreach(v, hk, hv) {
-        if (!json_is_string(hv) || !no_crlf(hk) || !no_crlf(json_string_value(hv)) ||
-            !hk[0] || strchr(hk, ':') || strchr(hk, ' '))
-          ok = 0;
-      }
-    }
-    if (!ok) {
-      rv_describe(v, got, sizeof got);
-      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: invalid value %s; see the "
-                     "fault object in the simulator's documentation", field, got);
-      return NULL;
-    }
-  }
-  if (!json_object_get(f, "path") || !json_object_get(f, "action")) {
-    const char *missing = json_object_get(f, "path") ? "action" : "path";
-    rv_reply_error(rq, r, 400, "validation_failed", missing, "%s: required in a fault", missing);
-    return NULL;
-  }
-  if (strcmp(json_string_value(json_object_get(f, "action")), "redirect") == 0 &&
-      !json_object_get(f, "location")) {
-    rv_reply_error(rq, r, 400, "validation_failed", "location",
-                   "location: required for a redirect fault");
-    return NULL;
-  }
-  norm = json_deep_copy(f);
-  if (!json_object_get(norm, "listener")) json_object_set_new(norm, "listener", json_string("api"));
-  if (!json_object_get(norm, "times")) json_object_set_new(norm, "times", json_integer(1));
-  return norm;
-}
-
-/*
-** faults: POST queues a fault (or an array of them) and answers the number
-** pending; GET lists the pending ones; DELETE clears them.
+** faults: POST queues a fault (or an array of them: all are checked
+** before any is queued) and answers the number pending; GET lists the
+** pending ones; DELETE clears them. fault.c parses each object.
 */
 static void faults(rv_req *rq, rv_reply *r, const char *method) {
   rv_state *s = rq->s;
   json_t *b, *list;
+  sim_fault **parsed;
   size_t i, n;
   if (strcmp(method, "GET") == 0) {
     rv_lock(s);
-    rv_reply_json(r, 200, json_pack("{s:O,s:I}", "data", s->faults, "pending",
-                                    (json_int_t)json_array_size(s->faults)));
+    rv_reply_json(r, 200, json_pack("{s:o,s:I}", "data", sim_faults_json_locked(s), "pending",
+                                    (json_int_t)s->nfaults));
     rv_unlock(s);
     return;
   }
   if (strcmp(method, "DELETE") == 0) {
     rv_lock(s);
-    n = json_array_size(s->faults);
-    json_array_clear(s->faults);
+    n = s->nfaults;
+    sim_faults_clear_locked(s);
     rv_unlock(s);
     rv_reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
     return;
@@ -267,18 +182,28 @@ static void faults(rv_req *rq, rv_reply *r, const char *method) {
   if (!(b = parse_body(rq, r))) return;
   list = json_is_array(b) ? json_incref(b) : json_pack("[O]", b);
   json_decref(b);
+  parsed = calloc(json_array_size(list) + 1, sizeof *parsed);
+  if (!parsed) {
+    json_decref(list);
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    return;
+  }
   for (i = 0; i < json_array_size(list); i++) {
-    json_t *norm = check_fault(rq, r, json_array_get(list, i), i);
-    if (!norm) {
+    char field[64], msg[512];
+    if (!(parsed[i] = sim_fault_parse(json_array_get(list, i), field, sizeof field, msg,
+                                      sizeof msg))) {
+      rv_reply_error(rq, r, 400, "validation_failed", field, "fault %zu: %s", i, msg);
+      while (i-- > 0) sim_fault_free(parsed[i]);
+      free(parsed);
       json_decref(list);
       return;
     }
-    json_array_set_new(list, i, norm);
   }
   rv_lock(s);
-  json_array_extend(s->faults, list);
-  n = json_array_size(s->faults);
+  for (i = 0; i < json_array_size(list); i++) sim_faults_add_locked(s, parsed[i]);
+  n = s->nfaults;
   rv_unlock(s);
+  free(parsed);
   json_decref(list);
   rv_reply_json(r, 200, json_pack("{s:I}", "queued", (json_int_t)n));
 }

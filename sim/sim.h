@@ -26,7 +26,37 @@
 #define RV_FAIL_MARKER     "[[fail]]"      /* in a prompt: the task fails */
 #define RV_FAIL_SILENT     "[[fail-silent]]"  /* ... and its error is null */
 
+#define SIM_PAD_MAX        (600 * 1000)    /* huge_header: the largest pad */
+#define SIM_CONN_MEMORY    (1024 * 1024)   /* MHD's per-connection pool: room for the pad */
+
 enum { RV_API = 0, RV_CDN = 1 };
+
+/* ---- scripted faults (fault.c) ----------------------------------------- */
+
+typedef enum sim_fault_kind {
+  SIM_FAULT_RESPOND, SIM_FAULT_DROP, SIM_FAULT_DROP_AFTER_COMMIT, SIM_FAULT_DELAY,
+  SIM_FAULT_STALL, SIM_FAULT_TRUNCATE, SIM_FAULT_INVALID_JSON, SIM_FAULT_WRONG_CONTENT_TYPE,
+  SIM_FAULT_OVERSIZED, SIM_FAULT_REDIRECT, SIM_FAULT_DRIP, SIM_FAULT_HUGE_HEADER,
+  SIM_FAULT_GZIP, SIM_FAULT_PARTIAL
+} sim_fault_kind;
+
+/* one fault, parsed once from its JSON object */
+typedef struct sim_fault {
+  sim_fault_kind kind;
+  int listener;                 /* RV_API | RV_CDN */
+  char *method;                 /* NULL: any method */
+  char *path;                   /* a path prefix */
+  long times;                   /* requests it still applies to */
+  unsigned status;              /* 0: the kind's default */
+  json_t *headers;              /* object of strings added to the answer, or NULL */
+  unsigned char *body;          /* respond / redirect: the body given */
+  size_t body_len;
+  int has_body;
+  char *content_type, *location;
+  long delay_ms;                /* -1: the kind's default */
+  long long size;               /* -1: the kind's default */
+  json_t *json;                 /* the object, normalized, as listed */
+} sim_fault;
 
 /* ---- the model catalog as data (catalog.c) ------------------------------ */
 
@@ -229,7 +259,8 @@ typedef struct rv_state {
   size_t ntasks, cap_tasks;
   rv_file **files;
   size_t nfiles, cap_files;
-  json_t *faults;               /* array of pending fault objects */
+  sim_fault **faults;           /* pending faults, in the order posted */
+  size_t nfaults, cap_faults;
   /* webhooks: endpoints, events, delivery attempts; the worker thread */
   sim_webhook **webhooks;
   size_t nwebhooks, cap_webhooks;
@@ -255,6 +286,7 @@ void rv_state_clear_locked(rv_state *s);     /* back to start-up state */
 void rv_lock(rv_state *s);
 void rv_unlock(rv_state *s);
 void rv_sleep_ms(rv_state *s, long ms);      /* returns early at shutdown */
+int rv_stopping(rv_state *s);                /* 1 once the server is stopping */
 
 double rv_mono_now(void);
 void rv_iso_now(char out[32]);
@@ -320,7 +352,7 @@ typedef struct rv_req {
   int control;                  /* /__sim/...: no faults, not in the log */
   char rid[24];                 /* "req_<hex>" */
   char *method, *path;
-  json_t *fault;                /* matched fault (own copy), or NULL */
+  sim_fault *fault;             /* matched fault (own copy), or NULL */
   int route;                    /* route index chosen by the gate, or -1 */
   rv_caller caller;
   rv_reply early;               /* a gate error waiting for the body's end */
@@ -338,6 +370,7 @@ typedef struct rv_req {
 
 struct MHD_Connection;
 struct MHD_Daemon;
+struct MHD_Response;
 struct sockaddr;
 
 /* the closure of one daemon: the state and which listener it plays */
@@ -357,10 +390,26 @@ void rv_reply_error(rv_req *rq, rv_reply *r, unsigned status,
   ;
 void rv_reply_json(rv_reply *r, unsigned status, json_t *body);
 void rv_reply_free(rv_reply *r);
-size_t rv_describe(const json_t *v, char *buf, size_t size);
+
+/* text.c */
+size_t sim_describe(const json_t *v, char *buf, size_t size);
 long rv_utf8_count(const char *s, size_t n);   /* -1 when not UTF-8 */
 char *rv_clean_dup(const char *s);             /* valid UTF-8, no controls */
 int rv_media_type_is(const char *header, const char *type);
+
+const char *sim_fault_kind_name(sim_fault_kind k);
+sim_fault *sim_fault_parse(const json_t *o, char *field, size_t fsize, char *msg, size_t msize);
+void sim_fault_free(sim_fault *f);
+sim_fault *sim_fault_take_locked(rv_state *s, int which, const char *method, const char *path);
+void sim_faults_clear_locked(rv_state *s);
+int sim_faults_add_locked(rv_state *s, sim_fault *f);
+json_t *sim_faults_json_locked(rv_state *s);
+const char *sim_fault_header(const sim_fault *f, const char *name);
+struct MHD_Response *sim_fault_response(rv_state *s, const sim_fault *f, unsigned char *body,
+                                        size_t len, int body_static, unsigned *status,
+                                        const char **ct, char *range, size_t range_size,
+                                        int *gzip);
+int sim_fault_pad_header(const sim_fault *f, struct MHD_Response *resp);
 
 /* ---- routes ----------------------------------------------------------- */
 
@@ -392,9 +441,11 @@ struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c);
 void rv_upload_feed(struct rv_upload *up, const char *data, size_t size);
 void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r);
 void rv_upload_free(struct rv_upload *up);
-const char *rv_sniff(const unsigned char *p, size_t n, const char **kind);
-double rv_mp4_duration(const unsigned char *p, size_t n);
-double rv_webm_duration(const unsigned char *p, size_t n);
+
+/* media.c: the real type and duration of uploaded bytes */
+const char *sim_sniff(const unsigned char *p, size_t n, const char **kind);
+double sim_mp4_duration(const unsigned char *p, size_t n);
+double sim_webm_duration(const unsigned char *p, size_t n);
 
 /* control.c: /__sim/... */
 void rv_control(rv_req *rq, rv_reply *r);
@@ -402,8 +453,8 @@ void rv_control(rv_req *rq, rv_reply *r);
 /* cdn.c: the CDN listener */
 void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
 
-/* sha256.c */
-void rv_sha256_hex(const unsigned char *p, size_t n, char out[65]);
+/* src/sha256.c, shared with the C core: rv_sha256_hex (stored files) */
+#include "../src/sha256.h"
 
 /* result.c: the media a succeeded task returns, by its model's category */
 const char *sim_result_ext(const sim_model *m, const json_t *params);

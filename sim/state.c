@@ -39,22 +39,18 @@ static uint64_t seed_rng(void) {
 rv_state *rv_state_new(const rv_options *opt) {
   rv_state *s = calloc(1, sizeof *s);
   if (!s) return NULL;
-  s->faults = json_array();
-  if (!s->faults || pthread_mutex_init(&s->mu, NULL) != 0) {
-    json_decref(s->faults);
+  if (pthread_mutex_init(&s->mu, NULL) != 0) {
     free(s);
     return NULL;
   }
   if (pthread_cond_init(&s->wake, NULL) != 0) {
     pthread_mutex_destroy(&s->mu);
-    json_decref(s->faults);
     free(s);
     return NULL;
   }
   if (pthread_cond_init(&s->webhook_cv, NULL) != 0) {
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
-    json_decref(s->faults);
     free(s);
     return NULL;
   }
@@ -68,7 +64,6 @@ rv_state *rv_state_new(const rv_options *opt) {
       pthread_cond_destroy(&s->webhook_cv);
       pthread_cond_destroy(&s->wake);
       pthread_mutex_destroy(&s->mu);
-      json_decref(s->faults);
       free(s);
       return NULL;
     }
@@ -131,7 +126,7 @@ void rv_state_clear_locked(rv_state *s) {
   s->ntasks = s->cap_tasks = s->nfiles = s->cap_files = 0;
   for (i = 0; i < RV_REQLOG_MAX; i++) reqlog_entry_free(&s->reqlog[i]);
   s->reqlog_start = s->reqlog_count = 0;
-  json_array_clear(s->faults);
+  sim_faults_clear_locked(s);
   sim_webhooks_clear_locked(s);
   s->webhook_retry_seconds = 1;
   s->webhook_max_attempts = 5;
@@ -155,7 +150,7 @@ void rv_state_clear_locked(rv_state *s) {
 void rv_state_free(rv_state *s) {
   if (!s) return;
   rv_state_clear_locked(s);
-  json_decref(s->faults);
+  free(s->faults);
   sim_catalog_free(s->own_catalog);
   pthread_cond_destroy(&s->webhook_cv);
   pthread_cond_destroy(&s->wake);
@@ -186,6 +181,15 @@ void rv_sleep_ms(rv_state *s, long ms) {
     if (pthread_cond_timedwait(&s->wake, &s->mu, &until) == ETIMEDOUT) break;
   }
   rv_unlock(s);
+}
+
+/* rv_stopping: 1 once the server is stopping (read under the lock) */
+int rv_stopping(rv_state *s) {
+  int stop;
+  rv_lock(s);
+  stop = s->stopping;
+  rv_unlock(s);
+  return stop;
 }
 
 /* rv_mono_now: monotonic seconds, for task ages immune to clock changes */

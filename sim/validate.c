@@ -113,7 +113,7 @@ static int check_param(const json_t *p, const char *key, const json_t *v, rv_ver
   const char *type = json_string_value(json_object_get(p, "type"));
   char field[160], got[128], opts[512], lo[40], hi[40];
   snprintf(field, sizeof field, "params.%s", key);
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (strcmp(type, "select") == 0) {
     const json_t *options = json_object_get(p, "options");
     json_list(options, opts, sizeof opts);
@@ -173,7 +173,7 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
   const json_t *v, *kinds = json_object_get(m->refs, "kinds");
   snprintf(base, sizeof base, "params.referenceMediaItems[%zu]", i);
   if (!json_is_object(item)) {
-    rv_describe(item, got, sizeof got);
+    sim_describe(item, got, sizeof got);
     return fail(err, base, "%s: expected an object {url, kind, name?, mimeType?, "
                 "durationSeconds?, durationToken?}; got %s", base, got);
   }
@@ -187,27 +187,27 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
   }
   snprintf(field, sizeof field, "%s.url", base);
   v = json_object_get(item, "url");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!json_is_string(v) || (strncmp(json_string_value(v), "http://", 7) != 0 &&
                              strncmp(json_string_value(v), "https://", 8) != 0))
     return fail(err, field, "%s: required, an http(s) URL string (from POST /api/v1/files); "
                 "got %s", field, got);
   snprintf(field, sizeof field, "%s.kind", base);
   v = json_object_get(item, "kind");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!json_is_string(v) || !json_has_string(kinds, json_string_value(v)))
     return fail(err, field, "%s: required, one of %s for %s; got %s", field,
                 json_list(kinds, opts, sizeof opts), m->id, got);
   kind = json_string_value(v);
   if ((v = json_object_get(item, "name")) != NULL && !json_is_string(v)) {
     snprintf(field, sizeof field, "%s.name", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a string; got %s", field, got);
   }
   if ((v = json_object_get(item, "mimeType")) != NULL) {
     const json_t *mimes = limit_mimes(m, kind);
     snprintf(field, sizeof field, "%s.mimeType", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     if (!json_is_string(v) || !json_has_string(mimes, json_string_value(v)))
       return fail(err, field, "%s: expected one of %s for a%s %s; got %s", field,
                   mimes ? json_list(mimes, opts, sizeof opts) : "(none)",
@@ -216,12 +216,12 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
   if ((v = json_object_get(item, "durationSeconds")) != NULL &&
       (!json_is_number(v) || json_number_value(v) < 0)) {
     snprintf(field, sizeof field, "%s.durationSeconds", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a number of seconds >= 0; got %s", field, got);
   }
   if ((v = json_object_get(item, "durationToken")) != NULL && !json_is_string(v)) {
     snprintf(field, sizeof field, "%s.durationToken", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a string (the upload's duration_token); got %s",
                 field, got);
   }
@@ -328,7 +328,7 @@ static int check_references(rv_state *s, const sim_model *m, const json_t *v,
   char got[128], desc[512];
   size_t i, n;
   if (!json_is_array(v)) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected an array of {url, kind, ...} objects; got %s",
                 field, got);
   }
@@ -423,7 +423,7 @@ static int check_params(rv_state *s, const sim_model *m, const json_t *params, r
   const json_t *mode = NULL;
   size_t i;
   if (params && !json_is_object(params)) {
-    rv_describe(params, got, sizeof got);
+    sim_describe(params, got, sizeof got);
     return fail(err, "params", "params: expected an object; got %s", got);
   }
   json_object_foreach((json_t *)params, k, v) {
@@ -468,7 +468,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
   long count;
   memset(out, 0, sizeof *out);
   if (!json_is_object(body)) {
-    rv_describe(body, got, sizeof got);
+    sim_describe(body, got, sizeof got);
     return fail(err, "body", "body: expected a JSON object; got %s", got);
   }
   json_object_foreach((json_t *)body, k, v) {
@@ -480,7 +480,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
                   "params)", k, quoted_list(top_keys, 0, keys, sizeof keys));
   }
   v = json_object_get(body, "model");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!v)
     return fail(err, "model", "model: required; expected a model id, one of %s",
                 sim_model_ids(s->catalog, 1, ids, sizeof ids));
@@ -497,7 +497,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     return fail(err, "model", "model: %s is not available in the Public API (api_status "
                 "\"%s\")", out->model->id, out->model->api_status);
   v = json_object_get(body, "prompt");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   out->prompt = "";
   if (out->model->prompt_max > 0 || v) {
     if (!v)
@@ -514,7 +514,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     out->prompt = json_string_value(v);
   }
   if ((v = json_object_get(body, "client_request_id")) != NULL) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     if (!json_is_string(v))
       return fail(err, "client_request_id", "client_request_id: expected a string; got %s",
                   got);

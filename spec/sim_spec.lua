@@ -3,6 +3,7 @@
 -- curl CLI through spec/helper.lua, independent of rivya's client.
 local helper = require "helper"
 local cjson = require "cjson.safe"
+local compat = require "rivya.compat"
 
 local MODEL = "wan-2-7-video"
 local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
@@ -17,7 +18,7 @@ end
 
 local function sha256_of(path)
   local p = io.popen("sha256sum " .. helper.sh_quote(path))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out:match("^(%x+)")
 end
@@ -227,7 +228,7 @@ describe("rivya-sim", function()
         assert.are.equal("IHDR", body:sub(13, 16))
         assert.are.equal("IEND\174\66\96\130", body:sub(-8))
         if t == t2i then
-          local w, h = string.unpack(">I4>I4", body, 17)
+          local w, h = helper.u32(body, 17), helper.u32(body, 21)
           assert.are.same({ 64, 96 }, { w, h })
         end
       end
@@ -264,8 +265,8 @@ describe("rivya-sim", function()
       assert.are.equal("audio/wav", headers["content-type"])
       assert.are.equal("RIFF", body:sub(1, 4))
       assert.are.equal("WAVE", body:sub(9, 12))
-      assert.are.equal(#body - 8, string.unpack("<I4", body, 5))
-      assert.are.equal(#body - 44, string.unpack("<I4", body, 41))
+      assert.are.equal(#body - 8, helper.u32(body, 5, "le"))
+      assert.are.equal(#body - 44, helper.u32(body, 41, "le"))
     end)
 
     it("uploads follow the named model's reference limits", function()
@@ -616,7 +617,7 @@ describe("rivya-sim", function()
       assert.are.equal(201, status)
       assert.is_nil(json)
       local declared = tonumber(headers["content-length"])
-      assert.are.equal(declared // 2, #raw)
+      assert.are.equal(math.floor(declared / 2), #raw)
     end)
 
     it("invalid_json: commits and answers a broken JSON body", function()
@@ -667,6 +668,110 @@ describe("rivya-sim", function()
       assert.are.equal("POST", pending[1].method)
       assert.are.equal(1, sim:control("DELETE", "faults").cleared)
       assert.are.equal(0, #sim:control("GET", "faults").data)
+    end)
+
+    -- one raw HTTP/1.1 GET on the API listener through lua-socket: status,
+    -- headers (lower-case names), the socket (still open, body unread)
+    local function raw_get(path)
+      local socket = require "socket"
+      local c = assert(socket.connect("127.0.0.1", sim.port))
+      c:settimeout(30)
+      assert(c:send(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+        .. "Connection: close\r\n\r\n"):format(path, helper.KEY)))
+      local status = tonumber(assert(c:receive("*l")):match("^HTTP/1%.1 (%d+)"))
+      local headers = {}
+      while true do
+        local line = assert(c:receive("*l"))
+        if line == "" then break end
+        local k, v = line:match("^([^:]+):%s*(.*)$")
+        headers[k:lower()] = v
+      end
+      return status, headers, c
+    end
+
+    it("drip: declares the whole body, then sends it one byte per delay_ms", function()
+      sim:fault{ path = "/api/v1/credits", action = "drip", delay_ms = 1 }
+      local status, json, _, raw = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(200, status)
+      assert.are.equal(1000, json.current_credits)
+      assert.are.equal('{"current_credits":1000}', raw)
+      -- a 10-minute drip: the first byte comes, the second does not
+      sim:fault{ path = "/api/v1/credits", action = "drip", delay_ms = 600000 }
+      local c
+      status, _, c = raw_get("/api/v1/credits")
+      assert.are.equal(200, status)
+      assert.are.equal("{", c:receive(1))
+      c:settimeout(0.3)
+      local got, err = c:receive(1)
+      assert.is_nil(got)
+      assert.are.equal("timeout", err)
+      c:close()
+    end)
+
+    it("huge_header: adds one header of size bytes and keeps the answer", function()
+      sim:fault{ path = "/api/v1/credits", action = "huge_header", size = 200000 }
+      local status, headers, c = raw_get("/api/v1/credits")
+      assert.are.equal(200, status)
+      assert.are.equal(("p"):rep(200000), headers["x-rivya-sim-pad"])
+      assert.are.equal('{"current_credits":1000}', c:receive(tonumber(headers["content-length"])))
+      c:close()
+      sim:fault{ path = "/api/v1/credits", action = "huge_header" }
+      status, headers, c = raw_get("/api/v1/credits")
+      c:close()
+      assert.are.equal(200, status)
+      assert.are.equal(200000, #headers["x-rivya-sim-pad"])
+    end)
+
+    it("gzip: the real body gzip-encoded, or size zero bytes compressed (a bomb)", function()
+      sim:fault{ path = "/api/v1/credits", action = "gzip", times = 2 }
+      local status, json, headers, raw = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(200, status)
+      assert.is_nil(json)
+      assert.are.equal("gzip", headers["content-encoding"])
+      assert.are.equal("\31\139", raw:sub(1, 2))
+      status, json = sim:api("GET", "/api/v1/credits", nil, { extra = { "--compressed" } })
+      assert.are.equal(200, status)
+      assert.are.equal(1000, json.current_credits)
+      sim:fault{ path = "/videos/", listener = "cdn", action = "gzip", size = 20000000, times = 2 }
+      local url = sim.cdn_url .. "/videos/task_none.mp4"
+      local body
+      status, headers, body = helper.curl{ url = url }
+      assert.are.equal(404, status)
+      assert.are.equal("gzip", headers["content-encoding"])
+      assert.are.equal("\31\139", body:sub(1, 2))
+      assert.truthy(#body < 200000, #body)
+      status, headers, body = helper.curl{ url = url, extra = { "--compressed" } }
+      assert.are.equal(404, status)
+      assert.are.equal("gzip", headers["content-encoding"])
+      assert.are.equal(20000000, #body)
+      assert.are.equal(("\0"):rep(1000), body:sub(-1000))
+    end)
+
+    it("partial: 206 with Content-Range and the first size bytes", function()
+      local _, task = create()
+      local done = poll_until(task.id, { succeeded = true })
+      sim:fault{ path = "/videos/", listener = "cdn", action = "partial", size = 1000 }
+      local status, headers, body = helper.curl{ url = done.result.primary_url }
+      local sample = helper.read_file(SAMPLE)
+      assert.are.equal(206, status)
+      assert.are.equal(("bytes 0-999/%d"):format(#sample), headers["content-range"])
+      assert.are.equal("1000", headers["content-length"])
+      assert.are.equal(sample:sub(1, 1000), body)
+    end)
+
+    it("respond: body_base64 carries binary bytes, NUL included", function()
+      sim:fault{ path = "/videos/", listener = "cdn", action = "respond", status = 200,
+        content_type = "video/mp4", body_base64 = "AAAAGGZ0eXBpc29tAAAAAA==" }
+      local status, headers, body = helper.curl{ url = sim.cdn_url .. "/videos/x.mp4" }
+      assert.are.equal(200, status)
+      assert.are.equal("video/mp4", headers["content-type"])
+      assert.are.equal("\0\0\0\24ftypisom\0\0\0\0", body)
+      status = sim:api("POST", "/__sim/faults", { path = "/", action = "respond", body = "x",
+        body_base64 = "eA==" }, { key = false })
+      assert.are.equal(400, status)
+      status = sim:api("POST", "/__sim/faults", { path = "/", action = "respond",
+        body_base64 = "not base64!" }, { key = false })
+      assert.are.equal(400, status)
     end)
 
     it("rejects a fault without path or with an unknown action", function()
@@ -883,7 +988,7 @@ describe("rivya-sim command line", function()
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end
     local err = tmp .. "/err"
-    local _, _, code = os.execute(helper.sh_quote(bin) .. " --port 0 --cdn-port 0 " ..
+    local _, _, code = compat.execute(helper.sh_quote(bin) .. " --port 0 --cdn-port 0 " ..
       table.concat(quoted, " ") .. " >/dev/null 2>" .. helper.sh_quote(err))
     return code, helper.read_file(err)
   end
