@@ -10,6 +10,7 @@ local Ledger = require "rivya.ledger"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
 local compat = require "rivya.compat"
+local cli_catalog = require "rivya.cli.catalog"
 local request = require "rivya.cli.request"
 local context = require "rivya.cli.context"
 
@@ -187,13 +188,14 @@ local function count_of(jobs) return jobs.count or #jobs end
 local function job_at(jobs, i)
   if not jobs.lean then return jobs[i] end
   return { index = i, n = jobs.line and jobs.line[i] or i, offset = jobs.offset[i], output_name = jobs.out[i],
-    request = id_load(jobs, i),
+    request = id_load(jobs, i), ext = jobs.ext and jobs.ext[i],
     credits = jobs.credits and (jobs.credits[i] or jobs.credits[0]) }
 end
 
--- the output name of a job (lean batch jobs keep only explicit ones)
+-- the output name of a job (lean batch jobs keep only explicit ones); the
+-- default takes the extension of the model's media (line-01.png for an image)
 local function output_name(jobs, job)
-  return job.output_name or ("line-%0" .. (jobs.width or 2) .. "d.mp4"):format(job.n)
+  return job.output_name or ("line-%0" .. (jobs.width or 2) .. "d.%s"):format(job.n, job.ext or "mp4")
 end
 
 -- a job's request: kept (sweep, small batches) or read again from its line
@@ -220,7 +222,7 @@ end
 local function prepare_jobs(ctx, jobs, label)
   local seen, bad = {}, 0
   if jobs.lean then
-    jobs.request_parts, jobs.credits = {}, {}
+    jobs.request_parts, jobs.credits, jobs.ext = {}, {}, {}
     for k = 1, #ID_PARTS do jobs.request_parts[k] = {} end
   end
   for i = 1, count_of(jobs) do
@@ -238,10 +240,13 @@ local function prepare_jobs(ctx, jobs, label)
       seen[id] = (seen[id] or 0) + 1
       job.request = core.sha256(seen[id] .. "\n" .. text):sub(1, 32)
       job.credits = credits
+      local ext = cli_catalog.expected_ext(req.model)
+      if ext ~= "mp4" then job.ext = ext end
       -- lean jobs keep nothing else; the others their body and warnings to show
       if jobs.lean then
         -- credits only where they differ from the first line's
         id_store(jobs, i, job.request)
+        jobs.ext[i] = job.ext
         if jobs.credits[0] == nil then jobs.credits[0] = credits end
         if credits ~= jobs.credits[0] then jobs.credits[i] = credits end
       else
