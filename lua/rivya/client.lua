@@ -563,6 +563,14 @@ function Client:_upload_references(prepared, rec, deadline)
   return true
 end
 
+-- task.replayed = true when the answer says the key's earlier task was
+-- given back (the Idempotent-Replayed header): nothing new was reserved
+local function mark_replay(task, headers)
+  if type(headers) == "table" and tostring(headers["idempotent-replayed"]):lower() == "true" then
+    task.replayed = true
+  end
+end
+
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
 -- (req.idempotency_key or a fresh one) that all its retries reuse. With a
@@ -592,6 +600,7 @@ function Client:create(req, o)
     err.idempotency_key = key
     return nil, err
   end
+  local replayed = err
   local task, terr = check_task(v)
   if not task then
     terr.idempotency_key = key
@@ -602,6 +611,7 @@ function Client:create(req, o)
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
   end
   task.idempotency_key = key
+  mark_replay(task, replayed)
   return task
 end
 
@@ -661,6 +671,7 @@ function Client:_create_recorded(prepared, o, cat)
     if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
     return nil, err
   end
+  local replayed = err
   local task, terr = check_task(v)
   if not task then
     ledger:unanswered(key)
@@ -668,6 +679,7 @@ function Client:_create_recorded(prepared, o, cat)
     return nil, terr
   end
   task.idempotency_key = key
+  mark_replay(task, replayed)
   ok, lerr = ledger:answered(key, task)
   if not ok then
     lerr.task, lerr.idempotency_key = task, key
@@ -735,7 +747,7 @@ function Client:_poll(id, deadline, last)
   if task then return task end
   if not TRANSIENT[err.code] then return nil, err end
   if now() >= deadline then return nil, wait_timeout(id, last, err.message) end
-  return false
+  return false, err
 end
 
 -- The id and the last known state of task_or_id | nil, err.
@@ -756,10 +768,10 @@ function Client:wait(task_or_id, opts)
   local id, last = task_ref(task_or_id)
   if not id then return nil, last end
   if FINAL[last and last.status] then return final_result(last) end
-  local deadline, polls = now() + (opts.timeout or self.wait_timeout), 0
+  local deadline, polls, cause = now() + (opts.timeout or self.wait_timeout), 0, nil
   while true do
     local left = deadline - now()
-    if left <= 0 then return nil, wait_timeout(id, last) end
+    if left <= 0 then return nil, wait_timeout(id, last, cause) end
     if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
       yield(WAIT)
     end
@@ -775,6 +787,10 @@ function Client:wait(task_or_id, opts)
       end
     elseif task == nil then
       return nil, err
+    else
+      -- a transient failure: polled again, and named if the deadline comes first
+      cause = ("the last poll failed: %s, after %d attempt%s"):format(err.message, err.attempts or 1,
+        (err.attempts or 1) == 1 and "" or "s")
     end
   end
 end

@@ -16,7 +16,7 @@ local function command(ctx, a, specs)
     end
     for _, job in ipairs(jobs) do
       local prepared, berr, credits = request.check(job.req, job.base_dir, true)
-      if not prepared then return ctx:fail(berr, ("line %d: "):format(job.n)) end
+      if not prepared then return ctx:fail(berr, ("line %d: "):format(job.n), { line = job.n }) end
       total, runs = total + credits, runs + 1
     end
   else
@@ -40,7 +40,7 @@ local function add_to_parser(parser, specs)
   local c = parser:command("estimate", "Credits a run (or --count runs, or a batch) would reserve. Offline.")
   c:argument("prompt", "The prompt."):args("?")
   flags.request_flags(c, specs)
-  c:option("--count", "Number of runs.", "1"):convert(flags.whole):argname("<n>")
+  c:option("--count", "Number of runs.", "1"):convert(flags.whole_of("--count", 1)):argname("<n>")
   c:option("--batch", "A batch file (JSONL) instead of a prompt."):argname("<file.jsonl>")
   flags.common_flags(c)
   return c
