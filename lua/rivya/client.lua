@@ -50,13 +50,13 @@ local OPTIONS = {
 
 -- the options of a call given none: shared, never written to
 local NO_OPTIONS = setmetatable({}, {
-  __newindex = function() error("rivya: internal: NO_OPTIONS is read-only", 2) end,
+  __newindex = function() errors.misuse("rivya: internal: NO_OPTIONS is read-only") end,
 })
 
 local function check_options(where, opts, allowed)
   if opts == nil then return NO_OPTIONS end
   if type(opts) ~= "table" then
-    error(("%s: options must be a table, got %s"):format(where, type(opts)), 3)
+    errors.misuse(("%s: options must be a table, got %s"):format(where, type(opts)))
   end
   for k, v in pairs(opts) do
     local want = allowed[k]
@@ -65,16 +65,16 @@ local function check_options(where, opts, allowed)
       for name in pairs(allowed) do names[#names + 1] = name end
       table.sort(names)
       local hint = type(k) == "string" and core.suggest(k, names)
-      error(("%s: unknown option '%s'%s"):format(where, tostring(k),
-        hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
+      errors.misuse(("%s: unknown option '%s'%s"):format(where, tostring(k),
+        hint and ("; did you mean '" .. hint .. "'?") or ""))
     end
     if want == "seconds" then
       if type(v) ~= "number" or not (v >= 0 and v < math.huge) then
-        error(("%s: option '%s' must be a finite number of seconds >= 0, got %s"):format(where, k,
-          type(v) == "number" and tostring(v) or type(v)), 3)
+        errors.misuse(("%s: option '%s' must be a finite number of seconds >= 0, got %s"):format(where, k,
+          type(v) == "number" and tostring(v) or type(v)))
       end
     elseif want ~= "any" and type(v) ~= want then
-      error(("%s: option '%s' must be a %s, got %s"):format(where, k, want, type(v)), 3)
+      errors.misuse(("%s: option '%s' must be a %s, got %s"):format(where, k, want, type(v)))
     end
   end
   return opts
@@ -88,18 +88,18 @@ end
 -- "https://host:port" from a base URL; raises on anything else
 local function parse_origin(url, allow_http)
   local scheme, hostport, rest = url:match("^(%a[%w+.-]*)://([^/?#]+)(.*)$")
-  if not scheme then error("rivya.new: base_url must look like https://host, got '" .. url .. "'", 3) end
+  if not scheme then errors.misuse("rivya.new: base_url must look like https://host, got '" .. url .. "'") end
   scheme = scheme:lower()
-  if hostport:find("@", 1, true) then error("rivya.new: base_url must not carry credentials", 3) end
-  if rest ~= "" and rest ~= "/" then error("rivya.new: base_url must not have a path, got '" .. rest .. "'", 3) end
+  if hostport:find("@", 1, true) then errors.misuse("rivya.new: base_url must not carry credentials") end
+  if rest ~= "" and rest ~= "/" then errors.misuse("rivya.new: base_url must not have a path, got '" .. rest .. "'") end
   local host = hostport:match("^(%[[^%]]+%])") or hostport:match("^([^:]+)")
   if scheme == "http" then
     if not is_loopback(host) and allow_http ~= host then
-      error(("rivya.new: refusing plain http:// to %s (the API key would travel in clear); "
-        .. "use https, or pass allow_http = %q to opt in"):format(host, host), 3)
+      errors.misuse(("rivya.new: refusing plain http:// to %s (the API key would travel in clear); "
+        .. "use https, or pass allow_http = %q to opt in"):format(host, host))
     end
   elseif scheme ~= "https" then
-    error("rivya.new: base_url scheme must be https (or http on loopback), got " .. scheme, 3)
+    errors.misuse("rivya.new: base_url scheme must be https (or http on loopback), got " .. scheme)
   end
   return scheme .. "://" .. hostport
 end
@@ -116,7 +116,7 @@ local function check_ca_file(path)
     why = (ferr or not pem) and (ferr or "not readable")
       or (not pem:find("-----BEGIN CERTIFICATE-----", 1, true) and "no PEM certificate in it")
   end
-  if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
+  if why then errors.misuse(("rivya.new: ca_file: cannot use %s: %s"):format(path, why)) end
 end
 
 -- opts.ledger: a path, true (the default path; none when RIVYA_LEDGER=off), an
@@ -127,10 +127,10 @@ function Client._open_ledger(spec)
   local path = spec
   if spec == true then path = Ledger.default_path() if not path then return nil end
   elseif type(spec) ~= "string" then
-    error("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec), 4)
+    errors.misuse("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec))
   end
   local ledger, err = Ledger.open(path)
-  if not ledger then error("rivya.new: ledger: " .. tostring(err.message or err), 4) end
+  if not ledger then errors.misuse("rivya.new: ledger: " .. tostring(err.message or err)) end
   return ledger
 end
 
@@ -144,8 +144,8 @@ local function check_key(key)
   if key == "" then return nil end
   local at = key:find("[%c%s]")
   if at then
-    error(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
-      .. "of printable characters)"):format(at), 3)
+    errors.misuse(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
+      .. "of printable characters)"):format(at))
   end
   return key
 end
@@ -169,7 +169,7 @@ function Client.new(opts)
   self.user_agent = (opts.user_agent and (opts.user_agent .. " ") or "")
     .. ("rivya-lua/%s (%s; %s)"):format(core.VERSION, _VERSION, core.curl_version:match("^%S+") or "libcurl")
   if math.type(self.max_retries) ~= "integer" or self.max_retries < 0 then
-    error("rivya.new: max_retries must be a non-negative integer", 2)
+    errors.misuse("rivya.new: max_retries must be a non-negative integer")
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
   self.ledger = nil
@@ -191,8 +191,8 @@ function Client:__tostring()
 end
 
 local function check_open(self)
-  if getmetatable(self) ~= Client then error("rivya: method called without a client (use client:method)", 3) end
-  if self.closed then error("rivya: attempt to use a closed client", 3) end
+  if getmetatable(self) ~= Client then errors.misuse("rivya: method called without a client (use client:method)") end
+  if self.closed then errors.misuse("rivya: attempt to use a closed client") end
 end
 
 --- Backoff before retry number `attempt` (0-based): base·2^attempt capped,
@@ -387,7 +387,7 @@ end
 -- | nil, err: validated against the live catalog (any model it lists).
 function Client:validate(req)
   check_open(self)
-  if type(req) ~= "table" then error("client:validate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("client:validate: expected a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   return cat:validate(req)
@@ -397,7 +397,7 @@ end
 -- when its billing is FIXED (else code "unknown"), after validation.
 function Client:estimate(req)
   check_open(self)
-  if type(req) ~= "table" then error("client:estimate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("client:estimate: expected a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   return cat:estimate(req)
@@ -437,7 +437,7 @@ local function check_task(v)
 end
 
 local function check_id(id)
-  if type(id) ~= "string" then error("rivya: task id must be a string, got " .. type(id), 3) end
+  if type(id) ~= "string" then errors.misuse("rivya: task id must be a string, got " .. type(id)) end
   if not valid_id(id) then
     return nil, errors.new("validation_failed",
       ("task id: expected letters, digits, '_' or '-'; got %q"):format(id:sub(1, 80)), { field = "id" })
@@ -478,7 +478,7 @@ end
 -- upload with a given Idempotency-Key (a ledger's recorded one) or a new one
 function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
-    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
+    errors.misuse("client:upload: kind must be image, video or audio, got " .. opts.kind)
   end
   local models, cat = self:_create_catalog()
   if not models then return nil, cat end
@@ -524,6 +524,18 @@ function Client:_upload(source, opts, key)
        deadline = opts.timeout and now() + opts.timeout })
   if not v then return nil, err end
   if on_progress and reported < info.size then on_progress(info.size, info.size) end
+  return normalize_file(v)
+end
+
+--- The uploaded file `id` ("file_..."): its object as client:upload
+-- returned it (GET /api/v1/files/{id}).
+function Client:file(id)
+  check_open(self)
+  local ok, err = check_id(id)
+  if not ok then return nil, err end
+  local v
+  v, err = self:_api("GET", "/files/" .. id)
+  if not v then return nil, err end
   return normalize_file(v)
 end
 
@@ -579,12 +591,12 @@ end
 -- o (internal): output (where generate will save it), job, attempt, key.
 function Client:create(req, o)
   check_open(self)
-  if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("rivya: create expects a request table, got " .. type(req)) end
   local models, cat = self:_create_catalog()
   if not models then return nil, cat end
   -- local reference paths are inspected and the request validated once,
   -- before the first upload: a request that would fail sends nothing
-  local prepared, perr = refs.prepare(req, { catalog = cat })
+  local prepared, perr = refs.prepare(req, { catalog = cat, resolve = function(id) return self:file(id) end })
   if not prepared then return nil, perr end
   if self.ledger then return self:_create_recorded(prepared, o or NO_OPTIONS, cat) end
   local deadline = o and o.deadline
@@ -944,9 +956,21 @@ local DOWNLOAD_OPTIONS = { on_progress = "function", timeout = "seconds" }
 function Client:download(task_or_url, path, opts)
   check_open(self)
   if type(path) ~= "string" or path == "" then
-    error("rivya: download expects a destination path string, got " .. type(path), 2)
+    errors.misuse("rivya: download expects a destination path string, got "
+      .. (path == "" and "an empty string" or type(path)))
   end
   opts = check_options("client:download", opts, DOWNLOAD_OPTIONS)
+  if type(task_or_url) == "string" and not task_or_url:match("^%a[%w+.-]*://") then
+    -- a task id: fetched, and it must have succeeded
+    local task, terr = self:get(task_or_url)
+    if not task then return nil, terr end
+    if task.status == "failed" then return final_result(task) end
+    if task.status ~= "succeeded" then
+      return nil, errors.new("validation_failed", ("task %s is %s, not succeeded yet: wait for it first")
+        :format(task.id, tostring(task.status)), { field = "task", task = task })
+    end
+    task_or_url = task
+  end
   local url = task_or_url
   if type(task_or_url) == "table" then
     local r = task_or_url.result
@@ -957,7 +981,7 @@ function Client:download(task_or_url, path, opts)
         { field = "task" })
     end
   elseif type(url) ~= "string" then
-    error("rivya: download expects a task or a URL, got " .. type(task_or_url), 2)
+    errors.misuse("rivya: download expects a task or a URL, got " .. type(task_or_url))
   end
   if not url:match("^[hH][tT][tT][pP][sS]?://") then
     return nil, errors.new("validation_failed", "expected an http(s) URL, got " .. url:sub(1, 80), { field = "url" })

@@ -214,7 +214,8 @@ end
 local function request_flags(cmd, specs, list_mode)
   cmd:option("--model", "Model id (default " .. default_model() .. ").")
   add_param_flags(cmd, specs, list_mode)
-  cmd:option("--ref", "A reference file (image or video), uploaded first; repeat for two.")
+  cmd:option("--ref", "A reference: a local file (uploaded first), an uploaded file's id (file_...) "
+    .. "or URL; repeat for two.")
     :argname("<file>"):count("*")
 end
 

@@ -174,7 +174,7 @@ end
 local function prepare_jobs(ctx, jobs, label)
   local seen, bad = {}, 0
   for _, job in ipairs(jobs) do
-    local prepared, body, credits = request.check(job.req, job.base_dir, true)
+    local prepared, body, credits = request.check(ctx, job.req, job.base_dir, true)
     if not prepared then
       ctx:fail(body, ("%s %d: "):format(label, job.n), { [label] = job.n })
       bad = bad + 1

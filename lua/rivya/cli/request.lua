@@ -10,10 +10,15 @@ local shallow_copy = util.shallow_copy
 --- Check `req` offline through rivya.refs, as client:create does: local
 -- paths in params.referenceMediaItems (relative to base_dir) inspected and
 -- validated once, so a request that would fail sends nothing, not even an
--- upload. With `credits`, also what a run reserves.
+-- upload. With `credits`, also what a run reserves. Uploaded files named
+-- by id are looked up through ctx's client (the only network use here).
 -- Returns prepared (rivya.refs), the body as printed, credits | nil, err.
-local function check_request(req, base_dir, credits)
-  local prepared, err = refs.prepare(req, { base_dir = base_dir })
+local function check_request(ctx, req, base_dir, credits)
+  local prepared, err = refs.prepare(req, { base_dir = base_dir, resolve = function(id)
+    local client, cerr = ctx:client(true)
+    if not client then return nil, cerr end
+    return client:file(id)
+  end })
   if not prepared then return nil, err end
   local n
   if credits then

@@ -9,6 +9,7 @@ local context = require "rivya.cli.context"
 local EXIT = util.EXIT
 
 local function command(ctx, a)
+  if a.file == "" then return ctx:usage("FILE: a destination path is needed, got ''") end
   local client, cerr = ctx:client(true)
   if not client then return context.client_fail(ctx, cerr) end
   local p = { id = a.id, phase = "downloading" }

@@ -15,7 +15,7 @@ local function command(ctx, a, specs)
       return ctx:fail(err)
     end
     for _, job in ipairs(jobs) do
-      local prepared, berr, credits = request.check(job.req, job.base_dir, true)
+      local prepared, berr, credits = request.check(ctx, job.req, job.base_dir, true)
       if not prepared then return ctx:fail(berr, ("line %d: "):format(job.n), { line = job.n }) end
       total, runs = total + credits, runs + 1
     end
@@ -23,7 +23,7 @@ local function command(ctx, a, specs)
     if not a.prompt then return ctx:usage("estimate needs a PROMPT (and flags), or --batch FILE.jsonl") end
     local req, uerr = request.from_args(ctx, a, specs)
     if not req then return ctx:usage(uerr) end
-    local prepared, err, credits = request.check(req, nil, true)
+    local prepared, err, credits = request.check(ctx, req, nil, true)
     if not prepared then return ctx:fail(err) end
     runs = a.count
     total = credits * runs

@@ -10,7 +10,7 @@ local EXIT = util.EXIT
 local function command(ctx, a, specs)
   local req, uerr = request.from_args(ctx, a, specs)
   if not req then return ctx:usage(uerr) end
-  local prepared, perr = request.check(req)
+  local prepared, perr = request.check(ctx, req)
   if not prepared then return ctx:fail(perr) end
   ctx:warnings(prepared.warnings)
   local client, cerr = ctx:client(true)
