@@ -34,6 +34,10 @@ end
 local function error_line(err)
   local s = tostring(err)
   if s:sub(1, 7) ~= "rivya: " then s = "rivya: " .. s end
+  -- say that it was tried again, when it was
+  if type(err) == "table" and math.type(err.attempts) == "integer" and err.attempts > 1 then
+    s = s .. (" (tried %d times)"):format(err.attempts)
+  end
   return s
 end
 
