@@ -262,12 +262,16 @@ end
 -- included), decode (JSON answer expected), on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
 function Client:_exchange(spec, o)
-  local attempt = 0
+  local attempt, last = 0, nil
   while true do
     if o.deadline then
       local left = o.deadline - now()
       if left <= 0 then
-        return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
+        -- after failed attempts, the last one's cause is the news
+        local e = self:_timeout(spec, "the call's deadline passed before the request could be sent"
+          .. (last and ("; attempt %d of it failed: %s"):format(attempt, last.message) or ""))
+        e.attempts = attempt > 0 and attempt or nil
+        return nil, e
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
@@ -313,6 +317,7 @@ function Client:_exchange(spec, o)
     -- on_retry({attempt = n (1 for the first retry), delay = seconds, error = err}):
     -- what a progress display shows while the client keeps trying
     if self.on_retry then self.on_retry({ attempt = attempt + 1, delay = delay, error = err }) end
+    last = err
     sched.sleep(delay, self.waiter)
     attempt = attempt + 1
   end
@@ -733,6 +738,17 @@ local function final_result(task)
   return nil, errors.new("generation_failed", msg, { task = task })
 end
 
+-- What a failed poll says about why a wait ran out: a request that failed
+-- (it has attempts) is the news; "no time left to send one" is not, when
+-- an earlier poll failed for a reason.
+local function poll_cause(err, cause)
+  if err.attempts or not cause then
+    local n = err.attempts or 1
+    return ("the last poll failed: %s, after %d attempt%s"):format(err.message, n, n == 1 and "" or "s")
+  end
+  return cause
+end
+
 local function wait_timeout(id, last, why)
   return errors.new("timeout", ("task %s not final after the wait deadline%s"):format(id,
     why and " (" .. why .. ")" or ""), { task = last })
@@ -753,13 +769,12 @@ end
 -- passed). Inside gather it runs on a stand-in coroutine (sched.park_call)
 -- with a transfer slot taken at the end of the pause (sched.park_sleep):
 -- thousands of polls due at once queue in line with small stacks.
-function Client:_poll(id, deadline, last)
+function Client:_poll(id, deadline)
   local task, err = self:_get(id, deadline)
   sched.unreserve(self.session)
   if task then return task end
   if not TRANSIENT[err.code] then return nil, err end
-  if now() >= deadline then return nil, wait_timeout(id, last, err.message) end
-  return false, err
+  return false, err   -- the caller polls again, or names it when its deadline has come
 end
 
 -- The id and the last known state of task_or_id | nil, err.
@@ -788,7 +803,7 @@ function Client:wait(task_or_id, opts)
       yield(WAIT)
     end
     polls = polls + 1
-    local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+    local parked, task, err = park_call({ Client._poll, self, id, deadline })
     if parked then task, err = unpark(yield(WAIT)) end
     if task then
       local changed = task.status ~= (last and last.status)   -- last.status: the status seen so far
@@ -801,8 +816,7 @@ function Client:wait(task_or_id, opts)
       return nil, err
     else
       -- a transient failure: polled again, and named if the deadline comes first
-      cause = ("the last poll failed: %s, after %d attempt%s"):format(err.message, err.attempts or 1,
-        (err.attempts or 1) == 1 and "" or "s")
+      cause = poll_cause(err, cause)
     end
   end
 end
@@ -814,7 +828,7 @@ function Client:updates(task_or_id, opts)
   check_open(self)
   opts = check_options("client:updates", opts, { interval = "seconds", timeout = "seconds" })
   local id, last = task_ref(task_or_id)
-  local deadline, polls, finished = now() + (opts.timeout or self.wait_timeout), 0, false
+  local deadline, polls, finished, cause = now() + (opts.timeout or self.wait_timeout), 0, false, nil
   return function()
     if finished then return nil end
     if not id then
@@ -831,13 +845,13 @@ function Client:updates(task_or_id, opts)
       local left = deadline - now()
       if left <= 0 then
         finished = true
-        return false, wait_timeout(id, last)
+        return false, wait_timeout(id, last, cause)
       end
       if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
         yield(WAIT)
       end
       polls = polls + 1
-      local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+      local parked, task, err = park_call({ Client._poll, self, id, deadline })
       if parked then task, err = unpark(yield(WAIT)) end
       if task then
         local changed = task.status ~= (last and last.status)
@@ -846,6 +860,8 @@ function Client:updates(task_or_id, opts)
       elseif task == nil then
         finished = true
         return false, err
+      else
+        cause = poll_cause(err, cause)
       end
     end
   end

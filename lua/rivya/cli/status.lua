@@ -47,7 +47,7 @@ function Status:redraw(force)
   self.last = t
   local line = printable(self.render(self))
   if self.retry and t < self.retry.until_at then
-    line = line .. "  " .. self.retry.text(t)
+    line = line .. "  " .. printable(self.retry.text(t))
   end
   -- one row short of the last column: a character there would wrap the
   -- cursor on some terminals and "\r" would no longer return to its start
@@ -66,6 +66,7 @@ end
 
 --- An event: a plain line when not on a terminal (the live line shows it otherwise).
 function Status:event(line)
+  self.retry = nil   -- something happened: the call that was retried got through
   if self.mode == "plain" then self.stream:write("rivya: ", printable(line), "\n") end
   self:redraw(true)   -- events are few (status changes), each one is shown
 end
@@ -93,16 +94,18 @@ function Status:retrying(r, tries)
   local attempt = r.attempt + 1
   local at = core.now() + r.delay
   local of = tries and ("/" .. tries) or ""
-  if self.mode == "tty" then
-    self.retry = { until_at = at + 1, text = function(t)
+  if self.mode == "tty" and self.render then
+    -- the cause last: on a narrow terminal it is what gets cut
+    self.retry = { until_at = at + 0.5, text = function(t)
       local left = at - t
-      return ("retrying: %s, attempt %d%s%s"):format(cause, attempt, of,
-        left > 0 and (", next in " .. seconds(left)) or "")
+      return ("retrying (attempt %d%s%s): %s"):format(attempt, of,
+        left > 0 and (", next in " .. seconds(left)) or "", cause)
     end }
     self:redraw(true)
-  elseif self.mode == "plain" then
-    self.stream:write("rivya: ", printable(("retrying: %s, attempt %d%s in %s"):format(cause, attempt, of,
-      seconds(r.delay))), "\n")
+  elseif self.mode ~= "quiet" then
+    self:clear()
+    self.stream:write("rivya: ", printable(("retrying (attempt %d%s in %s): %s"):format(attempt, of,
+      seconds(r.delay), cause)), "\n")
   end
 end
 

@@ -100,7 +100,7 @@ end
 
 -- wait for a task and download its result; p is the live line's state
 local function wait_and_download(ctx, a, client, task, out, p)
-  p.id, p.phase = task.id, task.status
+  p.id, p.phase = task.id, task.status or p.phase
   -- a.interval: --interval, else RIVYA_POLL_INTERVAL, else the library's pace
   local o = { interval = a.interval, timeout = a.timeout }
   o.on_update = function(t)
