@@ -41,8 +41,8 @@ LUA_INCDIR ?= $(shell $(PKG_CONFIG) --cflags-only-I $(LUA_PC) 2>/dev/null | sed 
 CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null)
 SQLITE_LIBS ?= $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
-MHD_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libmicrohttpd jansson 2>/dev/null)
-MHD_LIBS ?= $(shell $(PKG_CONFIG) --libs libmicrohttpd jansson 2>/dev/null)
+MHD_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libmicrohttpd jansson zlib 2>/dev/null)
+MHD_LIBS ?= $(shell $(PKG_CONFIG) --libs libmicrohttpd jansson zlib 2>/dev/null)
 SANITIZE ?=
 
 ifeq ($(LUA_TAG),5.4)
@@ -52,6 +52,8 @@ else
 endif
 CORE_SRC := $(wildcard src/*.c)
 SIM_SRC := $(wildcard sim/*.c)
+# C shared by the core and rivya-sim (plain C, no Lua)
+SIM_SHARED := src/sha256.c
 CORE_SO := $(BUILD)/rivya/core.so
 SIM_BIN := $(BUILD)/rivya-sim
 
@@ -68,6 +70,9 @@ DEB_PACKAGES += luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2
 DEB_PACKAGES += libsqlite3-dev sqlite3
 # the concurrency specs drive rivya from two real event loops
 DEB_PACKAGES += lua-cqueues lua-luv
+# spec/sim_spec.lua receives rivya-sim's webhook deliveries on a lua-socket server;
+# rivya-sim's gzip fault compresses with zlib
+DEB_PACKAGES += lua-socket zlib1g-dev
 # make bench only: hyperfine, GNU time, and Debian's lua-curl (built for Lua
 # 5.1/5.2 only) as the Lua yardstick
 BENCH_PACKAGES := hyperfine time lua5.1 lua-curl lua-cjson
@@ -100,10 +105,10 @@ $(EMBED_BIN): examples/embed/host.c src/compat.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) -I$(LUA_INCDIR) -Isrc -o $@ $< $(LUA_LIBS) -lpthread $(LDFLAGS)
 
-$(SIM_BIN): $(SIM_SRC) $(wildcard sim/*.h) $(BUILD)/sim_catalog.c
+$(SIM_BIN): $(SIM_SRC) $(SIM_SHARED) $(wildcard sim/*.h) src/sha256.h $(BUILD)/sim_catalog.c
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) $(MHD_CFLAGS) -o $@ $(SIM_SRC) \
-	  $(BUILD)/sim_catalog.c $(MHD_LIBS) -lpthread $(LDFLAGS)
+	$(CC) $(WARN) $(DEFS) $(CFLAGS) $(SANITIZE) $(MHD_CFLAGS) $(CURL_CFLAGS) -o $@ $(SIM_SRC) \
+	  $(SIM_SHARED) $(BUILD)/sim_catalog.c $(MHD_LIBS) $(CURL_LIBS) -lpthread $(LDFLAGS)
 
 # sim/catalog.json built into rivya-sim as bytes (od: no tool beyond coreutils)
 %/sim_catalog.c: sim/catalog.json
@@ -117,7 +122,7 @@ $(SIM_BIN): $(SIM_SRC) $(wildcard sim/*.h) $(BUILD)/sim_catalog.c
 # regenerate the embedded sample video (needs xxd); the result is committed
 sim/sample_mp4.c: sim/sample.mp4
 	{ echo '/* sample.mp4 (2 s, 160x90, H.264) embedded: the video rivya-sim serves as results. Made by `make sim/sample_mp4.c`. */'; \
-	  cd sim && xxd -i -n rv_sample_mp4 sample.mp4 | sed 's/^unsigned/const unsigned/'; } > $@
+	  cd sim && xxd -i -n sim_sample_mp4 sample.mp4 | sed 's/^unsigned/const unsigned/'; } > $@
 
 # Install missing Debian packages (idempotent, silent when all are present).
 setup:
@@ -131,8 +136,14 @@ setup:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+PARSE_CHECK := local bad = 0 for f in io.lines() do local ok, e = loadfile(f) if not ok then bad = bad + 1 \
+  io.stderr:write(e, "\n") end end if bad > 0 then io.stderr:write(_VERSION, ": files that do not parse\n") os.exit(1) end
+# luacheck parses 5.4; every other interpreter installed must parse each file
+# too (no goto, //, bit operators, <close> or \u{...} where it has none)
 lint:
 	$(LUACHECK) -q lua spec examples bin/rivya $(wildcard bench) $(wildcard fuzz/*.lua)
+	@for l in $(filter-out lua5.4,$(LUA_ALL)); do command -v $$l >/dev/null || continue; \
+	  { find lua spec examples bench -name '*.lua'; ls fuzz/*.lua bin/rivya; } | $$l -e '$(PARSE_CHECK)' || exit 1; done
 
 # busted's output and every simulator's stderr (kept in $(BUILD)/sim-logs by
 # spec/helper.lua) are scanned for the specs' API keys: a leak is a failure.
@@ -210,6 +221,7 @@ docs:
 # Benchmarks (not part of test): each prints a markdown table with date and machine.
 bench: setup build
 	@$(MAKE) --no-print-directory setup DEB_PACKAGES="$(BENCH_PACKAGES)"
+	@for l in $(LUA_ALL); do $(MAKE) --no-print-directory LUA=$$l build >/dev/null || exit 1; done
 	@set -o pipefail; for b in bench/*.lua; do echo "== $$b"; $(LUA) $$b || exit 1; echo; done \
 	  | tee bench/results.md
 
@@ -297,10 +309,11 @@ $(FUZZ_BUILD)/json_fuzz: fuzz/json_fuzz.c fuzz/json_fuzz.lua $(CORE_SRC) $(FUZZ_
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' $(CURL_CFLAGS) -o $@ $< \
 	  $(filter-out src/transfer.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) $(SQLITE_LIBS) -lpthread -lm
 
-$(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(wildcard sim/*.h) $(FUZZ_BUILD)/sim_catalog.c
+$(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(SIM_SHARED) $(wildcard sim/*.h) $(FUZZ_BUILD)/sim_catalog.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) $(MHD_CFLAGS) -o $@ $< \
-	  $(filter-out sim/main.c,$(SIM_SRC)) $(FUZZ_BUILD)/sim_catalog.c $(MHD_LIBS) -lpthread -lm
+	  $(filter-out sim/main.c,$(SIM_SRC)) $(SIM_SHARED) $(FUZZ_BUILD)/sim_catalog.c $(MHD_LIBS) $(CURL_LIBS) \
+	  -lpthread -lm
 
 fuzz-build: setup-dev
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)

@@ -5,41 +5,34 @@
 ** in /__sim/requests and never hit by faults.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "sim.h"
 
-static const char *const fault_keys[] = {
-  "listener", "method", "path", "times", "action", "status", "headers", "body",
-  "content_type", "delay_ms", "size", "location", NULL
-};
-static const char *const fault_actions[] = {
-  "respond", "drop", "drop_after_commit", "delay", "stall", "truncate", "invalid_json",
-  "wrong_content_type", "oversized", "redirect", NULL
-};
 
 /*
 ** GET /__sim/ledger: counters, balance, tasks and files, after due moves.
 ** connections / cdn_connections: TCP connections accepted since the reset
 ** on each listener, not counting those that began with a control request.
 */
-static void ledger(rv_req *rq, rv_reply *r) {
-  rv_state *s = rq->s;
+static void ledger(sim_req *rq, sim_reply *r) {
+  sim_state *s = rq->s;
   json_t *tasks = json_array(), *files = json_array(), *o;
   size_t i;
-  rv_lock(s);
-  rv_tasks_advance_all_locked(s);
+  sim_lock(s);
+  sim_tasks_advance_all_locked(s);
   for (i = 0; i < s->ntasks; i++) {
-    const rv_task *t = s->tasks[i];
+    const sim_task *t = s->tasks[i];
     json_t *e = json_pack("{s:s,s:s,s:s,s:s?,s:O}", "id", t->id,
-                          "status", rv_task_status_name(t->status), "prompt", t->prompt,
+                          "status", sim_task_status_name(t->status), "prompt", t->prompt,
                           "idempotency_key", t->idem_key, "params", t->params);
     if (e && t->warnings) json_object_set(e, "warnings", t->warnings);
     json_array_append_new(tasks, e);
   }
   for (i = 0; i < s->nfiles; i++) {
-    const rv_file *f = s->files[i];
+    const sim_file *f = s->files[i];
     json_array_append_new(files, json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "id", f->id,
                                            "name", f->name, "size_bytes", (json_int_t)f->size,
                                            "sha256", f->sha256, "kind", f->kind,
@@ -58,28 +51,32 @@ static void ledger(rv_req *rq, rv_reply *r) {
                 "connections", (json_int_t)s->connections,
                 "cdn_connections", (json_int_t)s->cdn_connections,
                 "tasks", tasks, "files_list", files);
-  rv_unlock(s);
-  rv_reply_json(r, 200, o);
+  if (o) json_object_set_new(o, "webhook_attempts", json_integer(s->webhook_attempts));
+  sim_unlock(s);
+  sim_reply_json(r, 200, o);
 }
 
 /* config_json_locked: the runtime config as POST /__sim/config answers it */
-static json_t *config_json_locked(rv_state *s) {
-  return json_pack("{s:I,s:f,s:I,s:b}", "credits", (json_int_t)s->credits,
+static json_t *config_json_locked(sim_state *s) {
+  return json_pack("{s:I,s:f,s:I,s:b,s:f,s:I,s:f}", "credits", (json_int_t)s->credits,
                    "task_seconds", s->task_seconds, "task_polls", (json_int_t)s->task_polls,
-                   "public_api_disabled", s->public_api_disabled);
+                   "public_api_disabled", s->public_api_disabled,
+                   "webhook_retry_seconds", s->webhook_retry_seconds,
+                   "webhook_attempts", (json_int_t)s->webhook_max_attempts,
+                   "webhook_timeout", s->webhook_timeout);
 }
 
 /*
 ** parse_body: the request body of `rq` as a JSON object (an empty body is
 ** {}), or NULL with a 400 in `r`.
 */
-static json_t *parse_body(rv_req *rq, rv_reply *r) {
+static json_t *parse_body(sim_req *rq, sim_reply *r) {
   json_error_t e;
   json_t *b;
   if (!rq->body || rq->body_len == 0) return json_object();
   b = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
   if (!b) {
-    rv_reply_error(rq, r, 400, "validation_failed", "body",
+    sim_reply_error(rq, r, 400, "validation_failed", "body",
                    "body: invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
     return NULL;
   }
@@ -91,21 +88,21 @@ static json_t *parse_body(rv_req *rq, rv_reply *r) {
 ** task_polls, public_api_disabled (all checked before any is applied);
 ** GET answers the config.
 */
-static void config(rv_req *rq, rv_reply *r, int post) {
-  rv_state *s = rq->s;
+static void config(sim_req *rq, sim_reply *r, int post) {
+  sim_state *s = rq->s;
   json_t *b, *v;
   const char *k;
   char got[128];
   if (!post) {
-    rv_lock(s);
-    rv_reply_json(r, 200, config_json_locked(s));
-    rv_unlock(s);
+    sim_lock(s);
+    sim_reply_json(r, 200, config_json_locked(s));
+    sim_unlock(s);
     return;
   }
   if (!(b = parse_body(rq, r))) return;
   if (!json_is_object(b)) {
-    rv_describe(b, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected an object; got %s",
+    sim_describe(b, got, sizeof got);
+    sim_reply_error(rq, r, 400, "validation_failed", "body", "body: expected an object; got %s",
                    got);
     json_decref(b);
     return;
@@ -116,152 +113,99 @@ static void config(rv_req *rq, rv_reply *r, int post) {
     else if (strcmp(k, "task_seconds") == 0) ok = json_is_number(v) && json_number_value(v) >= 0;
     else if (strcmp(k, "task_polls") == 0) ok = json_is_integer(v) && json_integer_value(v) >= 0;
     else if (strcmp(k, "public_api_disabled") == 0) ok = json_is_boolean(v);
+    else if (strcmp(k, "webhook_retry_seconds") == 0)
+      ok = json_is_number(v) && json_number_value(v) >= 0 && json_number_value(v) <= 3600;
+    else if (strcmp(k, "webhook_attempts") == 0)
+      ok = json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 20;
+    else if (strcmp(k, "webhook_timeout") == 0)
+      ok = json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) <= 60;
     else {
-      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown config key; allowed: "
-                     "credits, task_seconds, task_polls, public_api_disabled", k);
+      sim_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown config key; allowed: "
+                     "credits, task_seconds, task_polls, public_api_disabled, "
+                     "webhook_retry_seconds, webhook_attempts, webhook_timeout", k);
       json_decref(b);
       return;
     }
     if (!ok) {
-      rv_describe(v, got, sizeof got);
-      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
+      sim_describe(v, got, sizeof got);
+      sim_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
                      strcmp(k, "public_api_disabled") == 0 ? "true or false"
-                     : strcmp(k, "task_seconds") == 0 ? "a number >= 0" : "an integer >= 0",
+                     : strcmp(k, "task_seconds") == 0 ? "a number >= 0"
+                     : strcmp(k, "webhook_retry_seconds") == 0 ? "seconds from 0 to 3600"
+                     : strcmp(k, "webhook_attempts") == 0 ? "an integer from 1 to 20"
+                     : strcmp(k, "webhook_timeout") == 0 ? "seconds above 0, at most 60"
+                     : "an integer >= 0",
                      got);
       json_decref(b);
       return;
     }
   }
-  rv_lock(s);
+  sim_lock(s);
   if ((v = json_object_get(b, "credits"))) s->credits = json_integer_value(v);
   if ((v = json_object_get(b, "task_seconds"))) s->task_seconds = json_number_value(v);
   if ((v = json_object_get(b, "task_polls"))) s->task_polls = (long)json_integer_value(v);
   if ((v = json_object_get(b, "public_api_disabled"))) s->public_api_disabled = json_is_true(v);
-  rv_reply_json(r, 200, config_json_locked(s));
-  rv_unlock(s);
+  if ((v = json_object_get(b, "webhook_retry_seconds")))
+    s->webhook_retry_seconds = json_number_value(v);
+  if ((v = json_object_get(b, "webhook_attempts"))) s->webhook_max_attempts = (long)json_integer_value(v);
+  if ((v = json_object_get(b, "webhook_timeout"))) s->webhook_timeout = json_number_value(v);
+  sim_reply_json(r, 200, config_json_locked(s));
+  sim_unlock(s);
   json_decref(b);
 }
 
-/* no_crlf: 1 when `s` holds no CR or LF (it goes into a header) */
-static int no_crlf(const char *s) {
-  return !strchr(s, '\r') && !strchr(s, '\n');
-}
-
 /*
-** check_fault: fault object `f` (index `i` of the request) into a new
-** normalized copy with defaults filled in, or NULL with a 400 in `r`.
+** faults: POST queues a fault (or an array of them: all are checked
+** before any is queued) and answers the number pending; GET lists the
+** pending ones; DELETE clears them. fault.c parses each object.
 */
-static json_t *check_fault(rv_req *rq, rv_reply *r, const json_t *f, size_t i) {
-  char got[128], field[96];
-  const char *k, *str;
-  json_t *v, *norm;
-  if (!json_is_object(f)) {
-    rv_describe(f, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "fault", "fault %zu: expected an object; "
-                   "got %s", i, got);
-    return NULL;
-  }
-  json_object_foreach((json_t *)f, k, v) {
-    int ok = 1;
-    snprintf(field, sizeof field, "%s", k);
-    if (!rv_listed(fault_keys, k)) {
-      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: unknown fault key; allowed: "
-                     "listener, method, path, times, action, status, headers, body, "
-                     "content_type, delay_ms, size, location", field);
-      return NULL;
-    }
-    str = json_string_value(v);
-    if (strcmp(k, "listener") == 0)
-      ok = str && (strcmp(str, "api") == 0 || strcmp(str, "cdn") == 0);
-    else if (strcmp(k, "path") == 0) ok = str && str[0] == '/';
-    else if (strcmp(k, "action") == 0) ok = str && rv_listed(fault_actions, str);
-    else if (strcmp(k, "method") == 0) ok = str && str[0];
-    else if (strcmp(k, "times") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 1;
-    else if (strcmp(k, "status") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 100 && json_integer_value(v) <= 599;
-    else if (strcmp(k, "delay_ms") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 600000;
-    else if (strcmp(k, "size") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
-           json_integer_value(v) <= 1000000000000LL;
-    else if (strcmp(k, "body") == 0) ok = str != NULL;
-    else if (strcmp(k, "content_type") == 0 || strcmp(k, "location") == 0)
-      ok = str && no_crlf(str);
-    else if (strcmp(k, "headers") == 0) {
-      const char *hk;
-      json_t *hv;
-      ok = json_is_object(v);
-      json_object_foreach(v, hk, hv) {
-        if (!json_is_string(hv) || !no_crlf(hk) || !no_crlf(json_string_value(hv)) ||
-            !hk[0] || strchr(hk, ':') || strchr(hk, ' '))
-          ok = 0;
-      }
-    }
-    if (!ok) {
-      rv_describe(v, got, sizeof got);
-      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: invalid value %s; see the "
-                     "fault object in the simulator's documentation", field, got);
-      return NULL;
-    }
-  }
-  if (!json_object_get(f, "path") || !json_object_get(f, "action")) {
-    const char *missing = json_object_get(f, "path") ? "action" : "path";
-    rv_reply_error(rq, r, 400, "validation_failed", missing, "%s: required in a fault", missing);
-    return NULL;
-  }
-  if (strcmp(json_string_value(json_object_get(f, "action")), "redirect") == 0 &&
-      !json_object_get(f, "location")) {
-    rv_reply_error(rq, r, 400, "validation_failed", "location",
-                   "location: required for a redirect fault");
-    return NULL;
-  }
-  norm = json_deep_copy(f);
-  if (!json_object_get(norm, "listener")) json_object_set_new(norm, "listener", json_string("api"));
-  if (!json_object_get(norm, "times")) json_object_set_new(norm, "times", json_integer(1));
-  return norm;
-}
-
-/*
-** faults: POST queues a fault (or an array of them) and answers the number
-** pending; GET lists the pending ones; DELETE clears them.
-*/
-static void faults(rv_req *rq, rv_reply *r, const char *method) {
-  rv_state *s = rq->s;
+static void faults(sim_req *rq, sim_reply *r, const char *method) {
+  sim_state *s = rq->s;
   json_t *b, *list;
+  sim_fault **parsed;
   size_t i, n;
   if (strcmp(method, "GET") == 0) {
-    rv_lock(s);
-    rv_reply_json(r, 200, json_pack("{s:O,s:I}", "data", s->faults, "pending",
-                                    (json_int_t)json_array_size(s->faults)));
-    rv_unlock(s);
+    sim_lock(s);
+    sim_reply_json(r, 200, json_pack("{s:o,s:I}", "data", sim_faults_json_locked(s), "pending",
+                                    (json_int_t)s->nfaults));
+    sim_unlock(s);
     return;
   }
   if (strcmp(method, "DELETE") == 0) {
-    rv_lock(s);
-    n = json_array_size(s->faults);
-    json_array_clear(s->faults);
-    rv_unlock(s);
-    rv_reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
+    sim_lock(s);
+    n = s->nfaults;
+    sim_faults_clear_locked(s);
+    sim_unlock(s);
+    sim_reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
     return;
   }
   if (!(b = parse_body(rq, r))) return;
   list = json_is_array(b) ? json_incref(b) : json_pack("[O]", b);
   json_decref(b);
+  parsed = calloc(json_array_size(list) + 1, sizeof *parsed);
+  if (!parsed) {
+    json_decref(list);
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    return;
+  }
   for (i = 0; i < json_array_size(list); i++) {
-    json_t *norm = check_fault(rq, r, json_array_get(list, i), i);
-    if (!norm) {
+    char field[64], msg[512];
+    if (!(parsed[i] = sim_fault_parse(json_array_get(list, i), field, sizeof field, msg,
+                                      sizeof msg))) {
+      sim_reply_error(rq, r, 400, "validation_failed", field, "fault %zu: %s", i, msg);
+      while (i-- > 0) sim_fault_free(parsed[i]);
+      free(parsed);
       json_decref(list);
       return;
     }
-    json_array_set_new(list, i, norm);
   }
-  rv_lock(s);
-  json_array_extend(s->faults, list);
-  n = json_array_size(s->faults);
-  rv_unlock(s);
+  sim_lock(s);
+  for (i = 0; i < json_array_size(list); i++) sim_faults_add_locked(s, parsed[i]);
+  n = s->nfaults;
+  sim_unlock(s);
+  free(parsed);
   json_decref(list);
-  rv_reply_json(r, 200, json_pack("{s:I}", "queued", (json_int_t)n));
+  sim_reply_json(r, 200, json_pack("{s:I}", "queued", (json_int_t)n));
 }
 
 /* method_ok: 1 when `method` is one of `allow` (", "-separated) */
@@ -278,9 +222,9 @@ static int method_ok(const char *method, const char *allow) {
 }
 
 /*
-** rv_control: answer the control request `rq` (/__sim/...) into `r`.
+** sim_control: answer the control request `rq` (/__sim/...) into `r`.
 */
-void rv_control(rv_req *rq, rv_reply *r) {
+void sim_control(sim_req *rq, sim_reply *r) {
   static const struct { const char *path, *allow; } eps[] = {
     { "/__sim/ledger", "GET, HEAD" }, { "/__sim/requests", "GET, HEAD" },
     { "/__sim/reset", "POST" }, { "/__sim/config", "GET, HEAD, POST" },
@@ -291,13 +235,13 @@ void rv_control(rv_req *rq, rv_reply *r) {
   for (i = 0; i < sizeof eps / sizeof eps[0]; i++)
     if (strcmp(rq->path, eps[i].path) == 0) break;
   if (i == sizeof eps / sizeof eps[0]) {
-    rv_reply_error(rq, r, 404, "not_found", NULL, "no control endpoint %s; known: "
+    sim_reply_error(rq, r, 404, "not_found", NULL, "no control endpoint %s; known: "
                    "/__sim/ledger, /__sim/requests, /__sim/reset, /__sim/config, "
                    "/__sim/faults", rq->path);
     return;
   }
   if (!method_ok(method, eps[i].allow)) {
-    rv_reply_error(rq, r, 405, "method_not_allowed", NULL, "%s does not take %s; allowed: %s",
+    sim_reply_error(rq, r, 405, "method_not_allowed", NULL, "%s does not take %s; allowed: %s",
                    rq->path, rq->method, eps[i].allow);
     r->allow = eps[i].allow;
     return;
@@ -307,16 +251,16 @@ void rv_control(rv_req *rq, rv_reply *r) {
       ledger(rq, r);
       break;
     case 1:
-      rv_lock(rq->s);
-      rv_reply_json(r, 200, rv_reqlog_json_locked(rq->s));
-      rv_unlock(rq->s);
+      sim_lock(rq->s);
+      sim_reply_json(r, 200, sim_reqlog_json_locked(rq->s));
+      sim_unlock(rq->s);
       break;
     case 2:
-      rv_lock(rq->s);
-      rv_state_clear_locked(rq->s);
-      rv_reply_json(r, 200, json_pack("{s:b,s:o}", "reset", 1, "config",
+      sim_lock(rq->s);
+      sim_state_clear_locked(rq->s);
+      sim_reply_json(r, 200, json_pack("{s:b,s:o}", "reset", 1, "config",
                                       config_json_locked(rq->s)));
-      rv_unlock(rq->s);
+      sim_unlock(rq->s);
       break;
     case 3:
       config(rq, r, strcmp(method, "POST") == 0);

@@ -29,12 +29,12 @@ static const char *const ref_keys[] = {
 ** fail: fill `err` with `field` and the message from `fmt`; returns -1 so
 ** that checks read `return fail(...)`.
 */
-static int fail(rv_verr *err, const char *field, const char *fmt, ...)
+static int fail(sim_verr *err, const char *field, const char *fmt, ...)
 #if defined(__GNUC__)
   __attribute__((format(printf, 3, 4)))
 #endif
   ;
-static int fail(rv_verr *err, const char *field, const char *fmt, ...) {
+static int fail(sim_verr *err, const char *field, const char *fmt, ...) {
   va_list ap;
   snprintf(err->field, sizeof err->field, "%s", field);
   va_start(ap, fmt);
@@ -109,11 +109,11 @@ static const char *num_text(const json_t *v, char *buf, size_t size) {
 ** and max), boolean (true or false). A type this simulator does not know
 ** takes any value but null.
 */
-static int check_param(const json_t *p, const char *key, const json_t *v, rv_verr *err) {
+static int check_param(const json_t *p, const char *key, const json_t *v, sim_verr *err) {
   const char *type = json_string_value(json_object_get(p, "type"));
   char field[160], got[128], opts[512], lo[40], hi[40];
   snprintf(field, sizeof field, "params.%s", key);
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (strcmp(type, "select") == 0) {
     const json_t *options = json_object_get(p, "options");
     json_list(options, opts, sizeof opts);
@@ -126,7 +126,7 @@ static int check_param(const json_t *p, const char *key, const json_t *v, rv_ver
     long n;
     if (!json_is_string(v))
       return fail(err, field, "%s: expected a string; got %s", field, got);
-    n = rv_utf8_count(json_string_value(v), json_string_length(v));
+    n = sim_utf8_count(json_string_value(v), json_string_length(v));
     if (n < 0) return fail(err, field, "%s: not valid UTF-8", field);
     if (json_is_integer(ml) && n > json_integer_value(ml))
       return fail(err, field, "%s: at most %" JSON_INTEGER_FORMAT " characters; got %ld", field,
@@ -167,18 +167,18 @@ static const json_t *limit_mimes(const sim_model *m, const char *kind) {
 ** check_reference: the shape of item `i` of referenceMediaItems for model
 ** `m`: the keys, a URL, a kind the model takes, a MIME type of its limits.
 */
-static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_verr *err) {
+static int check_reference(const sim_model *m, size_t i, const json_t *item, sim_verr *err) {
   char base[96], field[160], got[128], opts[256];
   const char *k, *kind;
   const json_t *v, *kinds = json_object_get(m->refs, "kinds");
   snprintf(base, sizeof base, "params.referenceMediaItems[%zu]", i);
   if (!json_is_object(item)) {
-    rv_describe(item, got, sizeof got);
+    sim_describe(item, got, sizeof got);
     return fail(err, base, "%s: expected an object {url, kind, name?, mimeType?, "
                 "durationSeconds?, durationToken?}; got %s", base, got);
   }
   json_object_foreach((json_t *)item, k, v) {
-    if (!rv_listed(ref_keys, k)) {
+    if (!sim_listed(ref_keys, k)) {
       snprintf(field, sizeof field, "%s.%s", base, k);
       return fail(err, field, "%s: unknown field%s; allowed: %s", field,
                   strchr(k, '_') ? " (reference items use camelCase)" : "",
@@ -187,27 +187,27 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
   }
   snprintf(field, sizeof field, "%s.url", base);
   v = json_object_get(item, "url");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!json_is_string(v) || (strncmp(json_string_value(v), "http://", 7) != 0 &&
                              strncmp(json_string_value(v), "https://", 8) != 0))
     return fail(err, field, "%s: required, an http(s) URL string (from POST /api/v1/files); "
                 "got %s", field, got);
   snprintf(field, sizeof field, "%s.kind", base);
   v = json_object_get(item, "kind");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!json_is_string(v) || !json_has_string(kinds, json_string_value(v)))
     return fail(err, field, "%s: required, one of %s for %s; got %s", field,
                 json_list(kinds, opts, sizeof opts), m->id, got);
   kind = json_string_value(v);
   if ((v = json_object_get(item, "name")) != NULL && !json_is_string(v)) {
     snprintf(field, sizeof field, "%s.name", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a string; got %s", field, got);
   }
   if ((v = json_object_get(item, "mimeType")) != NULL) {
     const json_t *mimes = limit_mimes(m, kind);
     snprintf(field, sizeof field, "%s.mimeType", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     if (!json_is_string(v) || !json_has_string(mimes, json_string_value(v)))
       return fail(err, field, "%s: expected one of %s for a%s %s; got %s", field,
                   mimes ? json_list(mimes, opts, sizeof opts) : "(none)",
@@ -216,12 +216,12 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
   if ((v = json_object_get(item, "durationSeconds")) != NULL &&
       (!json_is_number(v) || json_number_value(v) < 0)) {
     snprintf(field, sizeof field, "%s.durationSeconds", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a number of seconds >= 0; got %s", field, got);
   }
   if ((v = json_object_get(item, "durationToken")) != NULL && !json_is_string(v)) {
     snprintf(field, sizeof field, "%s.durationToken", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a string (the upload's duration_token); got %s",
                 field, got);
   }
@@ -232,7 +232,7 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
 ** verify_token_locked: a video reference `item` (index `i`) must carry a
 ** durationToken this simulator issued for the file at its url.
 */
-static int verify_token_locked(rv_state *s, size_t i, const json_t *item, rv_verr *err) {
+static int verify_token_locked(sim_state *s, size_t i, const json_t *item, sim_verr *err) {
   char field[160];
   const char *url = json_string_value(json_object_get(item, "url"));
   const json_t *tok = json_object_get(item, "durationToken");
@@ -243,7 +243,7 @@ static int verify_token_locked(rv_state *s, size_t i, const json_t *item, rv_ver
     return fail(err, field, "%s: required for a video reference; upload the video with "
                 "POST /api/v1/files and pass its duration_token", field);
   for (j = 0; j < s->nfiles; j++) {
-    const rv_file *f = s->files[j];
+    const sim_file *f = s->files[j];
     if (f->token[0] && strcmp(f->url, url) == 0 &&
         strcmp(f->token, json_string_value(tok)) == 0) {
       double off = secs ? json_number_value(secs) - f->duration : 0;
@@ -320,15 +320,15 @@ static const char *describe_modes(const json_t *modes, char *buf, size_t size) {
 ** reference_media.modes whose counts the items match (*mode_out), then
 ** each video's duration token.
 */
-static int check_references(rv_state *s, const sim_model *m, const json_t *v,
-                            const json_t **mode_out, rv_verr *err) {
+static int check_references(sim_state *s, const sim_model *m, const json_t *v,
+                            const json_t **mode_out, sim_verr *err) {
   const char *field = "params.referenceMediaItems";
   const json_t *modes = json_object_get(m->refs, "modes"), *kinds = json_object_get(m->refs, "kinds");
   json_int_t max = json_integer_value(json_object_get(m->refs, "max_items"));
   char got[128], desc[512];
   size_t i, n;
   if (!json_is_array(v)) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected an array of {url, kind, ...} objects; got %s",
                 field, got);
   }
@@ -373,7 +373,7 @@ static int check_references(rv_state *s, const sim_model *m, const json_t *v,
 }
 
 /* add_warning: append `w` to out->warnings */
-static void add_warning(rv_gen *out, const char *w) {
+static void add_warning(sim_gen *out, const char *w) {
   if (!out->warnings) out->warnings = json_array();
   json_array_append_new(out->warnings, json_string(w));
 }
@@ -384,7 +384,7 @@ static void add_warning(rv_gen *out, const char *w) {
 ** service normalizes a video edit's duration), "ignored_params" are kept
 ** but reported as ignored. Each leaves a warning on the task.
 */
-static void apply_mode(const json_t *mode, rv_gen *out) {
+static void apply_mode(const json_t *mode, sim_gen *out) {
   const char *name = json_string_value(json_object_get(mode, "mode")), *k;
   const json_t *ignored = json_object_get(mode, "ignored_params");
   json_t *cap;
@@ -415,15 +415,15 @@ static void apply_mode(const json_t *mode, rv_gen *out) {
 ** check_params: the params object `params` (may be NULL) for model `m`;
 ** sets out->params to the normalized copy and out->warnings.
 */
-static int check_params(rv_state *s, const sim_model *m, const json_t *params, rv_gen *out,
-                        rv_verr *err) {
+static int check_params(sim_state *s, const sim_model *m, const json_t *params, sim_gen *out,
+                        sim_verr *err) {
   char got[128], keys[512], opts[512];
   const char *k;
   json_t *v;
   const json_t *mode = NULL;
   size_t i;
   if (params && !json_is_object(params)) {
-    rv_describe(params, got, sizeof got);
+    sim_describe(params, got, sizeof got);
     return fail(err, "params", "params: expected an object; got %s", got);
   }
   json_object_foreach((json_t *)params, k, v) {
@@ -456,31 +456,31 @@ static int check_params(rv_state *s, const sim_model *m, const json_t *params, r
 }
 
 /*
-** rv_validate_generation_locked: check create body `body` against the
+** sim_validate_generation_locked: check create body `body` against the
 ** catalog of `s` (whose files verify duration tokens). 0 with `out` set
 ** (params and warnings are new references), or -1 with `err` set.
 */
-int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
-                                  rv_verr *err) {
+int sim_validate_generation_locked(sim_state *s, const json_t *body, sim_gen *out,
+                                  sim_verr *err) {
   char got[128], keys[128], ids[512];
   const char *k;
   const json_t *v;
   long count;
   memset(out, 0, sizeof *out);
   if (!json_is_object(body)) {
-    rv_describe(body, got, sizeof got);
+    sim_describe(body, got, sizeof got);
     return fail(err, "body", "body: expected a JSON object; got %s", got);
   }
   json_object_foreach((json_t *)body, k, v) {
     if (strcmp(k, "files") == 0)
       return fail(err, "files", "files: not accepted at the top level; reference media go "
                   "in params.referenceMediaItems (upload them with POST /api/v1/files)");
-    if (!rv_listed(top_keys, k))
+    if (!sim_listed(top_keys, k))
       return fail(err, k, "%s: unknown top-level field; allowed: %s (model controls go in "
                   "params)", k, quoted_list(top_keys, 0, keys, sizeof keys));
   }
   v = json_object_get(body, "model");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!v)
     return fail(err, "model", "model: required; expected a model id, one of %s",
                 sim_model_ids(s->catalog, 1, ids, sizeof ids));
@@ -497,7 +497,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     return fail(err, "model", "model: %s is not available in the Public API (api_status "
                 "\"%s\")", out->model->id, out->model->api_status);
   v = json_object_get(body, "prompt");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   out->prompt = "";
   if (out->model->prompt_max > 0 || v) {
     if (!v)
@@ -505,7 +505,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
                   "characters", out->model->prompt_max);
     if (!json_is_string(v) || json_string_length(v) == 0)
       return fail(err, "prompt", "prompt: expected a non-empty string; got %s", got);
-    count = rv_utf8_count(json_string_value(v), json_string_length(v));
+    count = sim_utf8_count(json_string_value(v), json_string_length(v));
     if (count < 0)
       return fail(err, "prompt", "prompt: not valid UTF-8");
     if (count > out->model->prompt_max)
@@ -514,14 +514,14 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     out->prompt = json_string_value(v);
   }
   if ((v = json_object_get(body, "client_request_id")) != NULL) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     if (!json_is_string(v))
       return fail(err, "client_request_id", "client_request_id: expected a string; got %s",
                   got);
-    count = rv_utf8_count(json_string_value(v), json_string_length(v));
-    if (count < 0 || count > RV_CLIENT_ID_MAX)
+    count = sim_utf8_count(json_string_value(v), json_string_length(v));
+    if (count < 0 || count > SIM_CLIENT_ID_MAX)
       return fail(err, "client_request_id", "client_request_id: at most %d characters "
-                  "(code points); got %ld", RV_CLIENT_ID_MAX, count);
+                  "(code points); got %ld", SIM_CLIENT_ID_MAX, count);
   }
   if (check_params(s, out->model, json_object_get(body, "params"), out, err) != 0) {
     json_decref(out->params);

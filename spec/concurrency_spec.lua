@@ -6,13 +6,14 @@ local helper = require "helper"
 local rivya = require "rivya"
 local sched = require "rivya.sched"
 local core = require "rivya.core"
+local compat = require "rivya.compat"
 
 local function request(prompt)
   return { model = "wan-2-7-video", prompt = prompt or "a paper lantern drifting over a lake" }
 end
 
 describe("rivya.gather", function()
-  it("returns results[i] == table.pack(fns[i]()) in the order of fns, whatever order they end in", function()
+  it("returns results[i] == compat.pack(fns[i]()) in the order of fns, whatever order they end in", function()
     local results = rivya.gather({
       function() rivya.sleep(0.06) return 1, nil, "three" end,
       function() return end,
@@ -143,18 +144,18 @@ describe("rivya.gather", function()
   end)
 
   it("fails a gathered function that yields values (they would go nowhere), and runs the others", function()
-    local closed = false
+    local went_on = false
     local results = rivya.gather({
       function()
-        local _ <close> = setmetatable({}, { __close = function() closed = true end })
         coroutine.yield("x", 1)
+        went_on = true
         return "never"
       end,
       function() rivya.sleep(0.01) return "b" end,
     })
     assert.is_nil(results[1][1])
     assert.matches("coroutine.yield(x, ...) inside gather: rivya owns the yields there", results[1][2], 1, true)
-    assert.is_true(closed)   -- the function's coroutine was closed, its to-be-closed values with it
+    assert.is_false(went_on)   -- the function's coroutine is not resumed again
     assert.are.same({ n = 1, "b" }, results[2])
   end)
 
@@ -376,31 +377,47 @@ describe("the client with coroutines", function()
         function() return assert(client:credits()) end,
       })
       assert.are.same({ n = 1, "succeeded" }, results[1])
-      assert.are.equal("integer", math.type(results[2][1]))
+      assert.are.equal("integer", compat.math_type(results[2][1]))
       assert.are.same({ "queued", "processing", "succeeded" }, seen)
       assert.are.equal(3, #credits)
       assert.is_true(progress >= 1)
     end)
 
-    it("keeps at most MAX_ACTIVE transfers of one client in curl at once, however many calls wait", function()
+    -- the most transfers of `c` in curl at once while 600 credits calls run
+    local function most_in_curl(c)
       local most, finished, fns = 0, 0, {}
       for i = 1, 600 do
         fns[i] = function()
-          local credits = assert(client:credits())
+          local credits = assert(c:credits())
           finished = finished + 1
           return credits
         end
       end
       fns[601] = function()   -- samples between the others' steps
         while finished < 600 do
-          local n = client.session:running()
+          local n = c.session:running()
           if n > most then most = n end
           coroutine.yield()
         end
       end
       local results = rivya.gather(fns)
       for i = 1, 600 do assert.are.same({ n = 1, 100000 }, results[i]) end
+      return most
+    end
+
+    it("keeps at most MAX_ACTIVE transfers of one client in curl at once, however many calls wait", function()
+      local c = helper.client(sim, { max_connections = 1000 })
+      local most = most_in_curl(c)
+      c:close()
       assert.is_true(most > 16 and most <= sched.MAX_ACTIVE, "most at once: " .. most)
+    end)
+
+    it("keeps no more transfers in curl than max_connections while answers come over HTTP/1.1", function()
+      -- more would wait in curl's own queue, tried again at every completion
+      local c = helper.client(sim, { max_connections = 8 })
+      local most = most_in_curl(c)
+      c:close()
+      assert.is_true(most > 1 and most <= 8, "most at once: " .. most)
     end)
 
     it("ends every wait with an error, not a hang, when the client closes while 300 polls wait for slots", function()
@@ -498,6 +515,7 @@ describe("the client with coroutines", function()
     end
 
     it("hold about what parked sleeps hold: the last task seen, and stacks no larger", function()
+      finally(helper.jit_pause())   -- LuaJIT: no traces compiled or flushed while weighing
       local N = 300
       local tasks, fns = {}, {}
       for i = 1, N do fns[i] = function() return assert(c:create(request("parked " .. i))) end end
@@ -532,8 +550,11 @@ describe("the client with coroutines", function()
       -- beyond that task a wait's record and timer hold about 250 bytes more
       -- than a sleep's; polling on the wait's own coroutine (no stand-in)
       -- grows its stack for good and measures about 1,100
+      -- (PUC Lua 5.1 grows a coroutine's stack and call-info array sooner: there
+      -- a parked wait measures about 1,000 bytes more; README, interpreters)
       local extra = wait_bytes - sleep_bytes - task_bytes
-      assert.is_true(extra < 500, ("a parked sleep holds %.0f bytes, a parked wait %.0f, a task %.0f")
+      local bound = (compat.version == "5.1" and not compat.jit) and 1300 or 500
+      assert.is_true(extra < bound, ("a parked sleep holds %.0f bytes, a parked wait %.0f, a task %.0f")
         :format(sleep_bytes, wait_bytes, task_bytes))
     end)
   end)
@@ -580,6 +601,13 @@ describe("the client with coroutines", function()
     end)
 
     it("yields inside gather: two iterators interleave with a sibling", function()
+      if not compat.yield_in_pcall then
+        -- PUC Lua 5.1 calls the iterator across a C boundary: it says so at once
+        local results = rivya.gather({ function() return client:updates("task_x") end })
+        assert.is_nil(results[1][1])
+        assert.matches("client:updates: PUC Lua 5.1 cannot yield across a for%-in iterator", results[1][2])
+        return
+      end
       local order = {}
       local fns = {}
       for i = 1, 2 do
@@ -628,7 +656,7 @@ describe("the client with coroutines", function()
     it("gives one integer descriptor, the same for the client's whole life", function()
       local c = helper.client(sim)
       local fd = c:pollfd()
-      assert.are.equal("integer", math.type(fd))
+      assert.are.equal("integer", compat.math_type(fd))
       assert.is_true(fd >= 0)
       assert(c:credits())
       assert.are.equal(fd, c:pollfd())
@@ -805,7 +833,9 @@ describe("the client with coroutines", function()
       local results = {}
       for i, body in ipairs(bodies) do
         local co = coroutine.create(function()
-          results[i] = table.pack(pcall(body, client_ref, function() return ticks end))
+          -- (PUC Lua 5.1 cannot yield across pcall: there an error ends the run)
+          results[i] = compat.yield_in_pcall and compat.pack(pcall(body, client_ref, function() return ticks end))
+            or compat.pack(true, body(client_ref, function() return ticks end))
           left = left - 1
           if left == 0 then poll:close() curl_timer:close() ticker:close() end
         end)
@@ -857,12 +887,9 @@ describe("the client with coroutines", function()
   describe("the examples", function()
     local function run_example(name)
       local cmd = ("RIVYA_BASE_URL=%s RIVYA_API_KEY=%s RIVYA_POLL_INTERVAL=0.05 %s %s 2>&1"):format(
-        helper.sh_quote(sim.url), helper.sh_quote(helper.KEY), "lua5.4",
+        helper.sh_quote(sim.url), helper.sh_quote(helper.KEY), helper.LUA,
         helper.sh_quote(helper.ROOT .. "/examples/" .. name))
-      local p = io.popen(cmd)
-      local out = p:read("a")
-      local ok, how, code = p:close()
-      return out, ok, how, code
+      return helper.popen(cmd)
     end
 
     it("examples/cqueues_loop.lua runs three generations in a cqueues loop", function()

@@ -21,7 +21,8 @@ end
 
 local function longest(list)
   local n = 0
-  for _, s in ipairs(list) do n = math.max(n, utf8.len(s) or #s) end
+  -- columns: every byte but UTF-8 continuation bytes
+  for _, s in ipairs(list) do n = math.max(n, #s:gsub("[\128-\191]", "")) end
   return n
 end
 

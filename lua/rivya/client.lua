@@ -5,6 +5,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
+local compat = require "rivya.compat"
 local catalog = require "rivya.catalog"
 local webhook = require "rivya.webhook"
 local Ledger = require "rivya.ledger"
@@ -104,6 +105,22 @@ local function parse_origin(url, allow_http)
   return scheme .. "://" .. hostport
 end
 
+-- Close a transfer now (its __close, a no-op when closed already).
+local function close_transfer(t)
+  getmetatable(t).__close(t)
+end
+
+-- sched.await, closing the transfer when a callback raises; PUC Lua 5.1
+-- cannot yield across that pcall, so there the transfer is left to __gc.
+local function await_closing(session, t, tick, on_tick, waiter, pollable)
+  if not compat.yield_in_pcall then return sched.await(session, t, tick, on_tick, waiter, pollable) end
+  local ok, err = pcall(sched.await, session, t, tick, on_tick, waiter, pollable)
+  if not ok then
+    close_transfer(t)
+    error(err, 0)
+  end
+end
+
 -- A ca_file that cannot serve as a trust anchor is misuse found offline: it raises
 -- in rivya.new rather than making every call fail later with a `tls` error.
 local function check_ca_file(path)
@@ -111,7 +128,7 @@ local function check_ca_file(path)
   if st and st.type ~= "file" then why = "a " .. st.type .. ", not a PEM file" end
   if not why then
     local f, ferr = io.open(path, "rb")
-    local pem = f and f:read("a")
+    local pem = f and f:read("*a")
     if f then f:close() end
     why = (ferr or not pem) and (ferr or "not readable")
       or (not pem:find("-----BEGIN CERTIFICATE-----", 1, true) and "no PEM certificate in it")
@@ -168,7 +185,7 @@ function Client.new(opts)
   self.key_hint = key and #key >= 16 and key:sub(-4) or nil
   self.user_agent = (opts.user_agent and (opts.user_agent .. " ") or "")
     .. ("rivya-lua/%s (%s; %s)"):format(core.VERSION, _VERSION, core.curl_version:match("^%S+") or "libcurl")
-  if math.type(self.max_retries) ~= "integer" or self.max_retries < 0 then
+  if compat.math_type(self.max_retries) ~= "integer" or self.max_retries < 0 then
     errors.misuse("rivya.new: max_retries must be a non-negative integer")
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
@@ -257,15 +274,21 @@ function Client:_timeout(spec, why)
   return errors.new("timeout", name .. ": " .. why, { request = name })
 end
 
+-- transport failure kind -> error code
+local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
+  not_media = "bad_response" }
+
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
 -- o: deadline (monotonic seconds: the whole call's, retries and backoff
--- included), decode (JSON answer expected), on_tick, tick.
+-- included; the argument `deadline` overrides it), decode (JSON answer
+-- expected), empty_ok, on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
-function Client:_exchange(spec, o)
+function Client:_exchange(spec, o, deadline)
+  deadline = deadline or o.deadline
   local attempt, last = 0, nil
   while true do
-    if o.deadline then
-      local left = o.deadline - now()
+    if deadline then
+      local left = deadline - now()
       if left <= 0 then
         -- after failed attempts, the last one's cause is the news
         local e = self:_timeout(spec, "the call's deadline passed before the request could be sent"
@@ -275,33 +298,54 @@ function Client:_exchange(spec, o)
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
-    -- inside gather, waits for a free slot; <close> returns curl's memory as soon as
-    -- the answer is read, not at some later GC cycle
-    local t <close>, start_err = sched.start(self.session, spec)
+    -- inside gather, waits for a free slot; the transfer is closed as soon as its
+    -- answer is read (or a callback raised), returning curl's memory then, not at
+    -- some later GC cycle (by hand: LuaJIT and 5.1-5.3 have no <close>)
+    local t, start_err = sched.start(self.session, spec)
     if not t then return nil, start_err end
-    sched.await(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
-    if o.on_tick then o.on_tick(t) end
-    local status, headers, body = t:result()
+    await_closing(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
+    if o.on_tick then
+      if compat.yield_in_pcall then
+        local ok, cerr = pcall(o.on_tick, t)
+        if not ok then close_transfer(t) error(cerr, 0) end
+      else
+        o.on_tick(t)
+      end
+    end
+    -- the header table is built only when something reads it, before the close
+    local status, body, message = t:answer()
     local err, retryable
     if status == nil then
-      local kind, message = headers, body
-      local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
-        not_media = "bad_response" })[kind] or "network"
+      close_transfer(t)
+      local kind = body
+      local code = FAILURE_CODES[kind] or "network"
       err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
       retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
     elseif status >= 200 and status < 300 then
-      if not o.decode then return status, headers end
+      if not o.decode then
+        local headers = t:headers()
+        close_transfer(t)
+        return status, headers
+      end
       -- a DELETE may answer 204 or 200 without a body
-      if o.empty_ok and (body == nil or body == "") then return {}, headers end
-      local v = json.decode(body)
-      if type(v) == "table" then return v, headers end
+      if o.empty_ok and (body == nil or body == "") then close_transfer(t) return {} end
+      local v = json.decode_object(body)
+      if type(v) == "table" then
+        -- the headers only for who asks (a create: was it replayed?)
+        local headers = o.headers and t:headers() or nil
+        close_transfer(t)
+        return v, headers
+      end
+      local headers = t:headers()
+      close_transfer(t)
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
         :format(status, headers["content-type"] or "no content type"),
         { status = status, request_id = headers["x-request-id"] })
       retryable = true
     else
-      err = errors.from_response(status, headers, body)
+      err = errors.from_response(status, t:headers(), body)
+      close_transfer(t)
       if err.code == "api_scope_denied" then name_scope(err, spec) end
       retryable = status == 429 or status >= 500 or RETRY_CODES[err.code] == true
     end
@@ -310,7 +354,7 @@ function Client:_exchange(spec, o)
       return nil, err
     end
     local delay = self:_retry_delay(err, attempt)
-    if o.deadline and now() + delay >= o.deadline then
+    if deadline and now() + delay >= deadline then
       err.attempts = attempt + 1
       return nil, err
     end
@@ -323,10 +367,14 @@ function Client:_exchange(spec, o)
   end
 end
 
+-- what _api asks of _exchange: shared, never written to
+local DECODE, DECODE_EMPTY_OK = { decode = true }, { decode = true, empty_ok = true }
+local DECODE_HEADERS = { decode = true, headers = true }
+
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
 -- true), deadline (monotonic seconds; call_timeout from now at the latest).
 function Client:_api(method, path, o)
-  o = o or {}
+  o = o or NO_OPTIONS
   local deadline = now() + self.call_timeout
   if o.deadline and o.deadline < deadline then deadline = o.deadline end
   if o.auth ~= false and not self.has_key then
@@ -346,8 +394,8 @@ function Client:_api(method, path, o)
   return self:_exchange({
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
-    max_body = MAX_API_BODY,
-  }, { decode = true, deadline = deadline, empty_ok = o.empty_ok })
+    max_body = MAX_API_BODY, close = o.close,
+  }, o.headers and DECODE_HEADERS or o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -357,7 +405,7 @@ function Client:_catalog()
   while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
   self.catalog_fetching = true
-  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false, close = true })
   self.catalog_fetching = nil
   if not ok then error(v, 0) end
   if not v then return nil, err end
@@ -371,12 +419,6 @@ function Client:_catalog()
   end
   self.catalog_models, self.catalog_compiled = models, catalog.compile(models)
   return models, self.catalog_compiled
-end
-
--- The catalog creates and uploads are checked against: the snapshot until
--- rivya-sim serves the documented catalog, then the live one.
-function Client._create_catalog(_)
-  return true, catalog.snapshot()
 end
 
 --- The live model catalog: the documented objects of GET /api/v1/models
@@ -413,7 +455,7 @@ function Client:credits()
   check_open(self)
   local v, err = self:_api("GET", "/credits")
   if not v then return nil, err end
-  if math.type(v.current_credits) ~= "integer" then
+  if compat.math_type(v.current_credits) ~= "integer" then
     return nil, errors.new("bad_response", "the credits answer has no integer current_credits")
   end
   return v.current_credits
@@ -470,6 +512,29 @@ local function normalize_file(v)
   return v
 end
 
+-- The code points of `s`, or nil when it is not UTF-8 (no utf8 library on
+-- 5.1 and LuaJIT). client_request_id counts code points for uploads as for
+-- creates (docs/api-contract.md).
+local function utf8_count(s)
+  local n, i, len = 0, 1, #s
+  while i <= len do
+    local c, c2 = s:byte(i), s:byte(i + 1)
+    local k = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
+      or (c >= 0xF0 and c <= 0xF4) and 4
+    if not k or i + k - 1 > len then return nil end
+    for j = i + 1, i + k - 1 do
+      local b = s:byte(j)
+      if b < 0x80 or b > 0xBF then return nil end
+    end
+    if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) or (c == 0xF0 and c2 < 0x90)
+        or (c == 0xF4 and c2 > 0x8F) then
+      return nil
+    end
+    n, i = n + 1, i + k
+  end
+  return n
+end
+
 --- Upload a reference file (streamed from disk, never loaded whole) to the
 -- Files API. `source` is a path or {data = bytes, name = "x.png"}. opts:
 -- kind (else from the bytes), model (its limits apply), client_request_id,
@@ -485,8 +550,14 @@ function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
     errors.misuse("client:upload: kind must be image, video or audio, got " .. opts.kind)
   end
-  local models, cat = self:_create_catalog()
-  if not models then return nil, cat end
+  -- a model's own limits come from the live catalog, fetched once the file
+  -- passed its local checks
+  local cat = opts.model and function()
+    local models, c = self:_catalog()
+    if not models then return nil, c end
+    return c
+  end
+  if cat and self.catalog_compiled then cat = self.catalog_compiled end
   -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
   local info, err = source
   if not (refs.is_info(source) and info.catalog == cat and info.model == opts.model
@@ -495,8 +566,10 @@ function Client:_upload(source, opts, key)
     if not info then return nil, err end
   end
   source = info.source
-  if opts.client_request_id and #opts.client_request_id > 128 then
-    return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
+  local cri = opts.client_request_id and utf8_count(opts.client_request_id)
+  if opts.client_request_id and not (cri and cri <= 128) then
+    return nil, errors.new("validation_failed",
+      "client_request_id: expected at most 128 characters (code points) of UTF-8",
       { field = "client_request_id" })
   end
   if not self.has_key then
@@ -597,7 +670,7 @@ end
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then errors.misuse("rivya: create expects a request table, got " .. type(req)) end
-  local models, cat = self:_create_catalog()
+  local models, cat = self:_catalog()
   if not models then return nil, cat end
   -- local reference paths are inspected and the request validated once,
   -- before the first upload: a request that would fail sends nothing
@@ -611,7 +684,8 @@ function Client:create(req, o)
   if not body then return nil, berr end
   local warnings = prepared.warnings
   local key = prepared.idempotency_key or ("rivya-" .. core.random_hex(16))
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline,
+    headers = true })
   -- creating again with this key can never charge twice, whatever happened
   if not v then
     err.idempotency_key = key
@@ -682,7 +756,8 @@ function Client:_create_recorded(prepared, o, cat)
       return nil, berr
     end
   end
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key,
+    deadline = o.deadline, headers = true })
   if not v then
     err.idempotency_key = key
     if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
@@ -827,6 +902,8 @@ end
 function Client:updates(task_or_id, opts)
   check_open(self)
   opts = check_options("client:updates", opts, { interval = "seconds", timeout = "seconds" })
+  -- PUC Lua 5.1 calls a for-in iterator across a C boundary: no yield from it
+  if sched.in_gather() or self.waiter then compat.check_yieldable("client:updates", 2) end
   local id, last = task_ref(task_or_id)
   local deadline, polls, finished, cause = now() + (opts.timeout or self.wait_timeout), 0, false, nil
   return function()
@@ -1060,7 +1137,9 @@ function Client:step() check_open(self) return self.session:step() end
 function Client:close()
   if self.closed then return end
   self.closed = true
-  self.session:close()
+  -- (a rivya.new that raised leaves a client without a session to __gc,
+  -- and on 5.2/5.3 an error in __gc reaches whatever code ran the GC)
+  if self.session then self.session:close() end
   if self.ledger and self.ledger ~= self._given_ledger then self.ledger:close() end
 end
 Client.__close = Client.close

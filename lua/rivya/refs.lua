@@ -39,7 +39,8 @@ end
 --- Everything known about a file before a byte is sent. `source` is a path
 -- or {data = bytes, name = "x.png"}; opts: name (for a path), kind (asked),
 -- model (its limits apply); cat the compiled catalog whose limits apply
--- (default the snapshot rivya ships). Returns info {source, name, size,
+-- (default the snapshot rivya ships), or a function giving it (cat | nil,
+-- err), called only once the file passed its local checks. Returns info {source, name, size,
 -- kind, mime} | nil, err. Misuse raises at the caller of the function
 -- calling this one. A path's info also has its mtime (the ledger's).
 function refs.inspect(source, opts, cat)
@@ -81,6 +82,11 @@ function refs.inspect(source, opts, cat)
   if opts.kind and opts.kind ~= kind then
     return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
       { field = "kind", expected = opts.kind, got = kind })
+  end
+  if type(cat) == "function" then
+    local cerr
+    cat, cerr = cat()
+    if not cat then return nil, cerr end
   end
   local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
   if not ok then return nil, lerr end
@@ -138,8 +144,13 @@ function refs.prepare(req, opts)
   local cat = opts.catalog or catalog.snapshot()
   if getmetatable(req) == Prepared then
     if req.catalog == cat then return req end
-    -- prepared against another catalog: judged again against this one
-    return refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat, resolve = opts.resolve })
+    -- prepared against another catalog: judged again against this one,
+    -- keeping the uploads already attached and the key it was given
+    local again, err = refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat, resolve = opts.resolve })
+    if not again then return nil, err end
+    for i, file in pairs(req.files) do again.files[i] = file end
+    again.idempotency_key = req.idempotency_key
+    return again
   end
   -- a prompt of only whitespace would be charged for nothing
   if type(req.prompt) == "string" and req.prompt ~= "" and not req.prompt:find("%S") then

@@ -13,14 +13,26 @@ local errors = require "rivya.errors"
 
 local sched = {}
 
-local now, create, resume, yield, running, status, close =
-  core.now, coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status,
-  coroutine.close
-local pack = table.pack
+local now, create, resume, yield, running, status =
+  core.now, coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+-- Lua 5.4 only: elsewhere a coroutine has no to-be-closed values to run
+local close = coroutine.close or function() end
+local compat = require "rivya.compat"
+local pack = compat.pack
 
 --- Transfers one session runs at once for a scheduler; more wait in Lua, so
 -- 10,000 coroutines do not hold 10,000 curl handles (about 12 KB each).
+-- While a session's answers come over HTTP/1.x the bound is its
+-- max_connections (session:limit()): a transfer beyond it would only wait in
+-- curl's queue, and be tried again at each completion.
 sched.MAX_ACTIVE = 128
+
+-- the bound of `session`'s transfers in curl, for take_slot
+local function limit_of(session)
+  local n = session:limit()
+  local max = sched.MAX_ACTIVE
+  return (n and n < max) and n or max
+end
 
 --- Rounds of the scheduler loops so far: each waits once, for I/O or time.
 -- (A busy loop would show here as a count that grows without waiting.)
@@ -86,7 +98,9 @@ function Scheduler:add_timer(w, at)
   local i = self.hn + 1
   self.hn = i
   while i > 1 do
-    local p = i // 2
+    -- (i - i % 2) / 2, not math.floor: no C call on a parked coroutine's
+    -- stack (see "Parking"); a float index reads the same slot
+    local p = (i - i % 2) / 2
     if hat[p] <= at then break end
     hat[i], hw[i], hseq[i] = hat[p], hw[p], hseq[p]
     i = p
@@ -121,7 +135,7 @@ end
 -- false when it was put in line (Scheduler:release hands it over).
 local function take_slot(st, w)
   if st.reserved[w] then return true end
-  if st.active < sched.MAX_ACTIVE then
+  if st.active < st.limit and st.active < sched.MAX_ACTIVE then
     st.active = st.active + 1
     st.reserved[w] = true
     return true
@@ -163,7 +177,7 @@ function Scheduler:state(session)
     -- pending: transfer id -> waiting record; transfers: id -> its transfer;
     -- reserved: records holding a slot taken before their transfer started
     st = { session = session, pending = {}, transfers = {}, npending = 0, admitted = {}, active = 0,
-      slots = {}, sh = 1, st = 0, reserved = {} }
+      slots = {}, sh = 1, st = 0, reserved = {}, limit = limit_of(session) }
     self.sessions[session] = st
   end
   return st
@@ -189,6 +203,8 @@ end
 function Scheduler:drain(st)
   local ids, closed, lost = st.session:finished()
   local pending, admitted = st.pending, st.admitted
+  -- an HTTP/2 answer lifts the bound (a session's first answers tell)
+  if ids[1] and st.limit < sched.MAX_ACTIVE then st.limit = limit_of(st.session) end
   for i = 1, #ids do
     local id = ids[i]
     local w = pending[id]
@@ -393,6 +409,11 @@ end
 -- retries, JSON) runs on park_call's stand-in coroutine, whose large stack
 -- is garbage when the poll ends. Outside gather, they do the work.
 
+--- true inside a function run by gather (where waits yield).
+function sched.in_gather()
+  return record[running()] ~= nil
+end
+
 --- Sleep `seconds`, then (inside gather, when `session` is given) take a
 -- transfer slot of it for this coroutine's next request: returns true when
 -- armed (yield sched.WAIT), false when done (outside gather: it blocked).
@@ -572,7 +593,7 @@ function sched.gather(fns, opts)
     end
   end
   local limit = opts.concurrency or n
-  if math.type(limit) ~= "integer" or limit < 1 then
+  if compat.math_type(limit) ~= "integer" or limit < 1 then
     if limit ~= 0 or n ~= 0 then
       errors.misuse("rivya.gather: concurrency must be a positive integer")
     end

@@ -2,6 +2,7 @@
 -- (rivya.models()), and the flags every command shares.
 local rivya = require "rivya"
 local util = require "rivya.cli.util"
+local compat = require "rivya.compat"
 
 local MAX_VARIANTS = util.MAX_VARIANTS
 
@@ -73,7 +74,7 @@ local function add_param_flags(cmd, specs, list_mode)
 end
 
 local function to_param_value(p, v)
-  if p.type == "number" then return math.tointeger(tonumber(v)) or tonumber(v) or v end
+  if p.type == "number" then return compat.tointeger(tonumber(v)) or tonumber(v) or v end
   return v
 end
 
@@ -106,7 +107,7 @@ local function expand_values(p, given)
         item = item:match("^%s*(.-)%s*$")
         local lo, hi = item:match("^(%-?%d+)%.%.(%-?%d+)$")
         if lo and p.type == "number" then
-          lo, hi = math.tointeger(tonumber(lo)), math.tointeger(tonumber(hi))
+          lo, hi = compat.tointeger(tonumber(lo)), compat.tointeger(tonumber(hi))
           if not lo or not hi or hi < lo or hi - lo >= MAX_VARIANTS then
             return nil, ("%s: %s is not an ascending range of at most %d values"):format(flag_of(p.name), item,
               MAX_VARIANTS)
@@ -160,7 +161,7 @@ end
 
 local function whole_of(flag, least)
   return function(s)
-    local n = math.tointeger(tonumber(s))
+    local n = compat.tointeger(tonumber(s))
     if not n or n < least then
       return nil, ("%s: expected a whole number of at least %d, got '%s'"):format(flag, least, s)
     end
@@ -185,7 +186,7 @@ local function join_negative(argv, specs)
   while i <= #argv do
     local v, nxt = argv[i], argv[i + 1]
     if v == "--" then
-      table.move(argv, i, #argv, #out + 1, out)
+      for k = i, #argv do out[#out + 1] = argv[k] end
       break
     end
     if set[v] and nxt and nxt:match("^%-[%d.]") then

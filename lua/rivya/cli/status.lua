@@ -30,13 +30,19 @@ function Status:elapsed()
   return clock(core.now() - self.started)
 end
 
--- `line` cut to at most `columns` characters (code points), no half UTF-8 sequence
+-- `line` cut to at most `columns` characters (code points: UTF-8 lead
+-- bytes and ASCII), never inside a UTF-8 sequence
 local function fit(line, columns)
   if columns < 1 then return "" end
-  local n = utf8.len(line)
-  if n == nil then line = line:gsub("[\128-\255]", "?") n = #line end
-  if n <= columns then return line end
-  return line:sub(1, (utf8.offset(line, columns + 1) or #line + 1) - 1)
+  local count = 0
+  for i = 1, #line do
+    local b = line:byte(i)
+    if b < 128 or b >= 192 then
+      count = count + 1
+      if count > columns then return line:sub(1, i - 1) end
+    end
+  end
+  return line
 end
 
 --- Redraw the live line (terminal only), at most 10 times a second unless forced.
