@@ -76,7 +76,7 @@ local function decode_line(line, n)
   local req, derr = json.decode(line)
   if type(req) ~= "table" or req[1] ~= nil then
     return nil, errors.new("validation_failed", ("line %d: expected a JSON object per line%s"):format(n,
-      derr and (": " .. derr) or ""), { field = "line " .. n })
+      derr and (": " .. derr) or ""))
   end
   local output = req.output
   req.output = nil
@@ -229,10 +229,10 @@ local function prepare_jobs(ctx, jobs, label)
     local job = job_at(jobs, i)
     local req, lerr = load(jobs, job)
     local prepared, body, credits
-    if req then prepared, body, credits = request.check(req, jobs.base_dir or job.base_dir, true) end
+    if req then prepared, body, credits = request.check(ctx, req, jobs.base_dir or job.base_dir, true) end
     local warnings = prepared and prepared.warnings
     if not prepared then
-      ctx:fail(req and body or lerr, ("%s %d: "):format(label, job.n))
+      ctx:fail(req and body or lerr, ("%s %d: "):format(label, job.n), { [label] = job.n })
       bad = bad + 1
     else
       local text = canonical(body)
@@ -317,7 +317,7 @@ local function run_jobs(ctx, a, jobs, o)
       local body = job.body
       if not body then
         local req = assert(load(jobs, job))
-        body = select(2, assert(request.check(req, jobs.base_dir)))
+        body = select(2, assert(request.check(ctx, req, jobs.base_dir)))
       end
       ctx:warnings(job.warnings)
       if a.json then
@@ -468,7 +468,7 @@ local function run_jobs(ctx, a, jobs, o)
       local req, err = load(jobs, job)
       local prepared
       -- local references relative to the batch file; the client uploads and records them
-      if req then prepared, err = request.check(req, jobs.base_dir or job.base_dir) end
+      if req then prepared, err = request.check(ctx, req, jobs.base_dir or job.base_dir) end
       if prepared then
         set_phase(job, "creating")
         local task

@@ -13,7 +13,7 @@ local EXIT = util.EXIT
 local function command(ctx, a, specs)
   local req, uerr = request.from_args(ctx, a, specs)
   if not req then return ctx:usage(uerr) end
-  local prepared, perr = request.check(req)
+  local prepared, perr = request.check(ctx, req)
   if not prepared then return ctx:fail(perr) end
   ctx:warnings(prepared.warnings)
   local client, cerr = ctx:client(true)
@@ -55,7 +55,12 @@ local function command(ctx, a, specs)
     if client.ledger and not a.out and not a.no_wait then
       client.ledger:adopt(task, task.id .. "." .. cli_catalog.expected_ext(req.model))
     end
-    ctx.status:event(("created %s (%d credits reserved)"):format(task.id, task.reserved_credits or 0))
+    if task.replayed then
+      ctx.status:note(("replayed %s: created earlier under this idempotency key; nothing new reserved")
+        :format(task.id))
+    else
+      ctx.status:note(("created %s (%d credits reserved)"):format(task.id, task.reserved_credits or 0))
+    end
     if a.no_wait then
       steps.print(ctx, a, task)
       return EXIT.ok
