@@ -31,11 +31,11 @@ local function command(ctx, a, specs)
       -- the client uploads and records the references, so a re-run resumes with the same files
       on_upload = function(_, path, info, file)
         if file then
-          p.total = nil
-          ctx.status:event(("uploaded %s (%s) as %s"):format(path, util.human_bytes(info.size), tostring(file.id)))
+          steps.transfer_ends(p)
+          ctx.status:note(("uploaded %s (%s) as %s"):format(path, util.human_bytes(info.size), tostring(file.id)))
           return nil
         end
-        p.phase, p.done, p.total = "uploading " .. info.name, 0, info.size
+        steps.transfer_begins(p, "uploading " .. info.name, info.size)
         return steps.progress(ctx, p)
       end
     else
