@@ -153,6 +153,9 @@ int rv_upload_rules(lua_State *L);   /* core.upload_rules(model?) -> rules | nil
 int rv_check_upload(lua_State *L);   /* core.check_upload(model?, kind, mime?, size) -> true | nil, err */
 int rv_sniff(lua_State *L);          /* core.sniff(bytes) -> kind, mime | nil */
 const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime);
+/* reads up to n bytes at off into buf; returns how many (fewer only at the end) */
+typedef size_t (*rv_media_reader)(void *ctx, unsigned long long off, unsigned char *buf, size_t n);
+const char *rv_media_verify(rv_media_reader read, void *ctx, unsigned long long size, int *exact);
 /* end of validate.c / schema.c / sniff.c */
 
 /* local files for uploads (file.c) */

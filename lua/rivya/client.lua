@@ -26,6 +26,8 @@ local DEFAULTS = {
   stall_timeout = 30,      -- a download with no byte for this long fails
   wait_timeout = 900,      -- client:wait's total deadline, seconds
   max_connections = 16,    -- per host
+  max_download_bytes = 2 * 1024 * 1024 * 1024,   -- a larger download fails (bad_response)
+  min_download_rate = 1024,  -- bytes a second over each stall_timeout window, else it fails
 }
 
 local MAX_API_BODY = 4 * 1024 * 1024   -- an API answer larger than this is an error
@@ -39,7 +41,7 @@ local OPTIONS = {
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
-  waiter = "function",
+  waiter = "function", max_download_bytes = "number", min_download_rate = "number",
 }
 
 -- the known name closest to `word` (edit distance at most 3), for messages
@@ -143,6 +145,9 @@ function Client.new(opts)
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
+  -- result URLs are https only, unless the API itself is reached in plain
+  -- http (loopback or allow_http: a local simulator and its CDN)
+  self.plain_downloads = self.origin:sub(1, 7) == "http://"
   local key = opts.api_key or os.getenv("RIVYA_API_KEY")
   if key == "" then key = nil end
   self.has_key = key ~= nil
@@ -152,6 +157,11 @@ function Client.new(opts)
     .. ("rivya-lua/%s (%s; %s)"):format(core.VERSION, _VERSION, core.curl_version:match("^%S+") or "libcurl")
   if math.type(self.max_retries) ~= "integer" or self.max_retries < 0 then
     error("rivya.new: max_retries must be a non-negative integer", 2)
+  end
+  for _, name in ipairs({ "max_download_bytes", "min_download_rate" }) do
+    if not (self[name] >= 0 and self[name] < math.huge) then
+      error(("rivya.new: %s must be a finite number >= 0"):format(name), 2)
+    end
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
   self.session = core.session{
@@ -215,10 +225,12 @@ function Client:_exchange(spec, o)
     if status == nil then
       local kind, message = headers, body
       local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
-        not_media = "bad_response" })[kind] or "network"
+        not_media = "bad_response", changed = "io", insecure = "bad_response" })[kind] or "network"
       err = errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
-      retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
+      -- (not a download over max_download_bytes: it would only come again)
+      retryable = kind == "network" or kind == "timeout" or kind == "not_media"
+        or (kind == "too_large" and not spec.output)
     elseif status >= 200 and status < 300 then
       if not o.decode then return status, headers end
       local v = json.decode(body)
@@ -325,32 +337,8 @@ local function file_error(message, extra)
   return nil, errors.new("validation_failed", message, e)
 end
 
---- Everything known about an upload before a byte is sent: source, name,
--- size, kind and MIME type from the bytes, the model's limits checked.
--- `source` is a path or {data = bytes, name = "x.png"}.
-local function inspect_upload(source, opts)
-  local name, size, head
-  if type(source) == "string" then
-    local st, serr = core.stat(source)
-    if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
-    if st.type ~= "file" then
-      return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
-    end
-    if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    size = st.size
-    name = opts.name or source:match("([^/]+)$")
-    local herr
-    head, herr = core.read_head(source, 64)
-    if not head then return file_error(("file: cannot read %s: %s"):format(source, herr)) end
-  elseif type(source) == "table" then
-    if type(source.data) ~= "string" then error("rivya: upload data must be a string", 3) end
-    if type(source.name) ~= "string" or source.name == "" then
-      error("rivya: upload {data=...} needs a name string", 3)
-    end
-    size, name, head = #source.data, source.name, source.data:sub(1, 64)
-  else
-    error("rivya: upload expects a path or {data=, name=}, got " .. type(source), 3)
-  end
+-- the checks of inspect_upload on what it read
+local function check_upload(name, size, head, opts)
   if size == 0 then return file_error(("file: %s is empty"):format(name)) end
   local kind, mime = core.sniff(head)
   if not kind then
@@ -369,6 +357,43 @@ local function inspect_upload(source, opts)
   local ok, lerr = core.check_upload(opts.model, kind, mime, size)
   if not ok then return nil, lerr end
   return { name = name, size = size, kind = kind, mime = mime }
+end
+
+--- Everything known about an upload before a byte is sent: source, name,
+-- size, kind and MIME type from the bytes, the model's limits checked, and
+-- for a path the open file (info.file, a core.open_upload handle the
+-- caller closes). `source` is a path or {data = bytes, name = "x.png"}.
+local function inspect_upload(source, opts)
+  local name, size, head, file
+  if type(source) == "string" then
+    local st, serr = core.stat(source)
+    if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
+    if st.type ~= "file" then
+      return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
+    end
+    if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
+    name = opts.name or source:match("([^/]+)$")
+    -- opened once: every attempt of the upload streams from this descriptor
+    local ferr
+    file, ferr = core.open_upload(source)
+    if not file then return file_error(("file: cannot read %s: %s"):format(source, ferr)) end
+    size, head = file:size(), file:head(64)
+  elseif type(source) == "table" then
+    if type(source.data) ~= "string" then error("rivya: upload data must be a string", 3) end
+    if type(source.name) ~= "string" or source.name == "" then
+      error("rivya: upload {data=...} needs a name string", 3)
+    end
+    size, name, head = #source.data, source.name, source.data:sub(1, 64)
+  else
+    error("rivya: upload expects a path or {data=, name=}, got " .. type(source), 3)
+  end
+  local info, err = check_upload(name, size, head, opts)
+  if not info then
+    if file then file:close() end
+    return nil, err
+  end
+  info.file = file
+  return info
 end
 
 -- the API's file object with either spelling, in rivya's snake_case form
@@ -396,6 +421,12 @@ function Client:upload(source, opts)
   end
   local info, err = inspect_upload(source, opts)
   if not info then return nil, err end
+  local _ <close> = info.file   -- closed however the upload ends
+  return self:_send_upload(info, source, opts)
+end
+
+-- The upload of what inspect_upload found (info.file stays open: the caller closes it).
+function Client:_send_upload(info, source, opts)
   if opts.client_request_id and #opts.client_request_id > 128 then
     return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
       { field = "client_request_id" })
@@ -404,7 +435,7 @@ function Client:upload(source, opts)
     return nil, errors.new("api_key_missing", "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
   end
   local file_part = { name = "file", filename = info.name, type = info.mime }
-  if type(source) == "string" then file_part.path = source else file_part.data = source.data end
+  if info.file then file_part.file = info.file else file_part.data = source.data end
   local parts = { file_part, { name = "kind", data = info.kind } }
   if opts.model then parts[#parts + 1] = { name = "model", data = opts.model } end
   if opts.client_request_id then parts[#parts + 1] = { name = "client_request_id", data = opts.client_request_id } end
@@ -420,17 +451,29 @@ function Client:upload(source, opts)
   -- every retry re-streams the file from its start under the same key, so
   -- an upload the server stored before the connection broke is not stored twice
   local key = "rivya-" .. core.random_hex(16)
-  local v
-  v, err = self:_exchange({
+  local v, err = self:_exchange({
     method = "POST", url = self.api_url .. "/files",
     headers = { "Accept: application/json", "Idempotency-Key: " .. key },
     multipart = parts, auth = true, timeout = 0, stall = self.stall_timeout,
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
   }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil })
-  if not v then return nil, err end
+  if not v then
+    if err.code == "io" then
+      err.message = ("file: %s: %s"):format(info.name, err.message)
+      err.field = "file"
+    end
+    return nil, err
+  end
   if on_progress and reported < info.size then on_progress(info.size, info.size) end
   return normalize_file(v)
 end
+
+-- closes the open files of a table of inspect_upload results
+local CLOSE_FILES = { __close = function(infos)
+  for _, info in pairs(infos) do
+    if info.file then info.file:close() end
+  end
+end }
 
 -- Local paths in params.referenceMediaItems are uploaded first (with the
 -- request's model). Everything else is validated before the first upload,
@@ -449,7 +492,8 @@ function Client:_upload_references(req)
   for i, item in ipairs(items) do list[i] = item end
   params.referenceMediaItems = list
   copy.params = params
-  local infos = {}
+  -- each file is opened once, inspected, and uploaded from that descriptor
+  local infos <close> = setmetatable({}, CLOSE_FILES)
   for _, i in ipairs(paths) do
     local info, err = inspect_upload(items[i], { model = req.model })
     if not info then
@@ -463,7 +507,7 @@ function Client:_upload_references(req)
   local ok, verr = core.validate(copy)
   if not ok then return nil, verr end
   for _, i in ipairs(paths) do
-    local file, err = self:upload(items[i], { model = req.model, kind = infos[i].kind })
+    local file, err = self:_send_upload(infos[i], items[i], { model = req.model })
     if not file then
       err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
       return nil, err
@@ -649,6 +693,7 @@ local GENERATE_OPTIONS = { interval = "seconds", timeout = "seconds", on_update 
 function Client:generate(req, opts)
   check_open(self)
   opts = check_options("client:generate", opts, GENERATE_OPTIONS)
+  local deadline = opts.timeout and now() + opts.timeout
   local task, err = self:create(req)
   if not task then return nil, err end
   if opts.on_update then opts.on_update(task) end
@@ -659,7 +704,8 @@ function Client:generate(req, opts)
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    path, err = self:download(final, opts.output, { on_progress = opts.on_progress })
+    -- the download too ends by the call's deadline
+    path, err = self:_download(final, opts.output, { on_progress = opts.on_progress, deadline = deadline })
     if not path then
       err.task = err.task or final
       return nil, err
@@ -679,9 +725,17 @@ function Client:download(task_or_url, path, opts)
   if type(path) ~= "string" or path == "" then
     error("rivya: download expects a destination path string, got " .. type(path), 2)
   end
+  if type(task_or_url) ~= "table" and type(task_or_url) ~= "string" then
+    error("rivya: download expects a task or a URL, got " .. type(task_or_url), 2)
+  end
   opts = check_options("client:download", opts, DOWNLOAD_OPTIONS)
-  local url = task_or_url
-  if type(task_or_url) == "table" then
+  return self:_download(task_or_url, path, opts)
+end
+
+-- download's work; opts.deadline (monotonic seconds) is generate's own
+function Client:_download(task_or_url, path, opts)
+  local url, from_task = task_or_url, type(task_or_url) == "table"
+  if from_task then
     local r = task_or_url.result
     url = type(r) == "table" and (r.primary_url or (type(r.urls) == "table" and r.urls[1])) or nil
     if type(url) ~= "string" then
@@ -689,11 +743,16 @@ function Client:download(task_or_url, path, opts)
         ("task %s has no result URL (status %s)"):format(tostring(task_or_url.id), tostring(task_or_url.status)),
         { field = "task" })
     end
-  elseif type(url) ~= "string" then
-    error("rivya: download expects a task or a URL, got " .. type(task_or_url), 2)
   end
   if not url:match("^[hH][tT][tT][pP][sS]?://") then
     return nil, errors.new("validation_failed", "expected an http(s) URL, got " .. url:sub(1, 80), { field = "url" })
+  end
+  -- plain http:// only when the API itself is plain http (a local simulator):
+  -- otherwise a result URL could point the client at any internal address
+  if not self.plain_downloads and not url:match("^[hH][tT][tT][pP][sS]://") then
+    return nil, errors.new(from_task and "bad_response" or "validation_failed",
+      ("refusing to download from a plain http:// URL (%s): downloads are https only"):format(url:sub(1, 80)),
+      { field = "url" })
   end
   local on_progress, last_received = opts.on_progress, -1
   local function tick(t)
@@ -703,12 +762,13 @@ function Client:download(task_or_url, path, opts)
       on_progress(received, total)
     end
   end
+  local deadline = opts.deadline or (opts.timeout and now() + opts.timeout) or nil
   local status, err = self:_exchange({
     url = url, auth = false, follow = true, output = path, media = true,
     timeout = opts.timeout or 0, connect_timeout = self.connect_timeout,
-    stall = self.stall_timeout, max_body = 64 * 1024,
-  }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
-       deadline = opts.timeout and now() + opts.timeout or nil })
+    stall = self.stall_timeout, max_body = 64 * 1024, https_only = not self.plain_downloads,
+    max_file = self.max_download_bytes, min_rate = self.min_download_rate, rate_window = self.stall_timeout,
+  }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil, deadline = deadline })
   if not status then return nil, err end
   return path
 end
