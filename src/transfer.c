@@ -428,8 +428,20 @@ static void push_headers(lua_State *L, const rv_buf *head) {
 ** A transport failure's kind: timeout, too_large, io, not_media, changed,
 ** insecure, tls, aborted or network.
 */
+/*
+** Headers over our limit, or over libcurl's on one header line (100 KB): it
+** fails that with CURLE_OUT_OF_MEMORY, before the header block is complete.
+*/
+static int huge_head(const rv_transfer *T) {
+  const char *h = T->head.data;
+  size_t n = T->head.len;
+  int complete = n >= 2 && h[n - 1] == '\n' &&
+                 (h[n - 2] == '\n' || (n >= 3 && h[n - 2] == '\r' && h[n - 3] == '\n'));
+  return T->head_too_large || (T->result == CURLE_OUT_OF_MEMORY && !complete);
+}
+
 static const char *failure_kind(const rv_transfer *T) {
-  if (T->too_large || T->head_too_large) return "too_large";
+  if (T->too_large || huge_head(T)) return "too_large";
   if (T->out_failed || T->file_error) return "io";
   if (T->file_changed) return "changed";
   if (T->not_media || T->bad_status) return "not_media";
@@ -459,7 +471,7 @@ static int transfer_result(lua_State *L) {
     const char *kind = failure_kind(T);
     lua_pushnil(L);
     lua_pushstring(L, kind);
-    if (T->head_too_large || (T->result == CURLE_OUT_OF_MEMORY && strstr(T->errbuf, "header")))
+    if (huge_head(T))
       lua_pushfstring(L, "the response headers are too large (over %d KiB in all or 100 KiB in "
                       "one header)", (int)(RV_MAX_HEADER_BYTES / 1024));
     else if (T->too_large && T->out_path != NULL && T->max_file > 0 && T->status == 200)
