@@ -65,6 +65,8 @@ DEB_PACKAGES += luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2
 
 # the concurrency specs drive rivya from two real event loops
 DEB_PACKAGES += lua-cqueues lua-luv
+# spec/rawserver.lua, the scripted server of spec/transfer_spec.lua
+DEB_PACKAGES += lua-socket
 # make bench only: hyperfine, GNU time, and Debian's lua-curl (built for Lua
 # 5.1/5.2 only) as the Lua yardstick
 BENCH_PACKAGES := hyperfine time lua5.1 lua-curl lua-cjson
