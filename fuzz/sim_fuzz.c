@@ -13,8 +13,8 @@
 ** Input, by its first bytes:
 **   "J" + JSON           the body of POST /api/v1/generations, straight
 **                        into rv_validate_generation_locked
-**   "M" + bytes          the start of an uploaded file: rv_sniff,
-**                        rv_mp4_duration, rv_webm_duration
+**   "M" + bytes          the start of an uploaded file: sim_sniff,
+**                        sim_mp4_duration, sim_webm_duration
 **   "C" + HTTP request   sent to the CDN listener
 **   anything else        raw bytes sent to the API listener
 ** Inputs that reach the control API (/__sim/...) are skipped: it injects
@@ -39,14 +39,15 @@
 #define KEY "rvya_sk_test_0123456789abcdef"
 
 /* newer parsers may not be there in every version of upload.c */
-double rv_webm_duration(const unsigned char *p, size_t n) __attribute__((weak));
+double sim_webm_duration(const unsigned char *p, size_t n) __attribute__((weak));
 
 static rv_options opt;
 static rv_state *state;
 static rv_listener api_l, cdn_l;
 static int api_port, cdn_port, verbose;
 static const char *keys[] = {KEY};
-static const char *scoped[] = {"rvya_sk_scoped_0000"};
+static char scoped_key[] = "rvya_sk_scoped_0000";
+static sim_scoped_key scoped[] = {{scoped_key, SIM_SCOPE_READ}};
 static const char *revoked[] = {"rvya_sk_revoked_0000"};
 static const char *expired[] = {"rvya_sk_expired_0000"};
 
@@ -70,8 +71,8 @@ static void setup(void) {
   opt.host = "127.0.0.1";
   opt.api_keys.v = keys;
   opt.api_keys.n = 1;
-  opt.scoped_keys.v = scoped;
-  opt.scoped_keys.n = 1;
+  opt.scoped = scoped;
+  opt.nscoped = 1;
   opt.revoked_keys.v = revoked;
   opt.revoked_keys.n = 1;
   opt.expired_keys.v = expired;
@@ -194,13 +195,13 @@ static void json_mode(const uint8_t *p, size_t n) {
 }
 
 static void media_mode(const uint8_t *p, size_t n) {
-  const char *kind = NULL, *mime = rv_sniff(p, n, &kind);
+  const char *kind = NULL, *mime = sim_sniff(p, n, &kind);
   double d;
   FZ_CHECK((mime == NULL) == (kind == NULL), "sniff: a MIME type without a kind");
-  d = rv_mp4_duration(p, n);
+  d = sim_mp4_duration(p, n);
   FZ_CHECK(d == -1 || (d >= 0 && d <= 1e300), "mp4 duration %g", d);
-  if (rv_webm_duration != NULL) {
-    d = rv_webm_duration(p, n);
+  if (sim_webm_duration != NULL) {
+    d = sim_webm_duration(p, n);
     FZ_CHECK(d == -1 || (d >= 0 && d <= 1e300), "webm duration %g", d);
   }
 }

@@ -2,7 +2,7 @@
 ** sniff_fuzz.c — libFuzzer target for the file-signature sniffer and the
 ** upload checks made before a byte is sent: core.sniff (src/sniff.c),
 ** core.read_head and core.stat (src/file.c), core.check_upload
-** (src/validate.c).
+** (src/validate.c, on the catalog snapshot).
 **
 ** The input is the start of a file. Properties checked beyond "no crash,
 ** no sanitizer report":
@@ -23,6 +23,10 @@
 #include "../src/rivya.h"
 #include "fuzz.h"
 
+#ifndef RV_ROOT
+#define RV_ROOT "."
+#endif
+
 static lua_State *L;
 static char path[64];
 
@@ -35,9 +39,16 @@ static void setup(void) {
   rv_file_open(L);
   lua_pushcfunction(L, rv_sniff);
   lua_setfield(L, -2, "sniff");
-  lua_pushcfunction(L, rv_check_upload);
-  lua_setfield(L, -2, "check_upload");
+  rv_catalog_open(L);
   lua_setglobal(L, "core");
+  /* check_upload is a method of a compiled catalog: the snapshot's */
+  if (luaL_dostring(L,
+      "local snap = dofile('" RV_ROOT "/lua/rivya/catalog_snapshot.lua')\n"
+      "local cat = core.catalog(snap.models, snap.files_defaults)\n"
+      "core.check_upload = function(...) return cat:check_upload(...) end\n") != LUA_OK) {
+    fprintf(stderr, "setup: %s\n", lua_tostring(L, -1));
+    abort();
+  }
   /* in memory when there is a /dev/shm: a file per run costs little there */
   snprintf(path, sizeof path, "/dev/shm/rivya-sniff-fuzz.XXXXXX");
   fd = mkstemp(path);

@@ -1,7 +1,9 @@
 /*
 ** validate_fuzz.c — libFuzzer target for the offline validator:
-** core.validate, core.estimate, core.upload_rules and core.check_upload
-** (src/validate.c, src/schema.c), driven through a real lua_State.
+** the methods validate, estimate, upload_rules and check_upload of the
+** catalog snapshot rivya ships compiled by core.catalog (src/catalog.c,
+** src/validate.c, lua/rivya/catalog_snapshot.lua), driven through a real
+** lua_State.
 **
 ** The fuzzer's bytes decode into Lua values (decode_value): nil, booleans,
 ** integers, floats of any bit pattern (NaN, infinities, -0.0), strings from
@@ -31,7 +33,12 @@
 #define MAX_ENTRIES 8
 #define MAX_DICT 512
 
+#ifndef RV_ROOT
+#define RV_ROOT "."
+#endif
+
 static lua_State *L;
+static const rv_catalog *fcat;        /* the compiled snapshot */
 static const char *dict[MAX_DICT];
 static size_t dict_len[MAX_DICT];
 static int ndict;
@@ -102,21 +109,30 @@ static void setup(void) {
   luaL_openlibs(L);
   lua_newtable(L);                       /* the core functions under test */
   rv_error_open(L);
-  lua_pushcfunction(L, rv_validate);
-  lua_setfield(L, -2, "validate");
-  lua_pushcfunction(L, rv_estimate);
-  lua_setfield(L, -2, "estimate");
-  lua_pushcfunction(L, rv_upload_rules);
-  lua_setfield(L, -2, "upload_rules");
-  lua_pushcfunction(L, rv_check_upload);
-  lua_setfield(L, -2, "check_upload");
+  rv_catalog_open(L);
   lua_setglobal(L, "core");
-  /* the words: the schema's strings plus the request's own names */
+  /* the snapshot, compiled; core.validate etc. call its methods */
+  if (luaL_dofile(L, RV_ROOT "/lua/rivya/catalog_snapshot.lua") != LUA_OK) {
+    fprintf(stderr, "setup: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  lua_setglobal(L, "SNAPSHOT");
+  if (luaL_dostring(L,
+      "CATALOG = core.catalog(SNAPSHOT.models, SNAPSHOT.files_defaults)\n"
+      "for _, f in ipairs{'validate', 'estimate', 'upload_rules', 'check_upload'} do\n"
+      "  core[f] = function(...) return CATALOG[f](CATALOG, ...) end\n"
+      "end\n") != LUA_OK) {
+    fprintf(stderr, "setup: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  lua_getglobal(L, "CATALOG");
+  fcat = rv_catalog_check(L, -1);
+  lua_pop(L, 1);
+  /* the words: the catalog's strings plus the request's own names */
   lua_newtable(L);                       /* anchors the words */
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "fuzz.words");
-  lua_pushcfunction(L, rv_models);
-  lua_call(L, 0, 1);
+  lua_getglobal(L, "SNAPSHOT");
   lua_newtable(L);
   for (i = 0; extra[i] != NULL; i++) add_word(extra[i]);
   collect_strings(-1, lua_absindex(L, -3), 0);
@@ -297,7 +313,8 @@ static void decode_param_value(fz_reader *r, const rv_param *p) {
       lua_pushboolean(L, yes);
     }
   } else if (p->type == RV_PARAM_NUMBER) {
-    lua_Integer edges[] = {p->min, p->max, p->min - 1, p->max + 1, 0, 42};
+    lua_Integer lo = (lua_Integer)p->min, hi = (lua_Integer)p->max;
+    lua_Integer edges[] = {lo, hi, lo - 1, hi + 1, 0, 42};
     lua_Integer v = edges[fz_byte(r) % 6];
     if (how < 4) lua_pushinteger(L, v);
     else if (how < 6) lua_pushnumber(L, (lua_Number)v);
@@ -355,7 +372,7 @@ static void decode_params(fz_reader *r, const rv_model *m) {
       decode_param_value(r, &m->params[pick]);
     } else if (pick == (unsigned)nparams && m->references != NULL) {
       int k, items = (int)(fz_byte(r) % 4);
-      lua_pushstring(L, m->references->key);
+      lua_pushstring(L, RV_REFERENCES_KEY);
       lua_newtable(L);
       for (k = 1; k <= items; k++) {
         if (fz_byte(r) % 8 == 0) decode_value(r, 3);
@@ -379,7 +396,7 @@ static void decode_request(fz_reader *r) {
   static const char *const keys[] = {
     "model", "prompt", "params", "client_request_id", "idempotency_key"
   };
-  const rv_model *m = rv_schema_models[0];
+  const rv_model *m = &fcat->models[0];
   unsigned shape = fz_byte(r) % 4;
   int t, i;
   if (shape == 0) {
@@ -496,8 +513,8 @@ static void run_upload_rules(fz_reader *r) {
 }
 
 static void run_check_upload(fz_reader *r) {
-  const rv_model *m = rv_schema_models[0];
-  const rv_upload_rule *rules = rv_default_uploads;
+  const rv_model *m = &fcat->models[0];
+  const rv_upload_rule *rules = fcat->defaults;
   int st, typed, n;
   /* model: nil, the model id, or anything */
   switch (fz_byte(r) % 4) {

@@ -20,14 +20,24 @@ static void get_credits(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
 static void post_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
 static void get_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
 static void get_file(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhooks_create(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhooks_list(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhook_get(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhook_patch(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhook_delete(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhook_rotate(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhook_test(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhook_deliveries(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void webhook_events(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
 
-/* the routes as data; a path with `has_id` takes one more segment */
+/* the routes as data; a path with `has_id` takes one more segment, then `suffix` */
 typedef struct route {
   const char *method;
   const char *path;
   int has_id;
+  const char *suffix;
   int auth;           /* needs an API key */
-  int scope_denied;   /* a scoped key gets 403 api_scope_denied */
+  unsigned scope;     /* the SIM_SCOPE_* bit the key must carry, 0 none */
   int json_body;      /* reads a JSON body */
   int upload;         /* reads a multipart body (upload.c) */
   const char *allow;  /* the Allow header of a 405 */
@@ -35,20 +45,73 @@ typedef struct route {
 } route;
 
 static const route routes[] = {
-  { "GET", "/api/v1/models", 0, 0, 0, 0, 0, "GET, HEAD", get_models },
-  { "GET", "/api/v1/credits", 0, 1, 0, 0, 0, "GET, HEAD", get_credits },
-  { "POST", "/api/v1/generations", 0, 1, 1, 1, 0, "POST", post_generation },
-  { "GET", "/api/v1/generations/", 1, 1, 0, 0, 0, "GET, HEAD", get_generation },
-  { "POST", "/api/v1/files", 0, 1, 1, 0, 1, "POST", NULL },
-  { "GET", "/api/v1/files/", 1, 1, 0, 0, 0, "GET, HEAD", get_file },
+  { "GET", "/api/v1/models", 0, "", 0, 0, 0, 0, "GET, HEAD", get_models },
+  { "GET", "/api/v1/credits", 0, "", 1, SIM_SCOPE_CREDITS_READ, 0, 0, "GET, HEAD", get_credits },
+  { "POST", "/api/v1/generations", 0, "", 1, SIM_SCOPE_GEN_CREATE, 1, 0, "POST",
+    post_generation },
+  { "GET", "/api/v1/generations/", 1, "", 1, SIM_SCOPE_GEN_READ, 0, 0, "GET, HEAD",
+    get_generation },
+  { "POST", "/api/v1/files", 0, "", 1, SIM_SCOPE_FILES_CREATE, 0, 1, "POST", NULL },
+  { "GET", "/api/v1/files/", 1, "", 1, SIM_SCOPE_FILES_READ, 0, 0, "GET, HEAD", get_file },
+  { "POST", "/api/v1/webhooks", 0, "", 1, SIM_SCOPE_WEBHOOKS, 1, 0, "GET, HEAD, POST",
+    webhooks_create },
+  { "GET", "/api/v1/webhooks", 0, "", 1, SIM_SCOPE_WEBHOOKS, 0, 0, "GET, HEAD, POST",
+    webhooks_list },
+  { "GET", "/api/v1/webhooks/", 1, "", 1, SIM_SCOPE_WEBHOOKS, 0, 0, "GET, HEAD, PATCH, DELETE",
+    webhook_get },
+  { "PATCH", "/api/v1/webhooks/", 1, "", 1, SIM_SCOPE_WEBHOOKS, 1, 0,
+    "GET, HEAD, PATCH, DELETE", webhook_patch },
+  { "DELETE", "/api/v1/webhooks/", 1, "", 1, SIM_SCOPE_WEBHOOKS, 0, 0,
+    "GET, HEAD, PATCH, DELETE", webhook_delete },
+  { "POST", "/api/v1/webhooks/", 1, "/rotate-secret", 1, SIM_SCOPE_WEBHOOKS, 0, 0, "POST",
+    webhook_rotate },
+  { "POST", "/api/v1/webhooks/", 1, "/test", 1, SIM_SCOPE_WEBHOOKS, 0, 0, "POST", webhook_test },
+  { "GET", "/api/v1/webhooks/", 1, "/deliveries", 1, SIM_SCOPE_WEBHOOKS, 0, 0, "GET, HEAD",
+    webhook_deliveries },
+  { "GET", "/api/v1/webhook-events", 0, "", 1, SIM_SCOPE_WEBHOOKS, 0, 0, "GET, HEAD",
+    webhook_events },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
-/* path_matches: 1 when `path` is route `rt`'s path (plus one id segment) */
+/* the scope names [API.md], in bit order */
+static const char *const scope_names[] = {
+  "models:read", "generations:create", "generations:read", "files:create", "files:read",
+  "credits:read", "webhooks:manage", "chat:create", "chat:read", NULL
+};
+
+/* sim_scope_name: the name of the one scope bit `bit` */
+const char *sim_scope_name(unsigned bit) {
+  size_t i;
+  for (i = 0; scope_names[i]; i++)
+    if (bit == 1u << i) return scope_names[i];
+  return "?";
+}
+
+/*
+** sim_scope_parse: a comma-separated scope list into bits *out; 0, or -1
+** when a name is unknown (an empty list is no scope at all).
+*/
+int sim_scope_parse(const char *list, unsigned *out) {
+  *out = 0;
+  while (*list) {
+    size_t n = strcspn(list, ","), i;
+    for (i = 0; scope_names[i]; i++)
+      if (strlen(scope_names[i]) == n && strncmp(scope_names[i], list, n) == 0) break;
+    if (!scope_names[i]) return -1;
+    *out |= 1u << i;
+    list += n;
+    if (*list == ',') list++;
+  }
+  return 0;
+}
+
+/* path_matches: 1 when `path` is route `rt`'s path (plus one id segment and the suffix) */
 static int path_matches(const route *rt, const char *path) {
-  size_t n = strlen(rt->path);
+  size_t n = strlen(rt->path), id;
   if (!rt->has_id) return strcmp(path, rt->path) == 0;
-  return strncmp(path, rt->path, n) == 0 && path[n] != '\0' && !strchr(path + n, '/');
+  if (strncmp(path, rt->path, n) != 0) return 0;
+  id = strcspn(path + n, "/");
+  return id > 0 && strcmp(path + n + id, rt->suffix) == 0;
 }
 
 /* method_matches: HEAD is served wherever GET is */
@@ -74,6 +137,7 @@ static int authenticate(rv_req *rq, struct MHD_Connection *c) {
   const rv_options *o = rq->s->opt;
   const char *h = rv_header(c, "Authorization");
   const char *key, *hit;
+  size_t i;
   if (!h) {
     rv_reply_error(rq, &rq->early, 401, "api_key_missing", "Authorization",
                    "Authorization header missing: send \"Authorization: Bearer <API key>\"");
@@ -88,12 +152,15 @@ static int authenticate(rv_req *rq, struct MHD_Connection *c) {
   key = h + 7;
   if ((hit = key_in(&o->api_keys, key)) != NULL) {
     rq->caller.key = hit;
+    rq->caller.scopes = SIM_SCOPE_ALL;
     return 0;
   }
-  if ((hit = key_in(&o->scoped_keys, key)) != NULL) {
-    rq->caller.key = hit;
-    rq->caller.scoped = 1;
-    return 0;
+  for (i = 0; i < o->nscoped; i++) {
+    if (strcmp(o->scoped[i].key, key) == 0) {
+      rq->caller.key = o->scoped[i].key;
+      rq->caller.scopes = o->scoped[i].scopes;
+      return 0;
+    }
   }
   if (key_in(&o->revoked_keys, key)) {
     rv_reply_error(rq, &rq->early, 401, "api_key_revoked", "Authorization",
@@ -161,9 +228,10 @@ void rv_api_gate(rv_req *rq, struct MHD_Connection *c) {
     rq->has_early = 1;
     return;
   }
-  if (routes[hit].scope_denied && rq->caller.scoped) {
+  if (routes[hit].scope && !(rq->caller.scopes & routes[hit].scope)) {
     rv_reply_error(rq, &rq->early, 403, "api_scope_denied", NULL,
-                   "this API key's scope does not allow %s %s", rq->method, path);
+                   "this API key lacks the scope %s, which %s %s needs",
+                   sim_scope_name(routes[hit].scope), rq->method, path);
     rq->has_early = 1;
     return;
   }
@@ -192,24 +260,13 @@ void rv_api_dispatch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
 
 /* ---- endpoints ---------------------------------------------------------- */
 
-/* GET /api/v1/models: the catalog, built from the model tables */
+/* GET /api/v1/models: the catalog document as loaded (read-only, shared) */
 static void get_models(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
-  json_t *data = json_array();
-  const rv_model *m;
-  size_t i;
-  (void)rq;
   (void)c;
-  for (i = 0; (m = rv_model_at(i)) != NULL; i++) {
-    json_t *inputs = m->max_refs > 0 ? json_pack("[s,s]", "text", "file")
-                                     : json_pack("[s]", "text");
-    json_array_append_new(data, json_pack("{s:s,s:s,s:s,s:s,s:o,s:{s:s,s:i}}",
-                                          "id", m->id, "name", m->name,
-                                          "kind", m->kind, "api_status", "active",
-                                          "supported_api_inputs", inputs,
-                                          "pricing", "type", "FIXED",
-                                          "credits", m->credits));
-  }
-  rv_reply_json(r, 200, json_pack("{s:o}", "data", data));
+  r->status = 200;
+  r->data = (unsigned char *)rq->s->catalog->text;   /* dumped once at load */
+  r->len = strlen(rq->s->catalog->text);
+  r->data_static = 1;
 }
 
 /* GET /api/v1/credits: the balance, after any refunds now due */
@@ -275,10 +332,10 @@ static void create_locked(rv_req *rq, rv_reply *r, const char *idem, char *canon
     }
     goto out;
   }
-  if (s->credits < gen->model->credits) {
+  if (s->credits < gen->credits) {
     rv_reply_error(rq, r, 402, "insufficient_credits", NULL,
-                   "insufficient credits: a %s run costs %d credits, the balance is %lld",
-                   gen->model->id, gen->model->credits, s->credits);
+                   "insufficient credits: this %s run reserves %lld credits, the balance is "
+                   "%lld", gen->model->id, gen->credits, s->credits);
     goto out;
   }
   t = rv_task_add_locked(s);
@@ -297,13 +354,15 @@ static void create_locked(rv_req *rq, rv_reply *r, const char *idem, char *canon
   t->canon = canon;
   canon = NULL;
   t->model = gen->model;
+  t->credits = gen->credits;
+  snprintf(t->ext, sizeof t->ext, "%s", sim_result_ext(gen->model, gen->params));
   t->params = gen->params;
   t->warnings = gen->warnings;
   gen->params = gen->warnings = NULL;
-  t->fail = strstr(t->prompt, RV_FAIL_MARKER) != NULL;
-  s->credits -= t->model->credits;
+  t->fail = strstr(t->prompt, RV_FAIL_SILENT) ? 2 : strstr(t->prompt, RV_FAIL_MARKER) ? 1 : 0;
+  s->credits -= t->credits;
   s->charges++;
-  s->credits_charged += t->model->credits;
+  s->credits_charged += t->credits;
   s->tasks_created++;
   rv_reply_json(r, 201, rv_task_json_locked(s, t));
 out:
@@ -369,6 +428,16 @@ static const char *path_id(const rv_req *rq) {
   return rq->path + strlen(routes[rq->route].path);
 }
 
+/* path_id_copy: the id segment into `buf` (ids have no '/'); "" when too long */
+static const char *path_id_copy(const rv_req *rq, char *buf, size_t size) {
+  const char *id = path_id(rq);
+  size_t n = strcspn(id, "/");
+  if (n >= size) n = 0;
+  memcpy(buf, id, n);
+  buf[n] = '\0';
+  return buf;
+}
+
 /* GET /api/v1/generations/{id}: the task, moved on by this poll */
 static void get_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
   const char *id = path_id(rq);
@@ -399,5 +468,272 @@ static void get_file(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
     return;
   }
   rv_reply_json(r, 200, rv_file_json(f));
+  rv_unlock(rq->s);
+}
+
+/* ---- webhooks ------------------------------------------------------------ */
+
+/*
+** json_body: the request body of `rq` as a JSON object (Content-Type
+** application/json), or NULL with a 400 in `r`.
+*/
+static json_t *json_body(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  const char *ct = rv_header(c, "Content-Type");
+  json_error_t jerr;
+  json_t *body;
+  char got[128];
+  if (!rv_media_type_is(ct, "application/json")) {
+    rv_reply_error(rq, r, 400, "validation_failed", "Content-Type",
+                   "Content-Type: expected application/json; got %s%s%s",
+                   ct ? "\"" : "", ct ? ct : "none", ct ? "\"" : "");
+    return NULL;
+  }
+  if (!rq->body || rq->body_len == 0) {
+    rv_reply_error(rq, r, 400, "validation_failed", "body",
+                   "body: expected a JSON object; got an empty body");
+    return NULL;
+  }
+  body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+  if (!body) {
+    rv_reply_error(rq, r, 400, "validation_failed", "body",
+                   "body: invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                   jerr.text);
+    return NULL;
+  }
+  if (!json_is_object(body)) {
+    sim_describe(body, got, sizeof got);
+    rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected a JSON object; "
+                   "got %s", got);
+    json_decref(body);
+    return NULL;
+  }
+  return body;
+}
+
+/*
+** check_webhook_fields: the fields of a create (`creating`) or PATCH body
+** `b`: name (a string of at most 100 characters, or null), url (the URL
+** rules: webhook_url_rejected), event_types (known types, no repeats),
+** status (PATCH: "active" | "disabled"). 0, or -1 with the error in `r`.
+*/
+static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int creating) {
+  static const char *const create_keys[] = { "name", "url", "event_types", NULL };
+  static const char *const patch_keys[] = { "name", "url", "event_types", "status", NULL };
+  const char *k, *st;
+  json_t *v;
+  char got[128], why[256];
+  long n;
+  json_object_foreach((json_t *)b, k, v) {
+    if (!rv_listed(creating ? create_keys : patch_keys, k)) {
+      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown field; allowed: %s", k,
+                     creating ? "name, url, event_types" : "name, url, event_types, status");
+      return -1;
+    }
+  }
+  if ((v = json_object_get(b, "name")) && !json_is_null(v)) {
+    n = json_is_string(v) ? rv_utf8_count(json_string_value(v), json_string_length(v)) : -1;
+    if (n < 1 || n > 100) {
+      sim_describe(v, got, sizeof got);
+      rv_reply_error(rq, r, 400, "validation_failed", "name", "name: expected a string of 1 "
+                     "to 100 characters; got %s", got);
+      return -1;
+    }
+  }
+  v = json_object_get(b, "url");
+  if (creating && !v) {
+    rv_reply_error(rq, r, 400, "validation_failed", "url", "url: required, the https:// URL "
+                   "that receives the events");
+    return -1;
+  }
+  if (v && !json_is_string(v)) {
+    sim_describe(v, got, sizeof got);
+    rv_reply_error(rq, r, 400, "validation_failed", "url", "url: expected a string; got %s", got);
+    return -1;
+  }
+  if (v && sim_webhook_url_check(json_string_value(v), rq->s->opt->allow_loopback_webhooks,
+                                 why, sizeof why) != 0) {
+    rv_reply_error(rq, r, 400, "webhook_url_rejected", "url", "%s", why);
+    return -1;
+  }
+  if ((v = json_object_get(b, "event_types")) && !sim_webhook_types_ok(v)) {
+    sim_describe(v, got, sizeof got);
+    rv_reply_error(rq, r, 400, "validation_failed", "event_types", "event_types: expected a "
+                   "non-empty array of distinct event types, each \"generation.succeeded\" or "
+                   "\"generation.failed\"; got %s", got);
+    return -1;
+  }
+  if ((v = json_object_get(b, "status")) &&
+      (!(st = json_string_value(v)) || (strcmp(st, "active") != 0 && strcmp(st, "disabled") != 0))) {
+    sim_describe(v, got, sizeof got);
+    rv_reply_error(rq, r, 400, "validation_failed", "status", "status: expected \"active\" or "
+                   "\"disabled\"; got %s", got);
+    return -1;
+  }
+  return 0;
+}
+
+/* apply_webhook_fields: set the fields of checked body `b` on `w`; -1 out of memory */
+static int apply_webhook_fields(sim_webhook *w, const json_t *b) {
+  const json_t *v;
+  if ((v = json_object_get(b, "name"))) {
+    char *name = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+    if (json_is_string(v) && !name) return -1;
+    free(w->name);
+    w->name = name;
+  }
+  if ((v = json_object_get(b, "url"))) {
+    char *url = strdup(json_string_value(v));
+    if (!url) return -1;
+    free(w->url);
+    w->url = url;
+  }
+  if ((v = json_object_get(b, "event_types"))) {
+    json_decref(w->event_types);
+    w->event_types = json_deep_copy(v);
+  }
+  if ((v = json_object_get(b, "status"))) {
+    int off = strcmp(json_string_value(v), "disabled") == 0;
+    if (off && !w->disabled) rv_iso_now(w->disabled_at);
+    if (!off) w->disabled_at[0] = '\0';
+    w->disabled = off;
+  }
+  rv_iso_now(w->updated_at);
+  return 0;
+}
+
+/* POST /api/v1/webhooks: a new endpoint; the signing secret shown this once */
+static void webhooks_create(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  json_t *b = json_body(rq, c, r);
+  sim_webhook *w;
+  if (!b) return;
+  if (check_webhook_fields(rq, r, b, 1) != 0) {
+    json_decref(b);
+    return;
+  }
+  if (!json_object_get(b, "event_types"))
+    json_object_set_new(b, "event_types", json_pack("[s,s]", "generation.succeeded",
+                                                     "generation.failed"));
+  rv_lock(rq->s);
+  w = sim_webhook_add_locked(rq->s, rq->caller.key);
+  if (!w || apply_webhook_fields(w, b) != 0) {
+    if (w) sim_webhook_remove_locked(rq->s, w);
+    rv_unlock(rq->s);
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    json_decref(b);
+    return;
+  }
+  memcpy(w->updated_at, w->created_at, sizeof w->updated_at);
+  rv_reply_json(r, 201, sim_webhook_json(w, 1));
+  rv_unlock(rq->s);
+  json_decref(b);
+}
+
+/* GET /api/v1/webhooks: this key's endpoints, oldest first, without secrets */
+static void webhooks_list(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  json_t *data = json_array();
+  size_t i;
+  (void)c;
+  rv_lock(rq->s);
+  for (i = 0; i < rq->s->nwebhooks; i++)
+    if (strcmp(rq->s->webhooks[i]->owner, rq->caller.key) == 0)
+      json_array_append_new(data, sim_webhook_json(rq->s->webhooks[i], 0));
+  rv_unlock(rq->s);
+  rv_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+/*
+** webhook_locked: lock the state and find the endpoint of the path for
+** this key; NULL (unlocked) with a 404 in `r` when there is none.
+*/
+static sim_webhook *webhook_locked(rv_req *rq, rv_reply *r) {
+  char id[48];
+  sim_webhook *w;
+  path_id_copy(rq, id, sizeof id);
+  rv_lock(rq->s);
+  w = sim_webhook_find_locked(rq->s, rq->caller.key, id);
+  if (!w) {
+    rv_unlock(rq->s);
+    rv_reply_error(rq, r, 404, "not_found", NULL, "no webhook endpoint %s for this API key",
+                   id);
+  }
+  return w;
+}
+
+/* GET /api/v1/webhooks/{id} */
+static void webhook_get(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  sim_webhook *w = webhook_locked(rq, r);
+  (void)c;
+  if (!w) return;
+  rv_reply_json(r, 200, sim_webhook_json(w, 0));
+  rv_unlock(rq->s);
+}
+
+/* PATCH /api/v1/webhooks/{id}: name, url, event_types, status */
+static void webhook_patch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  json_t *b = json_body(rq, c, r);
+  sim_webhook *w;
+  if (!b) return;
+  if (check_webhook_fields(rq, r, b, 0) != 0 || !(w = webhook_locked(rq, r))) {
+    json_decref(b);
+    return;
+  }
+  if (apply_webhook_fields(w, b) != 0)
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+  else
+    rv_reply_json(r, 200, sim_webhook_json(w, 0));
+  rv_unlock(rq->s);
+  json_decref(b);
+}
+
+/* DELETE /api/v1/webhooks/{id}: gone, with its pending deliveries */
+static void webhook_delete(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  sim_webhook *w = webhook_locked(rq, r);
+  json_t *o;
+  (void)c;
+  if (!w) return;
+  o = json_pack("{s:s,s:s,s:b}", "id", w->id, "object", "webhook_endpoint", "deleted", 1);
+  sim_webhook_remove_locked(rq->s, w);
+  rv_unlock(rq->s);
+  rv_reply_json(r, 200, o);
+}
+
+/* POST /api/v1/webhooks/{id}/rotate-secret: a new secret, shown this once */
+static void webhook_rotate(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  sim_webhook *w = webhook_locked(rq, r);
+  (void)c;
+  if (!w) return;
+  sim_webhook_new_secret_locked(rq->s, w);
+  rv_iso_now(w->updated_at);
+  rv_reply_json(r, 200, sim_webhook_json(w, 1));
+  rv_unlock(rq->s);
+}
+
+/* POST /api/v1/webhooks/{id}/test: a webhook.test event; 202 with its pending delivery */
+static void webhook_test(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  sim_webhook *w = webhook_locked(rq, r);
+  sim_delivery *d;
+  (void)c;
+  if (!w) return;
+  d = sim_webhook_test_locked(rq->s, w);
+  if (d) rv_reply_json(r, 202, sim_delivery_json(d));
+  else rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+  rv_unlock(rq->s);
+}
+
+/* GET /api/v1/webhooks/{id}/deliveries: every attempt, newest first */
+static void webhook_deliveries(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  sim_webhook *w = webhook_locked(rq, r);
+  (void)c;
+  if (!w) return;
+  rv_reply_json(r, 200, sim_webhook_deliveries_json_locked(rq->s, w->id));
+  rv_unlock(rq->s);
+}
+
+/* GET /api/v1/webhook-events: this key's events, newest first */
+static void webhook_events(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+  (void)c;
+  rv_lock(rq->s);
+  rv_tasks_advance_all_locked(rq->s);
+  rv_reply_json(r, 200, sim_webhook_events_json_locked(rq->s, rq->caller.key));
   rv_unlock(rq->s);
 }

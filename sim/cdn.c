@@ -1,6 +1,6 @@
 /*
-** cdn.c — the second listener, playing the CDN that serves result videos
-** and uploaded files. It needs no key; a request carrying Authorization is
+** cdn.c — the second listener, playing the CDN that serves results
+** (videos, images, audio: result.c) and uploaded files. It needs no key; a request carrying Authorization is
 ** still answered, but counted (http.c) as the client bug it is.
 */
 #include <stdlib.h>
@@ -8,31 +8,39 @@
 
 #include "sim.h"
 
-/* serve_video: GET /videos/<task id>.mp4, the sample for a succeeded task */
-static void serve_video(rv_req *rq, const char *rest, rv_reply *r) {
-  size_t n = strlen(rest);
+/*
+** serve_result: GET /videos/<id>.mp4, /images/<id>.png, /audio/<id>.mp3
+** or .wav: the result of a succeeded task (`dir` is the folder asked).
+*/
+static void serve_result(rv_req *rq, const char *dir, const char *rest, rv_reply *r) {
+  const char *dot = strrchr(rest, '.');
   char id[64];
   rv_task *t;
-  int ok = 0;
-  if (n > 4 && n - 4 < sizeof id && strcmp(rest + n - 4, ".mp4") == 0) {
-    memcpy(id, rest, n - 4);
-    id[n - 4] = '\0';
+  int ok = 0, is_static = 0;
+  unsigned char *data = NULL;
+  size_t len = 0;
+  const char *mime = NULL;
+  if (dot && (size_t)(dot - rest) < sizeof id) {
+    memcpy(id, rest, (size_t)(dot - rest));
+    id[dot - rest] = '\0';
     rv_lock(rq->s);
     t = rv_task_find_locked(rq->s, id);
     if (t) rv_task_advance_locked(rq->s, t, 0);
-    ok = t && t->status == RV_SUCCEEDED;
+    ok = t && t->status == RV_SUCCEEDED && strcmp(t->ext, dot + 1) == 0 &&
+         strcmp(sim_result_dir(t->ext), dir) == 0 &&
+         sim_result_media(t, &data, &len, &is_static, &mime) == 0;
     rv_unlock(rq->s);
   }
   if (!ok) {
-    rv_reply_error(rq, r, 404, "not_found", NULL, "no video at %s (the task is unknown or "
+    rv_reply_error(rq, r, 404, "not_found", NULL, "no result at %s (the task is unknown or "
                    "has not succeeded)", rq->path);
     return;
   }
   r->status = 200;
-  r->data = (unsigned char *)rv_sample_mp4;
-  r->len = rv_sample_mp4_len;
-  r->data_static = 1;
-  r->content_type = "video/mp4";
+  r->data = data;
+  r->len = len;
+  r->data_static = is_static;
+  r->content_type = mime;
 }
 
 /*
@@ -71,7 +79,9 @@ void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
     r->allow = "GET, HEAD";
     return;
   }
-  if (strncmp(rq->path, "/videos/", 8) == 0) serve_video(rq, rq->path + 8, r);
+  if (strncmp(rq->path, "/videos/", 8) == 0) serve_result(rq, "videos", rq->path + 8, r);
+  else if (strncmp(rq->path, "/images/", 8) == 0) serve_result(rq, "images", rq->path + 8, r);
+  else if (strncmp(rq->path, "/audio/", 7) == 0) serve_result(rq, "audio", rq->path + 7, r);
   else if (strncmp(rq->path, "/files/", 7) == 0) serve_file(rq, rq->path + 7, r);
   else rv_reply_error(rq, r, 404, "not_found", NULL, "no such path on the CDN: %s", rq->path);
 }

@@ -5,19 +5,12 @@
 ** in /__sim/requests and never hit by faults.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "sim.h"
 
-static const char *const fault_keys[] = {
-  "listener", "method", "path", "times", "action", "status", "headers", "body",
-  "content_type", "delay_ms", "size", "location", NULL
-};
-static const char *const fault_actions[] = {
-  "respond", "drop", "drop_after_commit", "delay", "stall", "truncate", "invalid_json",
-  "wrong_content_type", "oversized", "redirect", NULL
-};
 
 /*
 ** GET /__sim/ledger: counters, balance, tasks and files, after due moves.
@@ -58,15 +51,19 @@ static void ledger(rv_req *rq, rv_reply *r) {
                 "connections", (json_int_t)s->connections,
                 "cdn_connections", (json_int_t)s->cdn_connections,
                 "tasks", tasks, "files_list", files);
+  if (o) json_object_set_new(o, "webhook_attempts", json_integer(s->webhook_attempts));
   rv_unlock(s);
   rv_reply_json(r, 200, o);
 }
 
 /* config_json_locked: the runtime config as POST /__sim/config answers it */
 static json_t *config_json_locked(rv_state *s) {
-  return json_pack("{s:I,s:f,s:I,s:b}", "credits", (json_int_t)s->credits,
+  return json_pack("{s:I,s:f,s:I,s:b,s:f,s:I,s:f}", "credits", (json_int_t)s->credits,
                    "task_seconds", s->task_seconds, "task_polls", (json_int_t)s->task_polls,
-                   "public_api_disabled", s->public_api_disabled);
+                   "public_api_disabled", s->public_api_disabled,
+                   "webhook_retry_seconds", s->webhook_retry_seconds,
+                   "webhook_attempts", (json_int_t)s->webhook_max_attempts,
+                   "webhook_timeout", s->webhook_timeout);
 }
 
 /*
@@ -104,7 +101,7 @@ static void config(rv_req *rq, rv_reply *r, int post) {
   }
   if (!(b = parse_body(rq, r))) return;
   if (!json_is_object(b)) {
-    rv_describe(b, got, sizeof got);
+    sim_describe(b, got, sizeof got);
     rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected an object; got %s",
                    got);
     json_decref(b);
@@ -116,17 +113,28 @@ static void config(rv_req *rq, rv_reply *r, int post) {
     else if (strcmp(k, "task_seconds") == 0) ok = json_is_number(v) && json_number_value(v) >= 0;
     else if (strcmp(k, "task_polls") == 0) ok = json_is_integer(v) && json_integer_value(v) >= 0;
     else if (strcmp(k, "public_api_disabled") == 0) ok = json_is_boolean(v);
+    else if (strcmp(k, "webhook_retry_seconds") == 0)
+      ok = json_is_number(v) && json_number_value(v) >= 0 && json_number_value(v) <= 3600;
+    else if (strcmp(k, "webhook_attempts") == 0)
+      ok = json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 20;
+    else if (strcmp(k, "webhook_timeout") == 0)
+      ok = json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) <= 60;
     else {
       rv_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown config key; allowed: "
-                     "credits, task_seconds, task_polls, public_api_disabled", k);
+                     "credits, task_seconds, task_polls, public_api_disabled, "
+                     "webhook_retry_seconds, webhook_attempts, webhook_timeout", k);
       json_decref(b);
       return;
     }
     if (!ok) {
-      rv_describe(v, got, sizeof got);
+      sim_describe(v, got, sizeof got);
       rv_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
                      strcmp(k, "public_api_disabled") == 0 ? "true or false"
-                     : strcmp(k, "task_seconds") == 0 ? "a number >= 0" : "an integer >= 0",
+                     : strcmp(k, "task_seconds") == 0 ? "a number >= 0"
+                     : strcmp(k, "webhook_retry_seconds") == 0 ? "seconds from 0 to 3600"
+                     : strcmp(k, "webhook_attempts") == 0 ? "an integer from 1 to 20"
+                     : strcmp(k, "webhook_timeout") == 0 ? "seconds above 0, at most 60"
+                     : "an integer >= 0",
                      got);
       json_decref(b);
       return;
@@ -137,110 +145,36 @@ static void config(rv_req *rq, rv_reply *r, int post) {
   if ((v = json_object_get(b, "task_seconds"))) s->task_seconds = json_number_value(v);
   if ((v = json_object_get(b, "task_polls"))) s->task_polls = (long)json_integer_value(v);
   if ((v = json_object_get(b, "public_api_disabled"))) s->public_api_disabled = json_is_true(v);
+  if ((v = json_object_get(b, "webhook_retry_seconds")))
+    s->webhook_retry_seconds = json_number_value(v);
+  if ((v = json_object_get(b, "webhook_attempts"))) s->webhook_max_attempts = (long)json_integer_value(v);
+  if ((v = json_object_get(b, "webhook_timeout"))) s->webhook_timeout = json_number_value(v);
   rv_reply_json(r, 200, config_json_locked(s));
   rv_unlock(s);
   json_decref(b);
 }
 
-/* no_crlf: 1 when `s` holds no CR or LF (it goes into a header) */
-static int no_crlf(const char *s) {
-  return !strchr(s, '\r') && !strchr(s, '\n');
-}
-
 /*
-** check_fault: fault object `f` (index `i` of the request) into a new
-** normalized copy with defaults filled in, or NULL with a 400 in `r`.
-*/
-static json_t *check_fault(rv_req *rq, rv_reply *r, const json_t *f, size_t i) {
-  char got[128], field[96];
-  const char *k, *str;
-  json_t *v, *norm;
-  if (!json_is_object(f)) {
-    rv_describe(f, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "fault", "fault %zu: expected an object; "
-                   "got %s", i, got);
-    return NULL;
-  }
-  json_object_foreach((json_t *)f, k, v) {
-    int ok = 1;
-    snprintf(field, sizeof field, "%s", k);
-    if (!rv_listed(fault_keys, k)) {
-      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: unknown fault key; allowed: "
-                     "listener, method, path, times, action, status, headers, body, "
-                     "content_type, delay_ms, size, location", field);
-      return NULL;
-    }
-    str = json_string_value(v);
-    if (strcmp(k, "listener") == 0)
-      ok = str && (strcmp(str, "api") == 0 || strcmp(str, "cdn") == 0);
-    else if (strcmp(k, "path") == 0) ok = str && str[0] == '/';
-    else if (strcmp(k, "action") == 0) ok = str && rv_listed(fault_actions, str);
-    else if (strcmp(k, "method") == 0) ok = str && str[0];
-    else if (strcmp(k, "times") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 1;
-    else if (strcmp(k, "status") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 100 && json_integer_value(v) <= 599;
-    else if (strcmp(k, "delay_ms") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 600000;
-    else if (strcmp(k, "size") == 0)
-      ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
-           json_integer_value(v) <= 1000000000000LL;
-    else if (strcmp(k, "body") == 0) ok = str != NULL;
-    else if (strcmp(k, "content_type") == 0 || strcmp(k, "location") == 0)
-      ok = str && no_crlf(str);
-    else if (strcmp(k, "headers") == 0) {
-      const char *hk;
-      json_t *hv;
-      ok = json_is_object(v);
-      json_object_foreach(v, hk, hv) {
-        if (!json_is_string(hv) || !no_crlf(hk) || !no_crlf(json_string_value(hv)) ||
-            !hk[0] || strchr(hk, ':') || strchr(hk, ' '))
-          ok = 0;
-      }
-    }
-    if (!ok) {
-      rv_describe(v, got, sizeof got);
-      rv_reply_error(rq, r, 400, "validation_failed", field, "%s: invalid value %s; see the "
-                     "fault object in the simulator's documentation", field, got);
-      return NULL;
-    }
-  }
-  if (!json_object_get(f, "path") || !json_object_get(f, "action")) {
-    const char *missing = json_object_get(f, "path") ? "action" : "path";
-    rv_reply_error(rq, r, 400, "validation_failed", missing, "%s: required in a fault", missing);
-    return NULL;
-  }
-  if (strcmp(json_string_value(json_object_get(f, "action")), "redirect") == 0 &&
-      !json_object_get(f, "location")) {
-    rv_reply_error(rq, r, 400, "validation_failed", "location",
-                   "location: required for a redirect fault");
-    return NULL;
-  }
-  norm = json_deep_copy(f);
-  if (!json_object_get(norm, "listener")) json_object_set_new(norm, "listener", json_string("api"));
-  if (!json_object_get(norm, "times")) json_object_set_new(norm, "times", json_integer(1));
-  return norm;
-}
-
-/*
-** faults: POST queues a fault (or an array of them) and answers the number
-** pending; GET lists the pending ones; DELETE clears them.
+** faults: POST queues a fault (or an array of them: all are checked
+** before any is queued) and answers the number pending; GET lists the
+** pending ones; DELETE clears them. fault.c parses each object.
 */
 static void faults(rv_req *rq, rv_reply *r, const char *method) {
   rv_state *s = rq->s;
   json_t *b, *list;
+  sim_fault **parsed;
   size_t i, n;
   if (strcmp(method, "GET") == 0) {
     rv_lock(s);
-    rv_reply_json(r, 200, json_pack("{s:O,s:I}", "data", s->faults, "pending",
-                                    (json_int_t)json_array_size(s->faults)));
+    rv_reply_json(r, 200, json_pack("{s:o,s:I}", "data", sim_faults_json_locked(s), "pending",
+                                    (json_int_t)s->nfaults));
     rv_unlock(s);
     return;
   }
   if (strcmp(method, "DELETE") == 0) {
     rv_lock(s);
-    n = json_array_size(s->faults);
-    json_array_clear(s->faults);
+    n = s->nfaults;
+    sim_faults_clear_locked(s);
     rv_unlock(s);
     rv_reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
     return;
@@ -248,18 +182,28 @@ static void faults(rv_req *rq, rv_reply *r, const char *method) {
   if (!(b = parse_body(rq, r))) return;
   list = json_is_array(b) ? json_incref(b) : json_pack("[O]", b);
   json_decref(b);
+  parsed = calloc(json_array_size(list) + 1, sizeof *parsed);
+  if (!parsed) {
+    json_decref(list);
+    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    return;
+  }
   for (i = 0; i < json_array_size(list); i++) {
-    json_t *norm = check_fault(rq, r, json_array_get(list, i), i);
-    if (!norm) {
+    char field[64], msg[512];
+    if (!(parsed[i] = sim_fault_parse(json_array_get(list, i), field, sizeof field, msg,
+                                      sizeof msg))) {
+      rv_reply_error(rq, r, 400, "validation_failed", field, "fault %zu: %s", i, msg);
+      while (i-- > 0) sim_fault_free(parsed[i]);
+      free(parsed);
       json_decref(list);
       return;
     }
-    json_array_set_new(list, i, norm);
   }
   rv_lock(s);
-  json_array_extend(s->faults, list);
-  n = json_array_size(s->faults);
+  for (i = 0; i < json_array_size(list); i++) sim_faults_add_locked(s, parsed[i]);
+  n = s->nfaults;
   rv_unlock(s);
+  free(parsed);
   json_decref(list);
   rv_reply_json(r, 200, json_pack("{s:I}", "queued", (json_int_t)n));
 }

@@ -22,119 +22,6 @@ const char *rv_header(struct MHD_Connection *c, const char *name) {
   return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-/*
-** utf8_seq: the length of the valid UTF-8 sequence at `p` (at most `n`
-** bytes left), 0 when the bytes there are not valid UTF-8 (overlong forms,
-** surrogates and code points past U+10FFFF included).
-*/
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-  unsigned c = p[0];
-  size_t len, i;
-  unsigned long cp;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-  else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-  else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-  else return 0;
-  if (len > n) return 0;
-  for (i = 1; i < len; i++) {
-    if ((p[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (p[i] & 0x3F);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-    return 0;
-  return len;
-}
-
-/*
-** rv_utf8_count: the number of code points in the `n` bytes at `s`, or -1
-** when they are not valid UTF-8. Prompt limits count code points, not bytes.
-*/
-long rv_utf8_count(const char *s, size_t n) {
-  const unsigned char *p = (const unsigned char *)s;
-  long count = 0;
-  while (n > 0) {
-    size_t k = utf8_seq(p, n);
-    if (k == 0) return -1;
-    p += k;
-    n -= k;
-    count++;
-  }
-  return count;
-}
-
-/*
-** rv_clean_dup: a copy of `s` (NULL stays NULL) safe for JSON and one-line
-** logs: invalid UTF-8 bytes and control characters become '?'. Request
-** paths arrive percent-decoded, so they can hold any byte.
-*/
-char *rv_clean_dup(const char *s) {
-  size_t n, i = 0;
-  char *out;
-  if (!s) return NULL;
-  n = strlen(s);
-  out = malloc(n + 1);
-  if (!out) return NULL;
-  while (i < n) {
-    size_t k = utf8_seq((const unsigned char *)s + i, n - i);
-    if (k == 0 || (k == 1 && ((unsigned char)s[i] < 0x20 || s[i] == 0x7F))) {
-      out[i++] = '?';
-    } else {
-      memcpy(out + i, s + i, k);
-      i += k;
-    }
-  }
-  out[n] = '\0';
-  return out;
-}
-
-/*
-** rv_media_type_is: 1 when the Content-Type `header` names media type
-** `type` (case-insensitive, parameters such as charset ignored).
-*/
-int rv_media_type_is(const char *header, const char *type) {
-  size_t n = strlen(type);
-  if (!header) return 0;
-  while (*header == ' ' || *header == '\t') header++;
-  if (strncasecmp(header, type, n) != 0) return 0;
-  header += n;
-  return *header == '\0' || *header == ';' || *header == ' ' || *header == '\t';
-}
-
-/*
-** rv_describe: a short description of the JSON value `v` for messages
-** ("\"7\"", "number 5", "true", "an object", ...) into `buf` of `size`
-** bytes; long strings are cut at a code point boundary.
-*/
-size_t rv_describe(const json_t *v, char *buf, size_t size) {
-  int n = 0;
-  if (!v) {
-    n = snprintf(buf, size, "nothing");
-  } else if (json_is_string(v)) {
-    const char *str = json_string_value(v);
-    size_t len = json_string_length(v), cut = 0, k;
-    while (cut < len && cut < 60 && (k = utf8_seq((const unsigned char *)str + cut, len - cut)) > 0)
-      cut += k;
-    n = snprintf(buf, size, "\"%.*s%s\"", (int)cut, str, cut < len ? "..." : "");
-  } else if (json_is_integer(v)) {
-    n = snprintf(buf, size, "number %" JSON_INTEGER_FORMAT, json_integer_value(v));
-  } else if (json_is_real(v)) {
-    n = snprintf(buf, size, "number %g", json_real_value(v));
-  } else if (json_is_true(v)) {
-    n = snprintf(buf, size, "true");
-  } else if (json_is_false(v)) {
-    n = snprintf(buf, size, "false");
-  } else if (json_is_null(v)) {
-    n = snprintf(buf, size, "null");
-  } else if (json_is_array(v)) {
-    n = snprintf(buf, size, "an array");
-  } else {
-    n = snprintf(buf, size, "an object");
-  }
-  return n < 0 ? 0 : (size_t)n;
-}
-
 /* rv_reply_json: make `r` a JSON reply with `status`, taking `body` */
 void rv_reply_json(rv_reply *r, unsigned status, json_t *body) {
   json_decref(r->json);
@@ -185,45 +72,15 @@ static void log_line(const rv_req *rq, const char *outcome) {
           rq->method ? rq->method : "?", rq->path ? rq->path : "?", outcome);
 }
 
-/* fault_action: the action of the fault matched by `rq`, or NULL */
-static const char *fault_action(const rv_req *rq) {
-  return rq->fault ? json_string_value(json_object_get(rq->fault, "action")) : NULL;
-}
-
-/* action_is: 1 when `rq` matched a fault whose action is `name` */
-static int action_is(const rv_req *rq, const char *name) {
-  const char *a = fault_action(rq);
-  return a && strcmp(a, name) == 0;
+/* kind_is: 1 when `rq` matched a fault of kind `k` */
+static int kind_is(const rv_req *rq, sim_fault_kind k) {
+  return rq->fault && rq->fault->kind == k;
 }
 
 /* faults that answer without processing the request */
 static int fault_preempts(const rv_req *rq) {
-  return action_is(rq, "respond") || action_is(rq, "drop") || action_is(rq, "redirect");
-}
-
-/*
-** fault_take_locked: the first pending fault of `s` matching listener
-** `which`, `method` and `path` (prefix), as an own copy; the pending one
-** loses one of its `times` and goes when none are left. NULL: no match.
-*/
-static json_t *fault_take_locked(rv_state *s, int which, const char *method,
-                                 const char *path) {
-  size_t i;
-  for (i = 0; i < json_array_size(s->faults); i++) {
-    json_t *f = json_array_get(s->faults, i), *copy;
-    const char *l = json_string_value(json_object_get(f, "listener"));
-    const char *m = json_string_value(json_object_get(f, "method"));
-    const char *p = json_string_value(json_object_get(f, "path"));
-    json_int_t times = json_integer_value(json_object_get(f, "times"));
-    if ((l && strcmp(l, "cdn") == 0) != (which == RV_CDN)) continue;
-    if (m && strcasecmp(m, method) != 0) continue;
-    if (!p || strncmp(path, p, strlen(p)) != 0) continue;
-    copy = json_deep_copy(f);
-    if (times <= 1) json_array_remove(s->faults, i);
-    else json_object_set_new(f, "times", json_integer(times - 1));
-    return copy;
-  }
-  return NULL;
+  return kind_is(rq, SIM_FAULT_RESPOND) || kind_is(rq, SIM_FAULT_DROP) ||
+         kind_is(rq, SIM_FAULT_REDIRECT);
 }
 
 /* expects_continue: 1 when the client of `c` waits for 100 Continue */
@@ -273,7 +130,7 @@ static rv_req *req_new(rv_listener *l, const char *url, const char *method) {
 static void req_free(rv_req *rq) {
   free(rq->method);
   free(rq->path);
-  json_decref(rq->fault);
+  sim_fault_free(rq->fault);
   rv_reply_free(&rq->early);
   free(rq->body);
   if (rq->up) rv_upload_free(rq->up);
@@ -304,7 +161,7 @@ static void req_begin(rv_req *rq, struct MHD_Connection *c) {
     s->requests++;
     if (rq->listener == RV_CDN && auth) s->cdn_auth_violations++;
     rv_reqlog_add_locked(s, &e);
-    rq->fault = fault_take_locked(s, rq->listener, rq->method, rq->path);
+    rq->fault = sim_fault_take_locked(s, rq->listener, rq->method, rq->path);
     rv_unlock(s);
     /* the value never reaches the log: a leaked key is the bug to catch */
     if (rq->listener == RV_CDN && auth)
@@ -372,152 +229,48 @@ static void req_feed(rv_req *rq, const char *data, size_t size) {
 
 /* ---- responses --------------------------------------------------------- */
 
-/* a body served from a callback: stall, truncate, or the oversized body */
-typedef struct rv_stream {
-  rv_state *s;
-  char *data;           /* NULL: generate the oversized JSON-ish body */
-  int data_static;
-  uint64_t len, cut;    /* bytes declared; bytes sent before giving up */
-  long delay_ms;        /* silence before giving up (stall) */
-} rv_stream;
-
-/*
-** stream_read: MHD content reader over an rv_stream `cls`: bytes from
-** `pos` into `buf` (at most `max`); at the cut it waits delay_ms once and
-** ends with an error, so the client sees a body shorter than declared.
-*/
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-  static const char head[] = "{\"data\":\"";
-  static const char tail[] = "\"}";
-  rv_stream *st = cls;
-  size_t n, i;
-  if (pos >= st->cut) {
-    if (st->delay_ms > 0) {
-      rv_sleep_ms(st->s, st->delay_ms);
-      st->delay_ms = 0;
-    }
-    return MHD_CONTENT_READER_END_WITH_ERROR;
-  }
-  n = (size_t)(st->cut - pos < max ? st->cut - pos : max);
-  if (st->data) {
-    memcpy(buf, st->data + pos, n);
-    return (ssize_t)n;
-  }
-  memset(buf, 'x', n);
-  if (st->len >= sizeof head - 1 + sizeof tail - 1) {
-    for (i = 0; i < n; i++) {
-      uint64_t at = pos + i;
-      if (at < sizeof head - 1) buf[i] = head[at];
-      else if (at >= st->len - (sizeof tail - 1))
-        buf[i] = tail[at - (st->len - (sizeof tail - 1))];
-    }
-  }
-  return (ssize_t)n;
-}
-
-/* stream_free: MHD's free callback for the rv_stream `cls` */
-static void stream_free(void *cls) {
-  rv_stream *st = cls;
-  if (st->data && !st->data_static) free(st->data);
-  free(st);
-}
-
-/*
-** stream_response: a response declaring `len` bytes that sends the first
-** `cut` of `data` (taken; NULL: generated) and then fails after `delay_ms`.
-*/
-static struct MHD_Response *stream_response(rv_state *s, char *data, int data_static,
-                                            uint64_t len, uint64_t cut,
-                                            long delay_ms) {
-  struct MHD_Response *resp;
-  rv_stream *st = calloc(1, sizeof *st);
-  if (!st) {
-    if (data && !data_static) free(data);
-    return NULL;
-  }
-  st->s = s;
-  st->data = data;
-  st->data_static = data_static;
-  st->len = len;
-  st->cut = cut;
-  st->delay_ms = delay_ms;
-  resp = MHD_create_response_from_callback(len, 64 * 1024, stream_read, st, stream_free);
-  if (!resp) stream_free(st);
-  return resp;
-}
-
-/* fault_header: the fault's header `name` (case-insensitive), or NULL */
-static const char *fault_header(const rv_req *rq, const char *name) {
-  const char *k;
-  json_t *v, *h = rq->fault ? json_object_get(rq->fault, "headers") : NULL;
-  json_object_foreach(h, k, v) {
-    if (strcasecmp(k, name) == 0) return json_string_value(v);
-  }
-  return NULL;
-}
-
 /* add_header: set `name` on `resp` unless the fault brings its own */
 static void add_header(const rv_req *rq, struct MHD_Response *resp,
                        const char *name, const char *value) {
-  if (value && !fault_header(rq, name)) MHD_add_response_header(resp, name, value);
+  if (value && !sim_fault_header(rq->fault, name)) MHD_add_response_header(resp, name, value);
 }
 
 /*
-** send_reply: queue `r` (consumed) as the answer to `rq` on `c`, applying
-** the response-shaping fault actions, and write the log line.
+** send_reply: queue `r` (consumed) as the answer to `rq` on `c`, the body
+** shaped by the matched fault (fault.c), and write the log line.
 */
 static enum MHD_Result send_reply(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
   struct MHD_Response *resp;
   enum MHD_Result ret;
-  char *body;
+  unsigned char *body;
   size_t len;
-  int body_static = 0;
+  int body_static = 0, gzip = 0;
   unsigned status = r->status ? r->status : 500;
   const char *ct = r->content_type ? r->content_type : "application/json";
-  const char *action = fault_action(rq);
-  char outcome[48];
+  const char *kind = rq->fault ? sim_fault_kind_name(rq->fault->kind) : NULL;
+  char outcome[48], range[64];
   if (r->data) {
-    body = (char *)r->data;
+    body = r->data;
     len = r->len;
     body_static = r->data_static;
     r->data = NULL;
   } else if (r->json) {
-    body = json_dumps(r->json, JSON_COMPACT);
-    len = body ? strlen(body) : 0;
+    body = (unsigned char *)json_dumps(r->json, JSON_COMPACT);
+    len = body ? strlen((const char *)body) : 0;
   } else {
     body = NULL;
     len = 0;
   }
   if (!body) {
-    body = "";
+    body = (unsigned char *)"";
     body_static = 1;
     len = 0;
   }
-  if (action && strcmp(action, "invalid_json") == 0) {
-    if (!body_static) free(body);
-    body = "{\"id\": \"task_";
-    body_static = 1;
-    len = strlen(body);
-    ct = "application/json";
-  } else if (action && strcmp(action, "wrong_content_type") == 0) {
-    ct = "text/html";
-  }
-  if (action && strcmp(action, "oversized") == 0) {
-    json_t *sz = json_object_get(rq->fault, "size");
-    uint64_t size = sz ? (uint64_t)json_integer_value(sz) : 64000000ULL;
-    if (!body_static) free(body);
-    status = 200;
-    ct = "application/json";
-    resp = stream_response(rq->s, NULL, 0, size, size, 0);
-  } else if (action && (strcmp(action, "stall") == 0 || strcmp(action, "truncate") == 0)) {
-    json_t *d = json_object_get(rq->fault, "delay_ms");
-    long delay = 0;
-    if (strcmp(action, "stall") == 0) delay = d ? (long)json_integer_value(d) : 1000;
-    resp = stream_response(rq->s, body, body_static, len, len / 2, delay);
-  } else {
-    resp = MHD_create_response_from_buffer(len, body, body_static ? MHD_RESPMEM_PERSISTENT
-                                                                  : MHD_RESPMEM_MUST_FREE);
-    if (!resp && !body_static) free(body);
+  resp = sim_fault_response(rq->s, rq->fault, body, len, body_static, &status, &ct, range,
+                            sizeof range, &gzip);
+  if (resp && kind_is(rq, SIM_FAULT_HUGE_HEADER) && sim_fault_pad_header(rq->fault, resp) != 0) {
+    MHD_destroy_response(resp);
+    resp = NULL;
   }
   if (!resp) {
     rv_reply_free(r);
@@ -526,20 +279,21 @@ static enum MHD_Result send_reply(rv_req *rq, struct MHD_Connection *c, rv_reply
   }
   add_header(rq, resp, "Content-Type", ct);
   add_header(rq, resp, "X-Request-Id", rq->rid);
+  if (gzip) add_header(rq, resp, "Content-Encoding", "gzip");
+  if (range[0]) add_header(rq, resp, "Content-Range", range);
   if (r->replayed) add_header(rq, resp, "Idempotent-Replayed", "true");
   add_header(rq, resp, "Allow", r->allow);
   add_header(rq, resp, "Location", r->location);
   if (rq->fault) {
     const char *k;
     json_t *v;
-    json_object_foreach(json_object_get(rq->fault, "headers"), k, v) {
+    json_object_foreach(rq->fault->headers, k, v) {
       MHD_add_response_header(resp, k, json_string_value(v));
     }
   }
   ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
-  snprintf(outcome, sizeof outcome, "%u%s%s", status, action ? " fault " : "",
-           action ? action : "");
+  snprintf(outcome, sizeof outcome, "%u%s%s", status, kind ? " fault " : "", kind ? kind : "");
   log_line(rq, outcome);
   rv_reply_free(r);
   return ret;
@@ -551,14 +305,13 @@ static enum MHD_Result send_reply(rv_req *rq, struct MHD_Connection *c, rv_reply
 ** error body; 302 for a redirect).
 */
 static void fault_reply(rv_req *rq, rv_reply *r, int redirect) {
-  json_t *f = rq->fault;
-  json_t *st = json_object_get(f, "status");
-  const char *body = json_string_value(json_object_get(f, "body"));
-  unsigned status = st ? (unsigned)json_integer_value(st) : (redirect ? 302 : 500);
-  r->content_type = json_string_value(json_object_get(f, "content_type"));
-  if (redirect) r->location = json_string_value(json_object_get(f, "location"));
-  if (body && (r->data = (unsigned char *)strdup(body)) != NULL) {
-    r->len = strlen(body);
+  const sim_fault *f = rq->fault;
+  unsigned status = f->status ? f->status : (redirect ? 302 : 500);
+  r->content_type = f->content_type;
+  if (redirect) r->location = f->location;
+  if (f->has_body && (r->data = malloc(f->body_len + 1)) != NULL) {
+    memcpy(r->data, f->body, f->body_len);
+    r->len = f->body_len;
     r->status = status;
   } else if (redirect) {
     rv_reply_json(r, status, json_pack("{s:s?}", "location", r->location));
@@ -602,20 +355,18 @@ static enum MHD_Result req_finish(rv_req *rq, struct MHD_Connection *c) {
   rv_reply r;
   memset(&r, 0, sizeof r);
   rq->done = 1;
-  if (action_is(rq, "drop")) {
+  if (kind_is(rq, SIM_FAULT_DROP)) {
     log_line(rq, "dropped (fault drop)");
     return MHD_NO;
   }
-  if (action_is(rq, "respond") || action_is(rq, "redirect")) {
-    fault_reply(rq, &r, action_is(rq, "redirect"));
+  if (kind_is(rq, SIM_FAULT_RESPOND) || kind_is(rq, SIM_FAULT_REDIRECT)) {
+    fault_reply(rq, &r, kind_is(rq, SIM_FAULT_REDIRECT));
     return send_reply(rq, c, &r);
   }
-  if (action_is(rq, "delay")) {
-    json_t *d = json_object_get(rq->fault, "delay_ms");
-    rv_sleep_ms(rq->s, d ? (long)json_integer_value(d) : 1000);
-  }
+  if (kind_is(rq, SIM_FAULT_DELAY))
+    rv_sleep_ms(rq->s, rq->fault->delay_ms >= 0 ? rq->fault->delay_ms : 1000);
   process(rq, c, &r);
-  if (action_is(rq, "drop_after_commit")) {
+  if (kind_is(rq, SIM_FAULT_DROP_AFTER_COMMIT)) {
     char outcome[64];
     snprintf(outcome, sizeof outcome, "dropped after %u (fault drop_after_commit)", r.status);
     rv_reply_free(&r);
@@ -742,6 +493,7 @@ struct MHD_Daemon *rv_http_start(rv_listener *l, const struct sockaddr *addr, in
                           MHD_OPTION_SOCK_ADDR, addr,
                           MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)600,
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SIM_CONN_MEMORY,
                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
                           MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
                           MHD_OPTION_ARRAY, tls,

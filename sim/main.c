@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <microhttpd.h>
 
 #include "sim.h"
@@ -29,7 +30,12 @@ static const char usage[] =
   "  --api-key K          an accepted key (repeatable; default rvya_sk_test)\n"
   "  --revoked-key K      a key answered with api_key_revoked (repeatable)\n"
   "  --expired-key K      a key answered with api_key_expired (repeatable)\n"
-  "  --scoped-key K       a key that may read but not create (repeatable)\n"
+  "  --scoped-key K[:S,..] a key with only the scopes S (repeatable); without a\n"
+  "                       list: the read scopes (models:read, generations:read,\n"
+  "                       files:read, credits:read, chat:read)\n"
+  "  --catalog FILE       serve and obey this model catalog (JSON, the shape of\n"
+  "                       GET /api/v1/models) instead of the built-in one\n"
+  "  --allow-loopback-webhooks  accept http://127.0.0.1 webhook endpoints\n"
   "  --credits N          starting balance (default 1000)\n"
   "  --task-seconds S     task lifetime: queued for S/3, then processing, final at S\n"
   "                       (default 6)\n"
@@ -79,7 +85,7 @@ static int parse_args(int argc, char **argv, rv_options *o) {
   static const char *const need_value[] = {
     "--host", "--port", "--cdn-port", "--api-key", "--revoked-key", "--expired-key",
     "--scoped-key", "--credits", "--task-seconds", "--task-polls", "--max-lifetime",
-    "--tls-cert", "--tls-key", NULL
+    "--tls-cert", "--tls-key", "--catalog", NULL
   };
   int i;
   o->host = "127.0.0.1";
@@ -88,8 +94,8 @@ static int parse_args(int argc, char **argv, rv_options *o) {
   o->api_keys.v = calloc((size_t)argc + 1, sizeof(char *));
   o->revoked_keys.v = calloc((size_t)argc + 1, sizeof(char *));
   o->expired_keys.v = calloc((size_t)argc + 1, sizeof(char *));
-  o->scoped_keys.v = calloc((size_t)argc + 1, sizeof(char *));
-  if (!o->api_keys.v || !o->revoked_keys.v || !o->expired_keys.v || !o->scoped_keys.v) {
+  o->scoped = calloc((size_t)argc + 1, sizeof *o->scoped);
+  if (!o->api_keys.v || !o->revoked_keys.v || !o->expired_keys.v || !o->scoped) {
     fprintf(stderr, "rivya-sim: out of memory\n");
     return -1;
   }
@@ -141,7 +147,28 @@ static int parse_args(int argc, char **argv, rv_options *o) {
     } else if (strcmp(name, "--expired-key") == 0) {
       o->expired_keys.v[o->expired_keys.n++] = val;
     } else if (strcmp(name, "--scoped-key") == 0) {
-      o->scoped_keys.v[o->scoped_keys.n++] = val;
+      const char *colon = strchr(val, ':');
+      sim_scoped_key *sk = &o->scoped[o->nscoped];
+      size_t klen = colon ? (size_t)(colon - val) : strlen(val);
+      sk->scopes = SIM_SCOPE_READ;
+      if (colon && sim_scope_parse(colon + 1, &sk->scopes) != 0) {
+        /* the message names the scopes, never the key */
+        fprintf(stderr, "rivya-sim: --scoped-key: unknown scope in \"%s\"; known: models:read, "
+                "generations:create, generations:read, files:create, files:read, "
+                "credits:read, webhooks:manage, chat:create, chat:read\n", colon + 1);
+        return -1;
+      }
+      if (klen == 0 || !(sk->key = malloc(klen + 1))) {
+        fprintf(stderr, "rivya-sim: --scoped-key: expected KEY or KEY:scope,...\n");
+        return -1;
+      }
+      memcpy(sk->key, val, klen);
+      sk->key[klen] = '\0';
+      o->nscoped++;
+    } else if (strcmp(name, "--catalog") == 0) {
+      o->catalog_path = val;
+    } else if (strcmp(name, "--allow-loopback-webhooks") == 0) {
+      o->allow_loopback_webhooks = 1;
     } else if (strcmp(name, "--credits") == 0) {
       if (parse_ll(val, 0, (long long)1 << 52, &o->credits) != 0) {
         fprintf(stderr, "rivya-sim: --credits: expected an integer >= 0; got \"%s\"\n", val);
@@ -217,12 +244,15 @@ static int read_pem(const char *flag, const char *path, const char *label, char 
 
 /* free_options: release the key lists of `o` (the keys are argv's) and the PEM buffers */
 static void free_options(rv_options *o) {
+  size_t i;
   free(o->tls_cert_pem);
   free(o->tls_key_pem);
   free(o->api_keys.v);
   free(o->revoked_keys.v);
   free(o->expired_keys.v);
-  free(o->scoped_keys.v);
+  for (i = 0; i < o->nscoped; i++) free(o->scoped[i].key);
+  free(o->scoped);
+  sim_catalog_free(o->catalog);
 }
 
 typedef union bind_addr {
@@ -352,6 +382,14 @@ int main(int argc, char **argv) {
     }
   }
   scheme = o.tls_cert_pem ? "https" : "http";
+  if (o.catalog_path) {
+    char err[512];
+    if (!(o.catalog = sim_catalog_load(o.catalog_path, err, sizeof err))) {
+      fprintf(stderr, "rivya-sim: --catalog: %s\n", err);
+      free_options(&o);
+      return 2;
+    }
+  }
 
   memset(&ign, 0, sizeof ign);
   ign.sa_handler = SIG_IGN;
@@ -361,6 +399,7 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+  curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread: webhook deliveries */
   s = rv_state_new(&o);
   if (!s) {
     fprintf(stderr, "rivya-sim: out of memory\n");
@@ -389,6 +428,14 @@ int main(int argc, char **argv) {
     free_options(&o);
     return 1;
   }
+  if (sim_webhooks_start(s) != 0) {
+    fprintf(stderr, "rivya-sim: cannot start the webhook worker\n");
+    MHD_stop_daemon(api);
+    MHD_stop_daemon(cdn);
+    rv_state_free(s);
+    free_options(&o);
+    return 1;
+  }
   printf("{\"port\":%d,\"cdn_port\":%d,\"pid\":%ld%s}\n", api_port, cdn_port,
          (long)getpid(), o.tls_cert_pem ? ",\"tls\":true" : "");
   fflush(stdout);
@@ -402,9 +449,11 @@ int main(int argc, char **argv) {
   s->stopping = 1;
   pthread_cond_broadcast(&s->wake);
   rv_unlock(s);
+  sim_webhooks_stop(s);
   MHD_stop_daemon(api);
   MHD_stop_daemon(cdn);
   rv_state_free(s);
   free_options(&o);
+  curl_global_cleanup();
   return 0;
 }

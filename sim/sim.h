@@ -1,6 +1,6 @@
 /*
 ** sim.h — shared types, limits and cross-file functions of rivya-sim, the
-** local simulator of the Rivya Public API v1 (see /work/shared/API.md).
+** local simulator of the Rivya Public API v1 (docs/api-contract.md).
 ** Everything that crosses files has the rv_ prefix; the rest is static.
 **
 ** One rv_state holds all mutable server state behind one mutex; it reaches
@@ -24,8 +24,79 @@
 #define RV_CLIENT_ID_MAX   128             /* client_request_id, code points */
 #define RV_IDEM_KEY_MAX    255             /* Idempotency-Key header, bytes */
 #define RV_FAIL_MARKER     "[[fail]]"      /* in a prompt: the task fails */
+#define RV_FAIL_SILENT     "[[fail-silent]]"  /* ... and its error is null */
+
+#define SIM_PAD_MAX        (600 * 1000)    /* huge_header: the largest pad */
+#define SIM_CONN_MEMORY    (1024 * 1024)   /* MHD's per-connection pool: room for the pad */
 
 enum { RV_API = 0, RV_CDN = 1 };
+
+/* ---- scripted faults (fault.c) ----------------------------------------- */
+
+typedef enum sim_fault_kind {
+  SIM_FAULT_RESPOND, SIM_FAULT_DROP, SIM_FAULT_DROP_AFTER_COMMIT, SIM_FAULT_DELAY,
+  SIM_FAULT_STALL, SIM_FAULT_TRUNCATE, SIM_FAULT_INVALID_JSON, SIM_FAULT_WRONG_CONTENT_TYPE,
+  SIM_FAULT_OVERSIZED, SIM_FAULT_REDIRECT, SIM_FAULT_DRIP, SIM_FAULT_HUGE_HEADER,
+  SIM_FAULT_GZIP, SIM_FAULT_PARTIAL
+} sim_fault_kind;
+
+/* one fault, parsed once from its JSON object */
+typedef struct sim_fault {
+  sim_fault_kind kind;
+  int listener;                 /* RV_API | RV_CDN */
+  char *method;                 /* NULL: any method */
+  char *path;                   /* a path prefix */
+  long times;                   /* requests it still applies to */
+  unsigned status;              /* 0: the kind's default */
+  json_t *headers;              /* object of strings added to the answer, or NULL */
+  unsigned char *body;          /* respond / redirect: the body given */
+  size_t body_len;
+  int has_body;
+  char *content_type, *location;
+  long delay_ms;                /* -1: the kind's default */
+  long long size;               /* -1: the kind's default */
+  json_t *json;                 /* the object, normalized, as listed */
+} sim_fault;
+
+/* ---- the model catalog as data (catalog.c) ------------------------------ */
+
+/* one model of the catalog; the strings and JSON belong to the catalog */
+typedef struct sim_model {
+  const char *id, *category, *runtime, *api_status, *billing_type;
+  long long base_credits;
+  long long prompt_max;         /* max_prompt_length, code points */
+  const json_t *obj;            /* the whole catalog element */
+  const json_t *params;         /* its params array */
+  const json_t *refs;           /* its reference_media object, or NULL */
+} sim_model;
+
+typedef struct sim_catalog {
+  json_t *root;                 /* the catalog document, read-only once loaded */
+  char *text;                   /* root as compact JSON: GET /api/v1/models */
+  sim_model *models;
+  size_t n;
+} sim_catalog;
+
+#define SIM_MIMES_MAX 16
+
+/* what the Files API accepts for one kind, by default or for a model */
+typedef struct sim_upload_rule {
+  long long max_bytes;
+  const char *mimes[SIM_MIMES_MAX];
+  size_t nmimes;
+} sim_upload_rule;
+
+sim_catalog *sim_catalog_load(const char *path, char *err, size_t size);
+void sim_catalog_free(sim_catalog *c);
+const sim_model *sim_model_find(const sim_catalog *c, const char *id);
+const json_t *sim_model_param(const sim_model *m, const char *key);
+int sim_model_callable(const sim_model *m);
+int sim_upload_rule_get(const sim_model *m, const char *kind, sim_upload_rule *out);
+long long sim_upload_max(const sim_catalog *c, const sim_model *m, const char *kind);
+int sim_mime_listed(const sim_upload_rule *r, const char *mime);
+long long sim_model_credits(const sim_model *m, const char *prompt);
+const char *sim_model_ids(const sim_catalog *c, int callable, char *buf, size_t size);
+int rv_listed(const char *const *list, const char *s);
 
 /* ---- command line (read-only once the daemons run) -------------------- */
 
@@ -34,10 +105,41 @@ typedef struct rv_keylist {
   size_t n;
 } rv_keylist;
 
+/* the scopes a key may carry [API.md], one bit each */
+enum {
+  SIM_SCOPE_MODELS_READ = 1 << 0,
+  SIM_SCOPE_GEN_CREATE = 1 << 1,
+  SIM_SCOPE_GEN_READ = 1 << 2,
+  SIM_SCOPE_FILES_CREATE = 1 << 3,
+  SIM_SCOPE_FILES_READ = 1 << 4,
+  SIM_SCOPE_CREDITS_READ = 1 << 5,
+  SIM_SCOPE_WEBHOOKS = 1 << 6,
+  SIM_SCOPE_CHAT_CREATE = 1 << 7,
+  SIM_SCOPE_CHAT_READ = 1 << 8,
+  SIM_SCOPE_ALL = (1 << 9) - 1,
+  /* --scoped-key KEY without a list: the read scopes */
+  SIM_SCOPE_READ = SIM_SCOPE_MODELS_READ | SIM_SCOPE_GEN_READ | SIM_SCOPE_FILES_READ |
+                   SIM_SCOPE_CREDITS_READ | SIM_SCOPE_CHAT_READ
+};
+
+/* a --scoped-key: the key (own copy) and its scope bits */
+typedef struct sim_scoped_key {
+  char *key;
+  unsigned scopes;
+} sim_scoped_key;
+
+const char *sim_scope_name(unsigned bit);
+int sim_scope_parse(const char *list, unsigned *out);
+
 typedef struct rv_options {
   const char *host;
   int port, cdn_port;
-  rv_keylist api_keys, revoked_keys, expired_keys, scoped_keys;
+  rv_keylist api_keys, revoked_keys, expired_keys;
+  sim_scoped_key *scoped;       /* --scoped-key, nscoped of them */
+  size_t nscoped;
+  const char *catalog_path;     /* --catalog FILE, or NULL: built in */
+  sim_catalog *catalog;         /* loaded by main; NULL: rv_state_new loads */
+  int allow_loopback_webhooks;
   long long credits;
   double task_seconds;
   long task_polls;
@@ -46,46 +148,6 @@ typedef struct rv_options {
   const char *tls_cert, *tls_key;   /* --tls-cert / --tls-key paths, or NULL */
   char *tls_cert_pem, *tls_key_pem; /* their contents (NUL-terminated): HTTPS */
 } rv_options;
-
-/* ---- models as data (model.c) ----------------------------------------- */
-
-typedef enum rv_param_type {
-  RV_PARAM_SELECT,       /* a JSON string, one of options */
-  RV_PARAM_TEXT,         /* any JSON string */
-  RV_PARAM_INTEGER,      /* a JSON integer in [min, max] */
-  RV_PARAM_REFERENCES    /* the referenceMediaItems array */
-} rv_param_type;
-
-typedef struct rv_param {
-  const char *key;
-  rv_param_type type;
-  const char *const *options;   /* SELECT: NULL-terminated */
-  long long min, max;           /* INTEGER */
-} rv_param;
-
-/* what the Files API accepts for one kind, by default or for a model */
-typedef struct rv_upload_rule {
-  const char *kind;             /* "image" | "video" | "audio" */
-  long long max_bytes;
-  const char *const *mimes;     /* NULL-terminated */
-} rv_upload_rule;
-
-typedef struct rv_model {
-  const char *id, *name, *kind;
-  int credits;                  /* FIXED price per run */
-  size_t prompt_max;            /* code points */
-  const rv_param *params;       /* terminated by key == NULL */
-  int max_refs, max_images, max_videos;
-  const char *edit_max_duration;  /* duration cap in video editing */
-  const rv_upload_rule *uploads;  /* terminated by kind == NULL */
-} rv_model;
-
-const rv_model *rv_model_find(const char *id);
-const rv_model *rv_model_at(size_t i);          /* NULL past the end */
-const rv_upload_rule *rv_default_uploads(void);
-const rv_upload_rule *rv_upload_rule_for(const rv_upload_rule *rules,
-                                         const char *kind);
-int rv_listed(const char *const *list, const char *s);
 
 /* ---- server state (state.c) ------------------------------------------- */
 
@@ -101,9 +163,11 @@ typedef struct rv_task {
   char *canon;                  /* canonical body, for idempotency */
   json_t *params;               /* normalized params (clamped duration) */
   json_t *warnings;             /* array of strings, or NULL */
-  const rv_model *model;
+  const sim_model *model;
+  long long credits;            /* reserved at create, by the billing type */
+  char ext[8];                  /* result media: "mp4", "png", "mp3", "wav" */
   rv_task_status status;
-  int fail;                     /* the prompt carries RV_FAIL_MARKER */
+  int fail;                     /* 1: [[fail]], 2: [[fail-silent]] (error null) */
   double created_mono;          /* monotonic seconds */
   long polls;                   /* GETs of this task */
   char created_at[32], updated_at[32];
@@ -124,6 +188,46 @@ typedef struct rv_file {
   char *idem_key;               /* the upload's Idempotency-Key, or NULL */
 } rv_file;
 
+/* ---- webhooks (webhook.c) ---------------------------------------------- */
+
+typedef struct sim_webhook {
+  char id[40];
+  char *owner;                  /* the API key; never shown or logged */
+  char *name;                   /* NULL when not given */
+  char *url;
+  json_t *event_types;          /* array of strings */
+  int disabled;
+  char secret[48];              /* "whsec_<32 hex>" */
+  char created_at[32], updated_at[32], disabled_at[32];
+  char last_success_at[32], last_failure_at[32];   /* "" when never */
+  long failure_count;
+} sim_webhook;
+
+typedef struct sim_event {
+  char id[40];
+  char *owner;
+  char type[32];
+  char created_at[32];
+  json_t *data;                 /* the task as the status endpoint shows it */
+} sim_event;
+
+enum {
+  SIM_DELIVERY_PENDING, SIM_DELIVERY_SENDING, SIM_DELIVERY_SUCCEEDED, SIM_DELIVERY_FAILED
+};
+
+/* one delivery attempt: pending until the worker sends it */
+typedef struct sim_delivery {
+  char id[40];
+  char endpoint_id[40], event_id[40], event_type[32];
+  int attempt;                  /* 1 for the first */
+  int state;                    /* SIM_DELIVERY_* */
+  double due;                   /* monotonic seconds */
+  long response_status;         /* 0 when none */
+  char *error;                  /* NULL when it succeeded */
+  long duration_ms;
+  char created_at[32], attempted_at[32];
+} sim_delivery;
+
 typedef struct rv_reqlog {
   int listener;
   char *method, *path, *user_agent, *idem_key, *content_type;
@@ -136,6 +240,8 @@ typedef struct rv_state {
   pthread_cond_t wake;          /* broadcast at shutdown: sleepers return */
   int stopping;
   const rv_options *opt;
+  const sim_catalog *catalog;
+  sim_catalog *own_catalog;     /* loaded by rv_state_new, freed with it */
   char cdn_base[96];            /* "http://127.0.0.1:PORT" (https with TLS) */
   /* runtime config (POST /__sim/config) */
   long long credits;
@@ -153,7 +259,22 @@ typedef struct rv_state {
   size_t ntasks, cap_tasks;
   rv_file **files;
   size_t nfiles, cap_files;
-  json_t *faults;               /* array of pending fault objects */
+  sim_fault **faults;           /* pending faults, in the order posted */
+  size_t nfaults, cap_faults;
+  /* webhooks: endpoints, events, delivery attempts; the worker thread */
+  sim_webhook **webhooks;
+  size_t nwebhooks, cap_webhooks;
+  sim_event **events;
+  size_t nevents, cap_events;
+  sim_delivery **deliveries;
+  size_t ndeliveries, cap_deliveries;
+  pthread_cond_t webhook_cv;    /* new work for the worker, or stopping */
+  pthread_t webhook_thread;
+  int webhook_running;
+  double webhook_retry_seconds; /* backoff before the 2nd attempt, doubling */
+  long webhook_max_attempts;
+  double webhook_timeout;       /* seconds per attempt */
+  long long webhook_attempts;   /* attempts made since the reset */
   rv_reqlog reqlog[RV_REQLOG_MAX];
   size_t reqlog_start, reqlog_count;
   uint64_t rng;
@@ -165,6 +286,7 @@ void rv_state_clear_locked(rv_state *s);     /* back to start-up state */
 void rv_lock(rv_state *s);
 void rv_unlock(rv_state *s);
 void rv_sleep_ms(rv_state *s, long ms);      /* returns early at shutdown */
+int rv_stopping(rv_state *s);                /* 1 once the server is stopping */
 
 double rv_mono_now(void);
 void rv_iso_now(char out[32]);
@@ -184,6 +306,23 @@ json_t *rv_file_json(const rv_file *f);
 void rv_reqlog_add_locked(rv_state *s, const rv_reqlog *e);  /* takes e's strings */
 json_t *rv_reqlog_json_locked(rv_state *s);
 
+int sim_webhook_url_check(const char *url, int allow_loopback, char *why, size_t size);
+json_t *sim_webhook_json(const sim_webhook *w, int with_secret);
+json_t *sim_delivery_json(const sim_delivery *d);
+json_t *sim_event_json(const sim_event *e);
+sim_webhook *sim_webhook_find_locked(rv_state *s, const char *owner, const char *id);
+sim_webhook *sim_webhook_add_locked(rv_state *s, const char *owner);
+void sim_webhook_new_secret_locked(rv_state *s, sim_webhook *w);
+void sim_webhook_remove_locked(rv_state *s, sim_webhook *w);
+void sim_webhook_task_final_locked(rv_state *s, const rv_task *t);
+sim_delivery *sim_webhook_test_locked(rv_state *s, const sim_webhook *w);
+int sim_webhook_types_ok(const json_t *v);
+json_t *sim_webhook_events_json_locked(rv_state *s, const char *owner);
+json_t *sim_webhook_deliveries_json_locked(rv_state *s, const char *id);
+void sim_webhooks_clear_locked(rv_state *s);
+int sim_webhooks_start(rv_state *s);
+void sim_webhooks_stop(rv_state *s);
+
 /* ---- one HTTP request (http.c) ---------------------------------------- */
 
 /* a reply a route produces; http.c sends it, applying any fault */
@@ -202,7 +341,7 @@ typedef struct rv_reply {
 /* what the gate learned about the caller before the body arrived */
 typedef struct rv_caller {
   const char *key;              /* authenticated API key, or NULL */
-  int scoped;
+  unsigned scopes;              /* SIM_SCOPE_* bits of the key */
 } rv_caller;
 
 struct rv_upload;
@@ -213,7 +352,7 @@ typedef struct rv_req {
   int control;                  /* /__sim/...: no faults, not in the log */
   char rid[24];                 /* "req_<hex>" */
   char *method, *path;
-  json_t *fault;                /* matched fault (own copy), or NULL */
+  sim_fault *fault;             /* matched fault (own copy), or NULL */
   int route;                    /* route index chosen by the gate, or -1 */
   rv_caller caller;
   rv_reply early;               /* a gate error waiting for the body's end */
@@ -231,6 +370,7 @@ typedef struct rv_req {
 
 struct MHD_Connection;
 struct MHD_Daemon;
+struct MHD_Response;
 struct sockaddr;
 
 /* the closure of one daemon: the state and which listener it plays */
@@ -250,10 +390,26 @@ void rv_reply_error(rv_req *rq, rv_reply *r, unsigned status,
   ;
 void rv_reply_json(rv_reply *r, unsigned status, json_t *body);
 void rv_reply_free(rv_reply *r);
-size_t rv_describe(const json_t *v, char *buf, size_t size);
+
+/* text.c */
+size_t sim_describe(const json_t *v, char *buf, size_t size);
 long rv_utf8_count(const char *s, size_t n);   /* -1 when not UTF-8 */
 char *rv_clean_dup(const char *s);             /* valid UTF-8, no controls */
 int rv_media_type_is(const char *header, const char *type);
+
+const char *sim_fault_kind_name(sim_fault_kind k);
+sim_fault *sim_fault_parse(const json_t *o, char *field, size_t fsize, char *msg, size_t msize);
+void sim_fault_free(sim_fault *f);
+sim_fault *sim_fault_take_locked(rv_state *s, int which, const char *method, const char *path);
+void sim_faults_clear_locked(rv_state *s);
+int sim_faults_add_locked(rv_state *s, sim_fault *f);
+json_t *sim_faults_json_locked(rv_state *s);
+const char *sim_fault_header(const sim_fault *f, const char *name);
+struct MHD_Response *sim_fault_response(rv_state *s, const sim_fault *f, unsigned char *body,
+                                        size_t len, int body_static, unsigned *status,
+                                        const char **ct, char *range, size_t range_size,
+                                        int *gzip);
+int sim_fault_pad_header(const sim_fault *f, struct MHD_Response *resp);
 
 /* ---- routes ----------------------------------------------------------- */
 
@@ -270,10 +426,11 @@ typedef struct rv_verr {
 } rv_verr;
 
 typedef struct rv_gen {
-  const rv_model *model;
-  const char *prompt;           /* borrowed from the body */
+  const sim_model *model;
+  const char *prompt;           /* borrowed from the body ("" when none) */
   json_t *params;               /* new reference: normalized params */
   json_t *warnings;             /* new reference or NULL */
+  long long credits;            /* what the run reserves */
 } rv_gen;
 
 int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
@@ -284,9 +441,11 @@ struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c);
 void rv_upload_feed(struct rv_upload *up, const char *data, size_t size);
 void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r);
 void rv_upload_free(struct rv_upload *up);
-const char *rv_sniff(const unsigned char *p, size_t n, const char **kind);
-double rv_mp4_duration(const unsigned char *p, size_t n);
-double rv_webm_duration(const unsigned char *p, size_t n);
+
+/* media.c: the real type and duration of uploaded bytes */
+const char *sim_sniff(const unsigned char *p, size_t n, const char **kind);
+double sim_mp4_duration(const unsigned char *p, size_t n);
+double sim_webm_duration(const unsigned char *p, size_t n);
 
 /* control.c: /__sim/... */
 void rv_control(rv_req *rq, rv_reply *r);
@@ -294,8 +453,14 @@ void rv_control(rv_req *rq, rv_reply *r);
 /* cdn.c: the CDN listener */
 void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
 
-/* sha256.c */
-void rv_sha256_hex(const unsigned char *p, size_t n, char out[65]);
+/* src/sha256.c, shared with the C core: rv_sha256_hex (stored files) */
+#include "../src/sha256.h"
+
+/* result.c: the media a succeeded task returns, by its model's category */
+const char *sim_result_ext(const sim_model *m, const json_t *params);
+const char *sim_result_dir(const char *ext);
+int sim_result_media(const rv_task *t, unsigned char **data, size_t *len, int *is_static,
+                     const char **mime);
 
 /* sample_mp4.c: the result video */
 extern const unsigned char rv_sample_mp4[];

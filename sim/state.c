@@ -39,23 +39,43 @@ static uint64_t seed_rng(void) {
 rv_state *rv_state_new(const rv_options *opt) {
   rv_state *s = calloc(1, sizeof *s);
   if (!s) return NULL;
-  s->faults = json_array();
-  if (!s->faults || pthread_mutex_init(&s->mu, NULL) != 0) {
-    json_decref(s->faults);
+  if (pthread_mutex_init(&s->mu, NULL) != 0) {
     free(s);
     return NULL;
   }
   if (pthread_cond_init(&s->wake, NULL) != 0) {
     pthread_mutex_destroy(&s->mu);
-    json_decref(s->faults);
+    free(s);
+    return NULL;
+  }
+  if (pthread_cond_init(&s->webhook_cv, NULL) != 0) {
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
     free(s);
     return NULL;
   }
   s->opt = opt;
+  if (opt->catalog) {
+    s->catalog = opt->catalog;
+  } else {
+    char err[512];
+    s->own_catalog = sim_catalog_load(NULL, err, sizeof err);
+    if (!s->own_catalog) {
+      pthread_cond_destroy(&s->webhook_cv);
+      pthread_cond_destroy(&s->wake);
+      pthread_mutex_destroy(&s->mu);
+      free(s);
+      return NULL;
+    }
+    s->catalog = s->own_catalog;
+  }
   s->rng = seed_rng();
   s->credits = opt->credits;
   s->task_seconds = opt->task_seconds;
   s->task_polls = opt->task_polls;
+  s->webhook_retry_seconds = 1;
+  s->webhook_max_attempts = 5;
+  s->webhook_timeout = 5;
   return s;
 }
 
@@ -106,7 +126,12 @@ void rv_state_clear_locked(rv_state *s) {
   s->ntasks = s->cap_tasks = s->nfiles = s->cap_files = 0;
   for (i = 0; i < RV_REQLOG_MAX; i++) reqlog_entry_free(&s->reqlog[i]);
   s->reqlog_start = s->reqlog_count = 0;
-  json_array_clear(s->faults);
+  sim_faults_clear_locked(s);
+  sim_webhooks_clear_locked(s);
+  s->webhook_retry_seconds = 1;
+  s->webhook_max_attempts = 5;
+  s->webhook_timeout = 5;
+  s->webhook_attempts = 0;
   s->credits = s->opt->credits;
   s->task_seconds = s->opt->task_seconds;
   s->task_polls = s->opt->task_polls;
@@ -125,7 +150,9 @@ void rv_state_clear_locked(rv_state *s) {
 void rv_state_free(rv_state *s) {
   if (!s) return;
   rv_state_clear_locked(s);
-  json_decref(s->faults);
+  free(s->faults);
+  sim_catalog_free(s->own_catalog);
+  pthread_cond_destroy(&s->webhook_cv);
   pthread_cond_destroy(&s->wake);
   pthread_mutex_destroy(&s->mu);
   free(s);
@@ -154,6 +181,15 @@ void rv_sleep_ms(rv_state *s, long ms) {
     if (pthread_cond_timedwait(&s->wake, &s->mu, &until) == ETIMEDOUT) break;
   }
   rv_unlock(s);
+}
+
+/* rv_stopping: 1 once the server is stopping (read under the lock) */
+int rv_stopping(rv_state *s) {
+  int stop;
+  rv_lock(s);
+  stop = s->stopping;
+  rv_unlock(s);
+  return stop;
 }
 
 /* rv_mono_now: monotonic seconds, for task ages immune to clock changes */
@@ -288,13 +324,14 @@ void rv_task_advance_locked(rv_state *s, rv_task *t, int is_poll) {
   if (stage == 2) {
     t->status = t->fail ? RV_FAILED : RV_SUCCEEDED;
     if (t->fail) {
-      s->credits += t->model->credits;
-      s->credits_refunded += t->model->credits;
+      s->credits += t->credits;
+      s->credits_refunded += t->credits;
     }
   } else {
     t->status = RV_PROCESSING;
   }
   rv_iso_now(t->updated_at);
+  if (stage == 2) sim_webhook_task_final_locked(s, t);
 }
 
 /* rv_tasks_advance_all_locked: advance every task by the clock */
@@ -323,22 +360,23 @@ json_t *rv_task_json_locked(rv_state *s, const rv_task *t) {
   json_object_set_new(o, "id", json_string(t->id));
   json_object_set_new(o, "status", json_string(rv_task_status_name(t->status)));
   json_object_set_new(o, "model", json_string(t->model->id));
-  json_object_set_new(o, "reserved_credits", json_integer(t->model->credits));
+  json_object_set_new(o, "reserved_credits", json_integer(t->credits));
   json_object_set_new(o, "final_credits",
-                      json_integer(t->status == RV_SUCCEEDED ? t->model->credits : 0));
+                      json_integer(t->status == RV_SUCCEEDED ? t->credits : 0));
   json_object_set_new(o, "created_at", json_string(t->created_at));
   json_object_set_new(o, "updated_at", json_string(t->updated_at));
   if (t->status == RV_SUCCEEDED) {
     char url[160];
     json_t *res = json_object();
-    snprintf(url, sizeof url, "%s/videos/%s.mp4", s->cdn_base, t->id);
+    snprintf(url, sizeof url, "%s/%s/%s.%s", s->cdn_base, sim_result_dir(t->ext), t->id,
+             t->ext);
     json_object_set_new(res, "primary_url", json_string(url));
     json_object_set_new(res, "urls", json_pack("[s]", url));
     json_object_set_new(o, "result", res);
   } else {
     json_object_set_new(o, "result", json_null());
   }
-  if (t->status == RV_FAILED) {
+  if (t->status == RV_FAILED && t->fail == 1) {
     json_object_set_new(o, "error",
                         json_pack("{s:s,s:s}", "code", "generation_failed",
                                   "message",

@@ -8,7 +8,6 @@
 ** to the largest limit still possible given the fields seen so far; past
 ** it the bytes are counted and dropped, so a huge upload costs no memory.
 */
-#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,35 +56,17 @@ static void note(struct rv_upload *up, const char *field, const char *msg) {
   snprintf(up->err, sizeof up->err, "%s", msg);
 }
 
-/* rules_max: the largest limit in `rules` for `kind` (any kind when NULL) */
-static long long rules_max(const rv_upload_rule *rules, const char *kind) {
-  long long best = 0;
-  for (; rules->kind; rules++)
-    if ((!kind || strcmp(rules->kind, kind) == 0) && rules->max_bytes > best)
-      best = rules->max_bytes;
-  return best;
-}
-
 /*
 ** provisional_limit: the most bytes the file may still turn out to be
 ** allowed, from the kind and model fields seen so far (they may come
 ** after the file).
 */
 static long long provisional_limit(const struct rv_upload *up) {
+  const sim_catalog *c = up->rq->s->catalog;
   const char *kind = up->kind.seen ? up->kind.v : NULL;
-  const rv_model *m;
-  long long best;
-  size_t i;
-  if (up->model.seen) {
-    m = rv_model_find(up->model.v);
-    return rules_max(m ? m->uploads : rv_default_uploads(), kind);
-  }
-  best = rules_max(rv_default_uploads(), kind);
-  for (i = 0; (m = rv_model_at(i)) != NULL; i++) {
-    long long n = rules_max(m->uploads, kind);
-    if (n > best) best = n;
-  }
-  return best;
+  const sim_model *m = up->model.seen ? sim_model_find(c, up->model.v) : NULL;
+  if (up->model.seen && !m) return sim_upload_max(c, NULL, kind);   /* refused later */
+  return sim_upload_max(c, m, kind);
 }
 
 /* take_file_bytes: append `size` bytes of the file part, or just count them */
@@ -230,178 +211,6 @@ void rv_upload_free(struct rv_upload *up) {
   free(up);
 }
 
-/* ---- sniffing ------------------------------------------------------------ */
-
-/*
-** rv_sniff: the MIME type of the `n` bytes at `p` from their signature,
-** with *kind set to "image", "video" or "audio"; NULL when unrecognized.
-*/
-const char *rv_sniff(const unsigned char *p, size_t n, const char **kind) {
-  static const unsigned char png[8] = { 0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A };
-  *kind = "image";
-  if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "image/jpeg";
-  if (n >= 8 && memcmp(p, png, 8) == 0) return "image/png";
-  if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
-    return "image/webp";
-  *kind = "audio";
-  if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WAVE", 4) == 0)
-    return "audio/wav";
-  if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0 && memcmp(p + 8, "M4A ", 4) == 0)
-    return "audio/mp4";
-  if (n >= 4 && memcmp(p, "OggS", 4) == 0) return "audio/ogg";
-  if (n >= 3 && memcmp(p, "ID3", 3) == 0) return "audio/mpeg";
-  /* ADTS has layer bits 00 (FF F0/F1/F8/F9); MPEG audio frames do not */
-  if (n >= 2 && p[0] == 0xFF && (p[1] & 0xF6) == 0xF0) return "audio/aac";
-  if (n >= 2 && p[0] == 0xFF && (p[1] & 0xE0) == 0xE0) return "audio/mpeg";
-  *kind = "video";
-  if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0)
-    return memcmp(p + 8, "qt  ", 4) == 0 ? "video/quicktime" : "video/mp4";
-  if (n >= 4 && p[0] == 0x1A && p[1] == 0x45 && p[2] == 0xDF && p[3] == 0xA3)
-    return "video/webm";
-  *kind = NULL;
-  return NULL;
-}
-
-/* be32, be64: big-endian integers at `p`, as ISO-BMFF stores them */
-static uint64_t be32(const unsigned char *p) {
-  return ((uint64_t)p[0] << 24) | ((uint64_t)p[1] << 16) | ((uint64_t)p[2] << 8) | p[3];
-}
-
-static uint64_t be64(const unsigned char *p) {
-  return (be32(p) << 32) | be32(p + 4);
-}
-
-/*
-** find_box: the payload of the first ISO-BMFF box of `type` among the
-** boxes filling the `n` bytes at `p`: 0 with *payload / *plen set, or -1.
-** Handles 64-bit sizes (size 1) and to-the-end boxes (size 0).
-*/
-static int find_box(const unsigned char *p, size_t n, const char *type,
-                    const unsigned char **payload, size_t *plen) {
-  size_t off = 0;
-  while (n - off >= 8) {
-    uint64_t size = be32(p + off);
-    size_t header = 8;
-    if (size == 1) {
-      if (n - off < 16) return -1;
-      size = be64(p + off + 8);
-      header = 16;
-    } else if (size == 0) {
-      size = n - off;
-    }
-    if (size < header || size > n - off) return -1;
-    if (memcmp(p + off + 4, type, 4) == 0) {
-      *payload = p + off + header;
-      *plen = (size_t)size - header;
-      return 0;
-    }
-    off += (size_t)size;
-  }
-  return -1;
-}
-
-/*
-** rv_mp4_duration: the duration in seconds from moov/mvhd of the MP4 or
-** QuickTime file in the `n` bytes at `p`, or -1 when it cannot be read.
-** Version 0 mvhd has 32-bit times, version 1 64-bit ones.
-*/
-double rv_mp4_duration(const unsigned char *p, size_t n) {
-  const unsigned char *moov, *mvhd;
-  size_t moov_len, mvhd_len;
-  uint64_t timescale, duration;
-  if (find_box(p, n, "moov", &moov, &moov_len) != 0) return -1;
-  if (find_box(moov, moov_len, "mvhd", &mvhd, &mvhd_len) != 0) return -1;
-  if (mvhd_len >= 1 && mvhd[0] == 1) {
-    if (mvhd_len < 32) return -1;
-    timescale = be32(mvhd + 20);
-    duration = be64(mvhd + 24);
-  } else {
-    if (mvhd_len < 20) return -1;
-    timescale = be32(mvhd + 12);
-    duration = be32(mvhd + 16);
-  }
-  if (timescale == 0) return -1;
-  return (double)duration / (double)timescale;
-}
-
-/*
-** ebml_vint: the EBML variable-length integer at `p` (`n` bytes left): its
-** length into *len and value into *val, the length marker kept for element
-** ids (`id`) and dropped for sizes, where all-ones means "unknown size"
-** (UINT64_MAX). 0 ok, -1 malformed.
-*/
-static int ebml_vint(const unsigned char *p, size_t n, int id, size_t *len, uint64_t *val) {
-  unsigned mask = 0x80;
-  size_t l = 1, i;
-  uint64_t v, ones;
-  if (n == 0) return -1;
-  while (l <= 8 && !(p[0] & mask)) {
-    mask >>= 1;
-    l++;
-  }
-  if (l > 8 || l > n) return -1;
-  v = id ? p[0] : (p[0] & (mask - 1));
-  ones = mask - 1;
-  for (i = 1; i < l; i++) {
-    v = (v << 8) | p[i];
-    ones = (ones << 8) | 0xFF;
-  }
-  *len = l;
-  *val = (!id && v == ones) ? UINT64_MAX : v;
-  return 0;
-}
-
-/*
-** rv_webm_duration: the duration in seconds of the WebM (Matroska) file in
-** the `n` bytes at `p`, from Segment/Info: Duration (a float in units of
-** TimecodeScale nanoseconds, 1 ms by default); -1 when it cannot be read.
-*/
-double rv_webm_duration(const unsigned char *p, size_t n) {
-  size_t off = 0, end = n, l1, l2;
-  uint64_t id, size, scale = 1000000;
-  double duration = -1;
-  int in_segment = 0, in_info = 0;
-  while (off < end) {
-    if (ebml_vint(p + off, end - off, 1, &l1, &id) != 0) return -1;
-    if (ebml_vint(p + off + l1, end - off - l1, 0, &l2, &size) != 0) return -1;
-    off += l1 + l2;
-    if (size == UINT64_MAX) size = end - off;   /* unknown size: to the end */
-    if (size > end - off) return -1;
-    if (!in_segment && id == 0x18538067) {        /* Segment: go inside */
-      in_segment = 1;
-      end = off + (size_t)size;
-      continue;
-    }
-    if (in_segment && !in_info && id == 0x1549A966) {   /* Info: go inside */
-      in_info = 1;
-      end = off + (size_t)size;
-      continue;
-    }
-    if (in_info && id == 0x2AD7B1) {              /* TimecodeScale */
-      size_t i;
-      scale = 0;
-      for (i = 0; i < size && i < 8; i++) scale = (scale << 8) | p[off + i];
-    } else if (in_info && id == 0x4489 && (size == 4 || size == 8)) {   /* Duration */
-      uint64_t bits = size == 4 ? be32(p + off) : be64(p + off);
-      if (size == 4) {
-        uint32_t b32 = (uint32_t)bits;
-        float f;
-        memcpy(&f, &b32, sizeof f);
-        duration = f;
-      } else {
-        double d;
-        memcpy(&d, &bits, sizeof d);
-        duration = d;
-      }
-    }
-    off += (size_t)size;
-  }
-  /* a NaN or infinite Duration (any float bits can come) is no duration */
-  if (!(duration >= 0) || scale == 0) return -1;
-  duration = duration * (double)scale / 1e9;
-  return duration <= DBL_MAX ? duration : -1;
-}
-
 /*
 ** url_encode: `name` percent-encoded (all but RFC 3986 unreserved), a new
 ** string or NULL when out of memory.
@@ -432,13 +241,13 @@ static char *url_encode(const char *name) {
 ** *rule_out / *mime_out / *model_out set, or -1 with the error in `r`.
 */
 static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char **mime_out,
-                      const rv_model **model_out) {
-  const rv_upload_rule *rules = rv_default_uploads(), *rule;
-  const rv_model *m = NULL;
+                      const sim_model **model_out) {
+  sim_upload_rule rule;
+  const sim_model *m = NULL;
+  char ids[512];
   const char *mime, *sniffed;
   char list[256];
   size_t used = 0;
-  const char *const *mp;
   if (up->has_err) {
     rv_reply_error(rq, r, 400, "validation_failed", up->err_field, "%s", up->err);
     return -1;
@@ -458,16 +267,15 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
     return -1;
   }
   if (up->model.seen) {
-    m = up->model.too_long ? NULL : rv_model_find(up->model.v);
+    m = up->model.too_long ? NULL : sim_model_find(rq->s->catalog, up->model.v);
     if (!m) {
       char *clean = rv_clean_dup(up->model.v);
       rv_reply_error(rq, r, 400, "validation_failed", "model",
                      "model: unknown model \"%s\"; known: %s", clean ? clean : "?",
-                     rv_model_at(0)->id);
+                     sim_model_ids(rq->s->catalog, 0, ids, sizeof ids));
       free(clean);
       return -1;
     }
-    rules = m->uploads;
   }
   if (up->client_request_id.seen) {
     long n = rv_utf8_count(up->client_request_id.v, up->client_request_id.len);
@@ -486,7 +294,7 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
     rv_reply_error(rq, r, 400, "validation_failed", "file", "file: the file is empty (0 bytes)");
     return -1;
   }
-  mime = rv_sniff(up->head, up->head_len, &sniffed);
+  mime = sim_sniff(up->head, up->head_len, &sniffed);
   if (!mime) {
     rv_reply_error(rq, r, 400, "validation_failed", "file",
                    "file: unrecognized file type: the first bytes match none of JPEG, PNG, "
@@ -500,17 +308,17 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
                    up->kind.v);
     return -1;
   }
-  rule = rv_upload_rule_for(rules, up->kind.v);
-  if (!rule) {
+  if (sim_upload_rule_get(m, up->kind.v, &rule) != 0) {
     rv_reply_error(rq, r, 400, "validation_failed", "kind",
                    "kind: %s files are not accepted for model %s", up->kind.v,
                    m ? m->id : "(none)");
     return -1;
   }
-  if (!rv_listed(rule->mimes, mime)) {
+  if (!sim_mime_listed(&rule, mime)) {
+    size_t i;
     list[0] = '\0';
-    for (mp = rule->mimes; *mp && used < sizeof list; mp++) {
-      int k = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", *mp);
+    for (i = 0; i < rule.nmimes && used < sizeof list; i++) {
+      int k = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", rule.mimes[i]);
       if (k < 0) break;
       used += (size_t)k;
     }
@@ -519,10 +327,10 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
                    up->kind.v, m ? " to " : "", m ? m->id : "", list);
     return -1;
   }
-  if ((long long)up->size > rule->max_bytes) {
+  if ((long long)up->size > rule.max_bytes) {
     rv_reply_error(rq, r, 400, "validation_failed", "file",
                    "file: %llu bytes is over the %lld MB (%lld bytes) limit for %s uploads%s%s",
-                   up->size, rule->max_bytes / RV_MB, rule->max_bytes, up->kind.v,
+                   up->size, rule.max_bytes / RV_MB, rule.max_bytes, up->kind.v,
                    m ? " to " : "", m ? m->id : "");
     return -1;
   }
@@ -551,7 +359,7 @@ static rv_file *find_idem_file_locked(rv_state *s, const char *owner, const char
 */
 void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
   const char *mime;
-  const rv_model *m;
+  const sim_model *m;
   double duration = -1;
   char sha[65], *enc, *url;
   size_t url_len;
@@ -564,7 +372,7 @@ void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
   if (check_form(rq, up, r, &mime, &m) != 0) return;
   if (strcmp(up->kind.v, "video") == 0) {
     int webm = strcmp(mime, "video/webm") == 0;
-    duration = webm ? rv_webm_duration(up->data, up->len) : rv_mp4_duration(up->data, up->len);
+    duration = webm ? sim_webm_duration(up->data, up->len) : sim_mp4_duration(up->data, up->len);
     if (duration < 0) {
       rv_reply_error(rq, r, 400, "validation_failed", "file",
                      "file: cannot read the video's duration (%s)",

@@ -1,6 +1,8 @@
 /*
 ** validate.c — the strict check of a create body (POST /api/v1/generations)
-** in its wire form, interpreting the model tables of model.c. The simulator
+** in its wire form, interpreting each model's catalog data (catalog.c):
+** its params elements, its reference_media modes and limits. No model's
+** rule is written here. The simulator
 ** exists to catch client bugs, so nothing is coerced: a number where a
 ** select string belongs, an unknown key, a null for an optional field are
 ** all validation_failed, with a message naming the field, what was
@@ -19,7 +21,6 @@ static const char *const top_keys[] = {
 static const char *const ref_keys[] = {
   "url", "kind", "name", "mimeType", "durationSeconds", "durationToken", NULL
 };
-static const char *const ref_kinds[] = { "image", "video", NULL };
 
 /* how far a given durationSeconds may be from the uploaded file's */
 #define DURATION_SLACK 0.05
@@ -56,64 +57,123 @@ static const char *quoted_list(const char *const *list, int quote, char *buf, si
 }
 
 /* param_keys: the model's parameter names, comma-separated, into buf */
-static const char *param_keys(const rv_model *m, char *buf, size_t size) {
-  const char *names[32];
-  size_t i;
-  for (i = 0; m->params[i].key && i < 31; i++) names[i] = m->params[i].key;
-  names[i] = NULL;
-  return quoted_list(names, 0, buf, size);
+static const char *param_keys(const sim_model *m, char *buf, size_t size) {
+  size_t i, used = 0;
+  buf[0] = '\0';
+  for (i = 0; i < json_array_size(m->params) && used < size; i++) {
+    int n = snprintf(buf + used, size - used, "%s%s", used ? ", " : "",
+                     json_string_value(json_object_get(json_array_get(m->params, i), "key")));
+    if (n < 0) break;
+    used += (size_t)n;
+  }
+  if (m->refs && used < size)
+    snprintf(buf + used, size - used, "%sreferenceMediaItems", used ? ", " : "");
+  return buf;
 }
 
-static const rv_param *find_param(const rv_model *m, const char *key) {
-  const rv_param *p;
-  for (p = m->params; p->key; p++)
-    if (strcmp(p->key, key) == 0) return p;
-  return NULL;
+/* json_list: the strings of JSON array `a`, quoted and comma-separated */
+static const char *json_list(const json_t *a, char *buf, size_t size) {
+  size_t i, used = 0;
+  buf[0] = '\0';
+  for (i = 0; i < json_array_size(a) && used < size; i++) {
+    const json_t *v = json_array_get(a, i);
+    int n = json_is_string(v)
+            ? snprintf(buf + used, size - used, "%s\"%s\"", used ? ", " : "", json_string_value(v))
+            : snprintf(buf + used, size - used, "%s?", used ? ", " : "");
+    if (n < 0) break;
+    used += (size_t)n;
+  }
+  return buf;
+}
+
+/* json_has_string: 1 when array `a` holds the string `s` */
+static int json_has_string(const json_t *a, const char *s) {
+  size_t i;
+  for (i = 0; i < json_array_size(a); i++)
+    if (json_is_string(json_array_get(a, i)) && strcmp(json_string_value(json_array_get(a, i)), s) == 0)
+      return 1;
+  return 0;
+}
+
+/* num_text: a catalog bound (integer or real) as text */
+static const char *num_text(const json_t *v, char *buf, size_t size) {
+  if (json_is_integer(v)) snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+  else snprintf(buf, size, "%g", json_number_value(v));
+  return buf;
 }
 
 /*
-** check_param: one params entry `v` of `key` against its schema `p`.
+** check_param: one params entry `v` of `key` against its catalog element
+** `p`: select (a string among options), text (a string, max_length code
+** points), number (a JSON number, an integer when "integer", within min
+** and max), boolean (true or false). A type this simulator does not know
+** takes any value but null.
 */
-static int check_param(const rv_param *p, const char *key, const json_t *v, rv_verr *err) {
-  char field[160], got[128], opts[256];
+static int check_param(const json_t *p, const char *key, const json_t *v, rv_verr *err) {
+  const char *type = json_string_value(json_object_get(p, "type"));
+  char field[160], got[128], opts[512], lo[40], hi[40];
   snprintf(field, sizeof field, "params.%s", key);
-  rv_describe(v, got, sizeof got);
-  switch (p->type) {
-    case RV_PARAM_SELECT:
-      quoted_list(p->options, 1, opts, sizeof opts);
-      if (!json_is_string(v))
-        return fail(err, field, "%s: expected a string, one of %s; got %s", field, opts, got);
-      if (!rv_listed(p->options, json_string_value(v)))
-        return fail(err, field, "%s: expected one of %s; got %s", field, opts, got);
-      return 0;
-    case RV_PARAM_TEXT:
-      if (!json_is_string(v))
-        return fail(err, field, "%s: expected a string; got %s", field, got);
-      return 0;
-    case RV_PARAM_INTEGER:
-      if (!json_is_integer(v) || json_integer_value(v) < p->min ||
-          json_integer_value(v) > p->max)
-        return fail(err, field, "%s: expected an integer from %lld to %lld; got %s", field,
-                    p->min, p->max, got);
-      return 0;
-    case RV_PARAM_REFERENCES:
-      return 0;   /* checked as a whole by check_references */
+  sim_describe(v, got, sizeof got);
+  if (strcmp(type, "select") == 0) {
+    const json_t *options = json_object_get(p, "options");
+    json_list(options, opts, sizeof opts);
+    if (!json_is_string(v))
+      return fail(err, field, "%s: expected a string, one of %s; got %s", field, opts, got);
+    if (!json_has_string(options, json_string_value(v)))
+      return fail(err, field, "%s: expected one of %s; got %s", field, opts, got);
+  } else if (strcmp(type, "text") == 0) {
+    const json_t *ml = json_object_get(p, "max_length");
+    long n;
+    if (!json_is_string(v))
+      return fail(err, field, "%s: expected a string; got %s", field, got);
+    n = rv_utf8_count(json_string_value(v), json_string_length(v));
+    if (n < 0) return fail(err, field, "%s: not valid UTF-8", field);
+    if (json_is_integer(ml) && n > json_integer_value(ml))
+      return fail(err, field, "%s: at most %" JSON_INTEGER_FORMAT " characters; got %ld", field,
+                  json_integer_value(ml), n);
+  } else if (strcmp(type, "number") == 0) {
+    const json_t *min = json_object_get(p, "min"), *max = json_object_get(p, "max");
+    int integer = json_is_true(json_object_get(p, "integer"));
+    int below, above;
+    snprintf(lo, sizeof lo, "-inf");
+    snprintf(hi, sizeof hi, "+inf");
+    if (json_is_number(min)) num_text(min, lo, sizeof lo);
+    if (json_is_number(max)) num_text(max, hi, sizeof hi);
+    if (!json_is_number(v) || (integer && !json_is_integer(v)))
+      return fail(err, field, "%s: expected %s from %s to %s; got %s", field,
+                  integer ? "an integer" : "a number", lo, hi, got);
+    if (json_is_integer(v) && json_is_integer(min)) below = json_integer_value(v) < json_integer_value(min);
+    else below = json_is_number(min) && json_number_value(v) < json_number_value(min);
+    if (json_is_integer(v) && json_is_integer(max)) above = json_integer_value(v) > json_integer_value(max);
+    else above = json_is_number(max) && json_number_value(v) > json_number_value(max);
+    if (below || above)
+      return fail(err, field, "%s: expected %s from %s to %s; got %s", field,
+                  integer ? "an integer" : "a number", lo, hi, got);
+  } else if (strcmp(type, "boolean") == 0) {
+    if (!json_is_boolean(v))
+      return fail(err, field, "%s: expected true or false (a JSON boolean); got %s", field, got);
+  } else if (json_is_null(v)) {
+    return fail(err, field, "%s: expected a value; got null (leave the key out instead)", field);
   }
   return 0;
 }
 
+/* limit_mimes: the mime_types of model `m` for reference `kind`, or NULL */
+static const json_t *limit_mimes(const sim_model *m, const char *kind) {
+  return json_object_get(json_object_get(json_object_get(m->refs, "limits"), kind), "mime_types");
+}
+
 /*
 ** check_reference: the shape of item `i` of referenceMediaItems for model
-** `m`; counts its kind into *images / *videos.
+** `m`: the keys, a URL, a kind the model takes, a MIME type of its limits.
 */
-static int check_reference(const rv_model *m, size_t i, const json_t *item,
-                           int *images, int *videos, rv_verr *err) {
+static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_verr *err) {
   char base[96], field[160], got[128], opts[256];
   const char *k, *kind;
-  const json_t *v;
+  const json_t *v, *kinds = json_object_get(m->refs, "kinds");
   snprintf(base, sizeof base, "params.referenceMediaItems[%zu]", i);
   if (!json_is_object(item)) {
-    rv_describe(item, got, sizeof got);
+    sim_describe(item, got, sizeof got);
     return fail(err, base, "%s: expected an object {url, kind, name?, mimeType?, "
                 "durationSeconds?, durationToken?}; got %s", base, got);
   }
@@ -127,43 +187,41 @@ static int check_reference(const rv_model *m, size_t i, const json_t *item,
   }
   snprintf(field, sizeof field, "%s.url", base);
   v = json_object_get(item, "url");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!json_is_string(v) || (strncmp(json_string_value(v), "http://", 7) != 0 &&
                              strncmp(json_string_value(v), "https://", 8) != 0))
     return fail(err, field, "%s: required, an http(s) URL string (from POST /api/v1/files); "
                 "got %s", field, got);
   snprintf(field, sizeof field, "%s.kind", base);
   v = json_object_get(item, "kind");
-  rv_describe(v, got, sizeof got);
-  if (!json_is_string(v) || !rv_listed(ref_kinds, json_string_value(v)))
-    return fail(err, field, "%s: required, one of %s; got %s", field,
-                quoted_list(ref_kinds, 1, opts, sizeof opts), got);
+  sim_describe(v, got, sizeof got);
+  if (!json_is_string(v) || !json_has_string(kinds, json_string_value(v)))
+    return fail(err, field, "%s: required, one of %s for %s; got %s", field,
+                json_list(kinds, opts, sizeof opts), m->id, got);
   kind = json_string_value(v);
-  if (strcmp(kind, "video") == 0) (*videos)++;
-  else (*images)++;
   if ((v = json_object_get(item, "name")) != NULL && !json_is_string(v)) {
     snprintf(field, sizeof field, "%s.name", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a string; got %s", field, got);
   }
   if ((v = json_object_get(item, "mimeType")) != NULL) {
-    const rv_upload_rule *rule = rv_upload_rule_for(m->uploads, kind);
+    const json_t *mimes = limit_mimes(m, kind);
     snprintf(field, sizeof field, "%s.mimeType", base);
-    rv_describe(v, got, sizeof got);
-    if (!json_is_string(v) || !rule || !rv_listed(rule->mimes, json_string_value(v)))
+    sim_describe(v, got, sizeof got);
+    if (!json_is_string(v) || !json_has_string(mimes, json_string_value(v)))
       return fail(err, field, "%s: expected one of %s for a%s %s; got %s", field,
-                  rule ? quoted_list(rule->mimes, 1, opts, sizeof opts) : "(none)",
-                  kind[0] == 'i' ? "n" : "", kind, got);
+                  mimes ? json_list(mimes, opts, sizeof opts) : "(none)",
+                  strchr("aeiou", kind[0]) ? "n" : "", kind, got);
   }
   if ((v = json_object_get(item, "durationSeconds")) != NULL &&
       (!json_is_number(v) || json_number_value(v) < 0)) {
     snprintf(field, sizeof field, "%s.durationSeconds", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a number of seconds >= 0; got %s", field, got);
   }
   if ((v = json_object_get(item, "durationToken")) != NULL && !json_is_string(v)) {
     snprintf(field, sizeof field, "%s.durationToken", base);
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected a string (the upload's duration_token); got %s",
                 field, got);
   }
@@ -201,32 +259,110 @@ static int verify_token_locked(rv_state *s, size_t i, const json_t *item, rv_ver
               "POST /api/v1/files returned for the same file", field);
 }
 
+/* count_of: how many items of `refs` have kind `kind` */
+static long count_of(const json_t *refs, const char *kind) {
+  size_t i;
+  long n = 0;
+  for (i = 0; i < json_array_size(refs); i++)
+    if (strcmp(json_string_value(json_object_get(json_array_get(refs, i), "kind")), kind) == 0) n++;
+  return n;
+}
+
+/* mode_fits: 1 when the items `refs` match mode `mode`'s counts exactly */
+static int mode_fits(const json_t *mode, const json_t *refs, const json_t *kinds) {
+  const json_t *counts = json_object_get(mode, "counts");
+  size_t i;
+  for (i = 0; i < json_array_size(kinds); i++) {
+    const char *kind = json_string_value(json_array_get(kinds, i));
+    const json_t *range = json_object_get(counts, kind);
+    long n = count_of(refs, kind);
+    if (!range ? n != 0 : (n < json_integer_value(json_array_get(range, 0)) ||
+                           n > json_integer_value(json_array_get(range, 1))))
+      return 0;
+  }
+  return 1;
+}
+
+/* describe_modes: "image-to-video takes 1-2 image; video-editing takes ..." */
+static const char *describe_modes(const json_t *modes, char *buf, size_t size) {
+  size_t i, used = 0;
+  buf[0] = '\0';
+  for (i = 0; i < json_array_size(modes) && used < size; i++) {
+    const json_t *m = json_array_get(modes, i);
+    const char *k;
+    json_t *r;
+    int n = snprintf(buf + used, size - used, "%s%s takes", used ? "; " : "",
+                     json_string_value(json_object_get(m, "mode")));
+    size_t first = 1;
+    if (n < 0) break;
+    used += (size_t)n;
+    json_object_foreach(json_object_get(m, "counts"), k, r) {
+      json_int_t lo = json_integer_value(json_array_get(r, 0));
+      json_int_t hi = json_integer_value(json_array_get(r, 1));
+      if (used >= size) break;
+      if (lo == hi)
+        n = snprintf(buf + used, size - used, "%s %" JSON_INTEGER_FORMAT " %s%s",
+                     first ? "" : " and", lo, k, lo == 1 ? "" : "s");
+      else
+        n = snprintf(buf + used, size - used, "%s %" JSON_INTEGER_FORMAT " to %"
+                     JSON_INTEGER_FORMAT " %ss", first ? "" : " and", lo, hi, k);
+      if (n < 0) break;
+      used += (size_t)n;
+      first = 0;
+    }
+  }
+  return buf;
+}
+
 /*
 ** check_references: params.referenceMediaItems `v` for model `m`: the
-** array, each item, the mode (up to max_images images, or max_videos video
-** plus images), then each video's token. *images / *videos get the counts.
+** array, at most max_items, each item, then the one mode of
+** reference_media.modes whose counts the items match (*mode_out), then
+** each video's duration token.
 */
-static int check_references(rv_state *s, const rv_model *m, const json_t *v,
-                            int *images, int *videos, rv_verr *err) {
+static int check_references(rv_state *s, const sim_model *m, const json_t *v,
+                            const json_t **mode_out, rv_verr *err) {
   const char *field = "params.referenceMediaItems";
-  char got[128];
+  const json_t *modes = json_object_get(m->refs, "modes"), *kinds = json_object_get(m->refs, "kinds");
+  json_int_t max = json_integer_value(json_object_get(m->refs, "max_items"));
+  char got[128], desc[512];
   size_t i, n;
   if (!json_is_array(v)) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     return fail(err, field, "%s: expected an array of {url, kind, ...} objects; got %s",
                 field, got);
   }
   n = json_array_size(v);
-  if (n > (size_t)m->max_refs)
-    return fail(err, field, "%s: at most %d items for %s; got %zu", field, m->max_refs,
-                m->id, n);
+  if ((json_int_t)n > max)
+    return fail(err, field, "%s: at most %" JSON_INTEGER_FORMAT " items for %s; got %zu",
+                field, max, m->id, n);
   for (i = 0; i < n; i++)
-    if (check_reference(m, i, json_array_get(v, i), images, videos, err) != 0) return -1;
-  if (*videos > m->max_videos)
-    return fail(err, field, "%s: at most %d video (video editing takes 1 video plus at most "
-                "1 image); got %d videos", field, m->max_videos, *videos);
-  if (*videos == 0 && *images > m->max_images)
-    return fail(err, field, "%s: at most %d images; got %d", field, m->max_images, *images);
+    if (check_reference(m, i, json_array_get(v, i), err) != 0) return -1;
+  *mode_out = NULL;
+  if (n > 0) {
+    for (i = 0; i < json_array_size(modes); i++)
+      if (mode_fits(json_array_get(modes, i), v, kinds)) {
+        *mode_out = json_array_get(modes, i);
+        break;
+      }
+    if (!*mode_out) {
+      char counts[160];
+      size_t k, used = 0;
+      counts[0] = '\0';
+      for (k = 0; k < json_array_size(kinds) && used < sizeof counts; k++) {
+        const char *kind = json_string_value(json_array_get(kinds, k));
+        long c = count_of(v, kind);
+        int w;
+        if (c == 0) continue;
+        w = snprintf(counts + used, sizeof counts - used, "%s%ld %s%s", used ? " and " : "",
+                     c, kind, c == 1 ? "" : "s");
+        if (w < 0) break;
+        used += (size_t)w;
+      }
+      return fail(err, field, "%s: %s match no mode of %s (%s)", field, counts, m->id,
+                  describe_modes(modes, desc, sizeof desc));
+    }
+  }
   for (i = 0; i < n; i++) {
     const json_t *item = json_array_get(v, i);
     if (strcmp(json_string_value(json_object_get(item, "kind")), "video") == 0 &&
@@ -236,70 +372,103 @@ static int check_references(rv_state *s, const rv_model *m, const json_t *v,
   return 0;
 }
 
+/* add_warning: append `w` to out->warnings */
+static void add_warning(rv_gen *out, const char *w) {
+  if (!out->warnings) out->warnings = json_array();
+  json_array_append_new(out->warnings, json_string(w));
+}
+
+/*
+** apply_mode: what the matched reference mode `mode` does to the
+** normalized params: "param_caps" lowers a larger value to the cap (as the
+** service normalizes a video edit's duration), "ignored_params" are kept
+** but reported as ignored. Each leaves a warning on the task.
+*/
+static void apply_mode(const json_t *mode, rv_gen *out) {
+  const char *name = json_string_value(json_object_get(mode, "mode")), *k;
+  const json_t *ignored = json_object_get(mode, "ignored_params");
+  json_t *cap;
+  char w[256];
+  size_t i;
+  json_object_foreach(json_object_get(mode, "param_caps"), k, cap) {
+    json_t *given = json_object_get(out->params, k);
+    double g, c;
+    if (!given) continue;
+    g = json_is_string(given) ? atof(json_string_value(given)) : json_number_value(given);
+    c = json_is_string(cap) ? atof(json_string_value(cap)) : json_number_value(cap);
+    if (g <= c) continue;
+    json_object_set(out->params, k, cap);
+    snprintf(w, sizeof w, "params.%s clamped to %s in %s", k,
+             json_is_string(cap) ? json_string_value(cap) : "its cap", name);
+    add_warning(out, w);
+  }
+  for (i = 0; i < json_array_size(ignored); i++) {
+    const char *k2 = json_string_value(json_array_get(ignored, i));
+    if (!k2 || !json_object_get(out->params, k2)) continue;
+    snprintf(w, sizeof w, "params.%s ignored in %s (the result follows the reference media)",
+             k2, name);
+    add_warning(out, w);
+  }
+}
+
 /*
 ** check_params: the params object `params` (may be NULL) for model `m`;
 ** sets out->params to the normalized copy and out->warnings.
 */
-static int check_params(rv_state *s, const rv_model *m, const json_t *params, rv_gen *out,
+static int check_params(rv_state *s, const sim_model *m, const json_t *params, rv_gen *out,
                         rv_verr *err) {
-  char got[128], keys[256];
+  char got[128], keys[512], opts[512];
   const char *k;
-  json_t *v, *dur;
-  int images = 0, videos = 0;
-  if (!params) {
-    out->params = json_object();
-    return 0;
-  }
-  if (!json_is_object(params)) {
-    rv_describe(params, got, sizeof got);
+  json_t *v;
+  const json_t *mode = NULL;
+  size_t i;
+  if (params && !json_is_object(params)) {
+    sim_describe(params, got, sizeof got);
     return fail(err, "params", "params: expected an object; got %s", got);
   }
   json_object_foreach((json_t *)params, k, v) {
-    const rv_param *p = find_param(m, k);
-    if (!p) {
-      char field[160];
-      snprintf(field, sizeof field, "params.%s", k);
+    const json_t *p;
+    char field[160];
+    snprintf(field, sizeof field, "params.%s", k);
+    if (strcmp(k, "referenceMediaItems") == 0 && m->refs) {
+      if (check_references(s, m, v, &mode, err) != 0) return -1;
+      continue;
+    }
+    if (!(p = sim_model_param(m, k)))
       return fail(err, field, "%s: unknown parameter for %s; allowed: %s", field, m->id,
                   param_keys(m, keys, sizeof keys));
-    }
     if (check_param(p, k, v, err) != 0) return -1;
-    if (p->type == RV_PARAM_REFERENCES &&
-        check_references(s, m, v, &images, &videos, err) != 0)
-      return -1;
   }
-  out->params = json_deep_copy(params);
-  dur = json_object_get(out->params, "duration");
-  if (videos > 0 && m->edit_max_duration && dur &&
-      atol(json_string_value(dur)) > atol(m->edit_max_duration)) {
-    char w[128];
-    json_object_set_new(out->params, "duration", json_string(m->edit_max_duration));
-    snprintf(w, sizeof w, "params.duration clamped to %s in video editing",
-             m->edit_max_duration);
-    out->warnings = json_pack("[s]", w);
+  for (i = 0; i < json_array_size(m->params); i++) {
+    const json_t *p = json_array_get(m->params, i);
+    const char *key = json_string_value(json_object_get(p, "key"));
+    char field[160];
+    if (!json_is_true(json_object_get(p, "required")) || json_object_get(params, key)) continue;
+    snprintf(field, sizeof field, "params.%s", key);
+    if (json_is_array(json_object_get(p, "options")))
+      return fail(err, field, "%s: required for %s; expected one of %s", field, m->id,
+                  json_list(json_object_get(p, "options"), opts, sizeof opts));
+    return fail(err, field, "%s: required for %s", field, m->id);
   }
-  if (videos == 0 && images > 0 && json_object_get(params, "aspect_ratio")) {
-    if (!out->warnings) out->warnings = json_array();
-    json_array_append_new(out->warnings,
-                          json_string("params.aspect_ratio ignored in image-to-video (the "
-                                      "video follows the reference image's geometry)"));
-  }
+  out->params = params ? json_deep_copy(params) : json_object();
+  if (mode) apply_mode(mode, out);
   return 0;
 }
 
 /*
-** rv_validate_generation_locked: check create body `body` for the models
-** of model.c (the files of `s` verify duration tokens). 0 with `out` set
+** rv_validate_generation_locked: check create body `body` against the
+** catalog of `s` (whose files verify duration tokens). 0 with `out` set
 ** (params and warnings are new references), or -1 with `err` set.
 */
 int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
                                   rv_verr *err) {
-  char got[128], keys[128];
+  char got[128], keys[128], ids[512];
   const char *k;
   const json_t *v;
   long count;
   memset(out, 0, sizeof *out);
   if (!json_is_object(body)) {
-    rv_describe(body, got, sizeof got);
+    sim_describe(body, got, sizeof got);
     return fail(err, "body", "body: expected a JSON object; got %s", got);
   }
   json_object_foreach((json_t *)body, k, v) {
@@ -311,37 +480,48 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
                   "params)", k, quoted_list(top_keys, 0, keys, sizeof keys));
   }
   v = json_object_get(body, "model");
-  rv_describe(v, got, sizeof got);
+  sim_describe(v, got, sizeof got);
   if (!v)
-    return fail(err, "model", "model: required; expected a model id such as \"%s\"",
-                rv_model_at(0)->id);
+    return fail(err, "model", "model: required; expected a model id, one of %s",
+                sim_model_ids(s->catalog, 1, ids, sizeof ids));
   if (!json_is_string(v))
     return fail(err, "model", "model: expected a string; got %s", got);
-  if (!(out->model = rv_model_find(json_string_value(v))))
-    return fail(err, "model", "model: unknown model %s; known: %s", got, rv_model_at(0)->id);
+  if (!(out->model = sim_model_find(s->catalog, json_string_value(v))))
+    return fail(err, "model", "model: unknown model %s; known: %s", got,
+                sim_model_ids(s->catalog, 0, ids, sizeof ids));
+  if (strcmp(out->model->runtime, "async_task") != 0)
+    return fail(err, "model", "model: %s is a %s model (runtime \"%s\"), not a generation "
+                "model: use the Chat API (POST /api/v1/chat/completions)", out->model->id,
+                out->model->category, out->model->runtime);
+  if (strcmp(out->model->api_status, "available") != 0)
+    return fail(err, "model", "model: %s is not available in the Public API (api_status "
+                "\"%s\")", out->model->id, out->model->api_status);
   v = json_object_get(body, "prompt");
-  rv_describe(v, got, sizeof got);
-  if (!v)
-    return fail(err, "prompt", "prompt: required, a non-empty string of at most %zu "
-                "characters", out->model->prompt_max);
-  if (!json_is_string(v) || json_string_length(v) == 0)
-    return fail(err, "prompt", "prompt: expected a non-empty string; got %s", got);
-  count = rv_utf8_count(json_string_value(v), json_string_length(v));
-  if (count < 0)
-    return fail(err, "prompt", "prompt: not valid UTF-8");
-  if ((size_t)count > out->model->prompt_max)
-    return fail(err, "prompt", "prompt: at most %zu characters (Unicode code points) for "
-                "%s; got %ld", out->model->prompt_max, out->model->id, count);
-  out->prompt = json_string_value(v);
+  sim_describe(v, got, sizeof got);
+  out->prompt = "";
+  if (out->model->prompt_max > 0 || v) {
+    if (!v)
+      return fail(err, "prompt", "prompt: required, a non-empty string of at most %lld "
+                  "characters", out->model->prompt_max);
+    if (!json_is_string(v) || json_string_length(v) == 0)
+      return fail(err, "prompt", "prompt: expected a non-empty string; got %s", got);
+    count = rv_utf8_count(json_string_value(v), json_string_length(v));
+    if (count < 0)
+      return fail(err, "prompt", "prompt: not valid UTF-8");
+    if (count > out->model->prompt_max)
+      return fail(err, "prompt", "prompt: at most %lld characters (Unicode code points) for "
+                  "%s; got %ld", out->model->prompt_max, out->model->id, count);
+    out->prompt = json_string_value(v);
+  }
   if ((v = json_object_get(body, "client_request_id")) != NULL) {
-    rv_describe(v, got, sizeof got);
+    sim_describe(v, got, sizeof got);
     if (!json_is_string(v))
       return fail(err, "client_request_id", "client_request_id: expected a string; got %s",
                   got);
     count = rv_utf8_count(json_string_value(v), json_string_length(v));
     if (count < 0 || count > RV_CLIENT_ID_MAX)
-      return fail(err, "client_request_id", "client_request_id: at most %d characters; "
-                  "got %ld", RV_CLIENT_ID_MAX, count);
+      return fail(err, "client_request_id", "client_request_id: at most %d characters "
+                  "(code points); got %ld", RV_CLIENT_ID_MAX, count);
   }
   if (check_params(s, out->model, json_object_get(body, "params"), out, err) != 0) {
     json_decref(out->params);
@@ -349,5 +529,6 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     out->params = out->warnings = NULL;
     return -1;
   }
+  out->credits = sim_model_credits(out->model, out->prompt);
   return 0;
 }

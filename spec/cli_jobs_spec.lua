@@ -92,4 +92,20 @@ describe("rivya.cli.jobs without a subprocess", function()
     for _, r in ipairs(again) do assert.is_true(r.resumed) end
     assert.are.equal(2, sim:ledger().tasks_created)
   end)
+
+  it("takes the key and the base URL from cli.main's env only, never the process's", function()
+    local code = [[
+      local context = require "rivya.cli.context"
+      local env = { RIVYA_BASE_URL = os.getenv("SIM_URL") }
+      local ctx = context.new({}, function(k) return env[k] end)
+      local c = assert(ctx:client(false))
+      io.write(tostring(c))
+      c:close()
+    ]]
+    local p = io.popen(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=https://elsewhere.invalid SIM_URL=%s lua5.4 -e %s"):format(
+      helper.sh_quote(helper.KEY), helper.sh_quote(sim.url), helper.sh_quote(code)))
+    local shown = p:read("a")
+    p:close()
+    assert.are.equal("rivya.Client(" .. sim.url .. ", key=none)", shown)
+  end)
 end)

@@ -9,14 +9,6 @@ end
 describe("rivya client against rivya-sim", function()
   local sim, client, dir
 
-  local function new_client(opts)
-    opts = opts or {}
-    local o = { api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.05,
-      poll_interval = 0.05 }
-    for k, v in pairs(opts) do o[k] = v end
-    return rivya.new(o)
-  end
-
   local function requests(filter)
     local out = {}
     for _, r in ipairs(sim:control("GET", "requests").data) do
@@ -27,7 +19,7 @@ describe("rivya client against rivya-sim", function()
 
   setup(function()
     sim = helper.start_sim{ args = { "--task-seconds", "0.3", "--credits", "1000" } }
-    client = new_client()
+    client = helper.client(sim)
     dir = helper.tmpdir()
   end)
 
@@ -65,7 +57,7 @@ describe("rivya client against rivya-sim", function()
     end)
 
     it("reuses one connection for consecutive calls", function()
-      local c = new_client()
+      local c = helper.client(sim)
       for _ = 1, 5 do assert(c:credits()) end
       c:close()
       -- a TCP connect per request would show as 5 connections accepted by the sim
@@ -277,7 +269,7 @@ describe("rivya client against rivya-sim", function()
     }
     for _, case in ipairs(cases) do
       it("maps " .. case.code .. " to an error with status " .. case.status, function()
-        local c = new_client{ api_key = case.key }
+        local c = helper.client(sim, { api_key = case.key })
         local credits, err = c:credits()
         assert.is_nil(credits)
         assert.are.equal(case.code, err.code)
@@ -288,7 +280,7 @@ describe("rivya client against rivya-sim", function()
     end
 
     it("maps api_scope_denied on create", function()
-      local c = new_client{ api_key = helper.SCOPED_KEY }
+      local c = helper.client(sim, { api_key = helper.SCOPED_KEY })
       local task, err = c:create(request())
       assert.is_nil(task)
       assert.are.equal("api_scope_denied", err.code)
@@ -298,7 +290,7 @@ describe("rivya client against rivya-sim", function()
 
     it("retries public_api_disabled and reports it when it persists", function()
       sim:config{ public_api_disabled = true }
-      local c = new_client{ max_retries = 2 }
+      local c = helper.client(sim, { max_retries = 2 })
       local credits, err = c:credits()
       assert.is_nil(credits)
       assert.are.equal("public_api_disabled", err.code)
@@ -333,7 +325,7 @@ describe("rivya client against rivya-sim", function()
       sim:fault{ path = "/api/v1/credits", action = "respond", status = 429, times = 5,
         headers = { ["Retry-After"] = "0" },
         body = '{"error":{"code":"rate_limited","message":"slow down","requestId":"req_rl"}}' }
-      local c = new_client{ max_retries = 1 }
+      local c = helper.client(sim, { max_retries = 1 })
       local credits, err = c:credits()
       assert.is_nil(credits)
       assert.are.equal("rate_limited", err.code)
@@ -348,6 +340,10 @@ describe("rivya client against rivya-sim", function()
       sim:fault{ path = "/api/v1/credits", action = "respond", status = 502,
         content_type = "text/html", body = "<html><body>Bad gateway</body></html>" }
       assert.are.equal(1000, client:credits())
+      local seen = requests()
+      assert.are.equal(2, #seen)
+      assert.are.equal("/api/v1/credits", seen[1].path)
+      assert.are.equal("/api/v1/credits", seen[2].path)
     end)
 
     it("does not retry a 400 that describes the request", function()
@@ -361,7 +357,7 @@ describe("rivya client against rivya-sim", function()
 
     it("stops after max_retries with the number of attempts", function()
       sim:fault{ path = "/api/v1/credits", action = "respond", status = 500, times = 10 }
-      local c = new_client{ max_retries = 2 }
+      local c = helper.client(sim, { max_retries = 2 })
       local credits, err = c:credits()
       assert.is_nil(credits)
       assert.are.equal(500, err.status)
@@ -372,7 +368,7 @@ describe("rivya client against rivya-sim", function()
 
     it("treats invalid JSON as bad_response when it persists", function()
       sim:fault{ path = "/api/v1/credits", action = "invalid_json", times = 10 }
-      local c = new_client{ max_retries = 1 }
+      local c = helper.client(sim, { max_retries = 1 })
       local credits, err = c:credits()
       assert.is_nil(credits)
       assert.are.equal("bad_response", err.code)
@@ -385,7 +381,7 @@ describe("rivya client against rivya-sim", function()
       local task = assert(client:generate(request()))
       sim:fault{ listener = "cdn", path = "/videos/", action = "truncate", times = 10 }
       local path = dir .. "/cut.mp4"
-      local c = new_client{ max_retries = 1 }
+      local c = helper.client(sim, { max_retries = 1 })
       local ok, err = c:download(task, path)
       assert.is_nil(ok)
       assert.are.equal("network", err.code)
@@ -466,7 +462,7 @@ describe("rivya client against rivya-sim", function()
     end)
 
     it("refuses use after close, and close is idempotent", function()
-      local c = new_client()
+      local c = helper.client(sim)
       c:close()
       c:close()
       assert.has_error(function() c:credits() end)

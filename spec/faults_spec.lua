@@ -11,6 +11,10 @@ local rivya = require "rivya"
 
 local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
 local TIMEOUT = 1            -- the client's request timeout and stall detector, seconds
+-- helper.client's options here: every transfer gives up after TIMEOUT, and
+-- Retry-After waits are short
+local FAULT_OPTIONS = { timeout = TIMEOUT, stall_timeout = TIMEOUT, connect_timeout = TIMEOUT,
+  retry_after_cap = 0.05 }
 local SLOW_MS = 1600         -- the simulator's delays and stalls, past TIMEOUT
 local PERSISTENT_TIMES = 2   -- a persistent fault outlasts max_retries = 1
 
@@ -259,28 +263,56 @@ local report = {}
 
 describe("the retry policy", function()
   local errors = require "rivya.errors"
-  local client
+  local sim
 
-  setup(function() client = rivya.new{ api_key = "rvya_sk_unit_0000000000", base_url = "http://127.0.0.1:9" } end)
-  teardown(function() client:close() end)
+  setup(function() sim = helper.start_sim() end)
+  teardown(function() assert.is_true(sim:stop()) end)
+  before_each(function() sim:reset() end)
 
-  it("backs off from 0.5 s, doubling up to 8 s, with jitter between 50 and 100 percent", function()
-    for attempt = 0, 8 do
-      local full = math.min(8, 0.5 * 2 ^ attempt)
-      for _ = 1, 20 do
-        local d = client:_backoff(attempt)
-        assert.is_true(d >= full / 2 and d <= full, ("attempt %d waited %g"):format(attempt, d))
-      end
+  -- the delays a client announces through on_retry while credits() fails
+  -- with `fault` every time; returns the delays and the final error
+  -- (opts.library_defaults: no spec defaults, the library's own pace)
+  local function delays(opts, fault)
+    local seen = {}
+    opts.on_retry = function(r)
+      assert.are.equal(#seen + 1, r.attempt)
+      assert.is_true(errors.is(r.error))
+      seen[#seen + 1] = r.delay
+    end
+    local c
+    if opts.library_defaults then
+      c = rivya.new{ api_key = helper.KEY, base_url = sim.url, max_retries = opts.max_retries,
+        on_retry = opts.on_retry }
+    else
+      c = helper.client(sim, opts)
+    end
+    fault.path, fault.action, fault.times = "/api/v1/credits", "respond", 100
+    sim:fault(fault)
+    local credits, err = c:credits()
+    c:close()
+    assert.is_nil(credits)
+    return seen, err
+  end
+
+  it("backs off from 0.5 s by default, doubling up to retry_cap, with jitter between 50 and 100 percent", function()
+    local seen, err = delays({ max_retries = 1, library_defaults = true }, { status = 503 })
+    assert.are.equal(1, #seen)
+    assert.is_true(seen[1] >= 0.25 and seen[1] <= 0.5, "first retry waited " .. seen[1])
+    assert.are.equal(2, err.attempts)
+    -- the doubling and the cap, scaled down so the spec waits milliseconds
+    seen = delays({ max_retries = 8, retry_base = 0.001, retry_cap = 0.016 }, { status = 500 })
+    assert.are.equal(8, #seen)
+    for n, d in ipairs(seen) do
+      local full = math.min(0.016, 0.001 * 2 ^ (n - 1))
+      assert.is_true(d >= full / 2 and d <= full, ("retry %d waited %g"):format(n, d))
     end
   end)
 
   it("waits what Retry-After asks, capped at retry_after_cap", function()
-    assert.are.equal(5, client:_retry_delay(errors.new("rate_limited", "x", { retry_after = 5 }), 0))
-    assert.are.equal(60, client:_retry_delay(errors.new("rate_limited", "x", { retry_after = 3600 }), 0))
-    local capped = rivya.new{ api_key = "rvya_sk_unit_0000000000", base_url = "http://127.0.0.1:9",
-      retry_after_cap = 2 }
-    assert.are.equal(2, capped:_retry_delay(errors.new("rate_limited", "x", { retry_after = 30 }), 3))
-    capped:close()
+    local seen = delays({ max_retries = 1 }, { status = 429, headers = { ["Retry-After"] = "1" } })
+    assert.are.same({ 1 }, seen)
+    seen = delays({ max_retries = 2, retry_after_cap = 0.02 }, { status = 429, headers = { ["Retry-After"] = "3600" } })
+    assert.are.same({ 0.02, 0.02 }, seen)
   end)
 
   it("reads Retry-After as delta seconds or as an HTTP date", function()
@@ -298,13 +330,6 @@ describe("rivya client under injected faults", function()
   local sim, setup_client, dir, sample_sha256
   local double_charges, cases_run, cases_defined = 0, 0, 0
 
-  local function new_client(opts)
-    local o = { api_key = helper.KEY, base_url = sim.url, timeout = TIMEOUT, stall_timeout = TIMEOUT,
-      connect_timeout = TIMEOUT, retry_base = 0.01, retry_cap = 0.05, retry_after_cap = 0.05,
-      poll_interval = 0.05 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
-  end
 
   local function requests()
     return sim:control("GET", "requests").data
@@ -330,7 +355,7 @@ describe("rivya client under injected faults", function()
 
   setup(function()
     sim = helper.start_sim{ args = { "--task-seconds", "0.05", "--credits", "100000" } }
-    setup_client = new_client{ timeout = 10 }
+    setup_client = helper.client(sim, FAULT_OPTIONS, { timeout = 10 })
     dir = helper.tmpdir()
     sample_sha256 = sha256_of(SAMPLE)
   end)
@@ -369,8 +394,12 @@ describe("rivya client under injected faults", function()
           local ctx = { sim = sim, setup_client = setup_client, dir = dir, sample_sha256 = sample_sha256 }
           if ep.prepare then ep.prepare(ctx) end
           local before = sim:ledger()
+          -- the last case's client may still await its collection: count
+          -- descriptors only once it is gone, or a late __gc reads as a gain
+          collectgarbage()
+          collectgarbage()
           local fds = helper.fd_count()
-          ctx.client = new_client{ max_retries = persistent and PERSISTENT_TIMES - 1 or 3 }
+          ctx.client = helper.client(sim, FAULT_OPTIONS, { max_retries = persistent and PERSISTENT_TIMES - 1 or 3 })
 
           local fault = f.fault(ctx, ep)
           fault.listener, fault.method, fault.path = ep.listener, ep.method, ep.path
@@ -456,5 +485,279 @@ describe("rivya client under injected faults", function()
   it("observed no double charge in any of the cases", function()
     assert.are.equal(cases_defined, cases_run)
     assert.are.equal(0, double_charges)
+  end)
+end)
+
+-- Hostile keys, answers and servers (issue 12, items 7, 10, 11 and 12): each
+-- case failed on 45917ff. Faults come from rivya-sim, or from a listening
+-- socket this spec holds that completes TCP handshakes and never answers.
+describe("hardening against hostile input", function()
+  local socket = require "socket"
+  local sim, dir
+
+  local function tries(method, prefix)
+    return count(sim:control("GET", "requests").data, function(r)
+      return r.method == method and r.path:sub(1, #prefix) == prefix
+    end)
+  end
+
+  -- a fault answering `method prefix` with 2xx JSON `body`, `times` times
+  local function answer(method, prefix, status, body, times)
+    sim:fault{ listener = "api", method = method, path = prefix, times = times or 1,
+      action = "respond", status = status, body = body }
+  end
+
+  setup(function()
+    sim = helper.start_sim{ args = { "--task-seconds", "0.05", "--credits", "100000" } }
+    dir = helper.tmpdir()
+  end)
+
+  teardown(function()
+    assert.is_true(sim:stop())
+    helper.rmrf(dir)
+  end)
+
+  before_each(function() sim:reset() end)
+
+  after_each(function()
+    local ledger = sim:ledger()
+    -- never two charges for one intent, never a charge without its task
+    assert.are.equal(ledger.tasks_created, ledger.charges)
+    assert.are.equal(80 * ledger.charges, ledger.credits_charged)
+  end)
+
+  describe("an API key", function()
+    for _, case in ipairs({
+      { "a CR LF and a forged header", helper.KEY .. "\r\nX-Injected: yes", #helper.KEY + 1 },
+      { "a lone line feed", "rvya_sk_a\nb", 10 },
+      { "a NUL byte", "rvya_sk_a\0b", 10 },
+      { "a tab", "rvya_sk_a\tb", 10 },
+      { "a space", "rvya_sk_a b", 10 },
+      { "a DEL", "rvya_sk_a\127b", 10 },
+    }) do
+      it("with " .. case[1] .. " inside is refused by rivya.new, naming the byte, never the key", function()
+        local ok, msg = pcall(function() local c = rivya.new{ api_key = case[2], base_url = sim.url }; return c end)
+        assert.is_false(ok)
+        assert.matches("api_key", msg)
+        assert.truthy(msg:find("at byte " .. case[3], 1, true), msg)
+        assert.is_nil(msg:find("rvya_sk_", 1, true))
+        assert.is_nil(msg:find("X-Injected", 1, true))
+        -- raised at the caller's line, as misuse is
+        assert.matches("faults_spec%.lua:%d+:", msg)
+      end)
+    end
+
+    it("with surrounding whitespace (a key file's trailing newline) is sent stripped", function()
+      for _, key in ipairs({ helper.KEY .. "\n", helper.KEY .. "\r\n", "  " .. helper.KEY .. "\t \n" }) do
+        local client = helper.client(sim, FAULT_OPTIONS, { api_key = key })
+        local credits, err = client:credits()
+        client:close()
+        assert.are.equal(sim:ledger().credits, credits, err and tostring(err))
+      end
+    end)
+
+    it("of only whitespace counts as no key at all", function()
+      local client = helper.client(sim, FAULT_OPTIONS, { api_key = " \n" })
+      local credits, err = client:credits()
+      client:close()
+      assert.is_nil(credits)
+      assert.are.equal("api_key_missing", err.code)
+      assert.are.equal(0, tries("GET", "/api/v1/credits"))
+    end)
+  end)
+
+  describe("a call's total deadline", function()
+    it("ends credits against a server that accepts and never answers, naming the request", function()
+      -- a listener whose connections complete in the kernel and are never answered
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      local client = rivya.new{ api_key = helper.KEY, base_url = "http://127.0.0.1:" .. port,
+        timeout = 0.3, retry_base = 0.01, retry_cap = 0.02 }
+      local credits, err = client:credits()
+      client:close()
+      server:settimeout(0)
+      local connections = 0
+      while server:accept() do connections = connections + 1 end
+      server:close()
+      assert.is_nil(credits)
+      assert.are.equal("timeout", err.code)
+      assert.are.equal("GET /api/v1/credits", err.request)
+      assert.truthy(tostring(err):find("GET /api/v1/credits", 1, true), tostring(err))
+      -- the default call deadline (2 x timeout) leaves room for two tries, not four
+      assert.are.equal(2, err.attempts)
+      assert.are.equal(2, connections)
+    end)
+
+    it("call_timeout bounds an API call, retries and backoff included", function()
+      sim:fault{ listener = "api", method = "GET", path = "/api/v1/credits", times = 10,
+        action = "respond", status = 503 }
+      local client = helper.client(sim, FAULT_OPTIONS,
+        { call_timeout = 0.3, retry_base = 0.2, retry_cap = 0.2, max_retries = 10 })
+      local credits, err = client:credits()
+      client:close()
+      assert.is_nil(credits)
+      assert.are.equal("service_unavailable", err.code)
+      -- backoffs of 0.1-0.2 s: at most three tries fit in 0.3 s, never eleven
+      assert.is_true(err.attempts <= 3, "attempts: " .. err.attempts)
+      assert.are.equal(err.attempts, tries("GET", "/api/v1/credits"))
+    end)
+
+    it("generate{timeout} covers the create's retries: no backoff past it", function()
+      sim:fault{ listener = "api", method = "POST", path = "/api/v1/generations", times = 10,
+        action = "respond", status = 503, headers = { ["Retry-After"] = "1" } }
+      local client = helper.client(sim, FAULT_OPTIONS, { retry_after_cap = 60 })
+      local task, err = client:generate(request(), { timeout = 0.5 })
+      client:close()
+      assert.is_nil(task)
+      assert.are.equal("service_unavailable", err.code)
+      assert.are.equal(1, err.attempts)
+      assert.matches("^rivya%-%x+$", err.idempotency_key)
+      assert.are.equal(1, tries("POST", "/api/v1/generations"))
+      assert.are.equal(0, sim:ledger().charges)
+    end)
+
+    it("generate{timeout} covers the download too", function()
+      sim:fault{ listener = "cdn", method = "GET", path = "/videos/", times = 1,
+        action = "delay", delay_ms = 3000 }
+      local client = helper.client(sim, FAULT_OPTIONS, { timeout = 30, stall_timeout = 30 })
+      local path = dir .. "/late.mp4"
+      local task, err = client:generate(request(), { timeout = 1.5, output = path })
+      client:close()
+      assert.is_nil(task)
+      assert.are.equal("timeout", err.code)
+      assert.matches("^GET http://127%.0%.0%.1:%d+/videos/", err.request)
+      assert.is_nil(io.open(path, "rb"))
+      assert.are.equal(1, sim:ledger().charges)
+    end)
+
+    it("a wait's own deadline stays a wait timeout, not a request's", function()
+      local client = helper.client(sim, FAULT_OPTIONS, { poll_interval = 0.05 })
+      sim:config{ task_seconds = 60 }
+      local created = assert(client:create(request("a slow one")))
+      local final, err = client:wait(created, { timeout = 0.2 })
+      sim:config{ task_seconds = 0.05 }
+      client:close()
+      assert.is_nil(final)
+      assert.are.equal("timeout", err.code)
+      assert.is_nil(err.request)
+      assert.are.equal(created.id, err.task.id)
+    end)
+  end)
+
+  describe("the rivya command", function()
+    -- bin/rivya with `env` (RIVYA_BASE_URL, RIVYA_API_KEY, ...) under a 60 s
+    -- guard; returns the exit status (124: still running at the guard), stdout, stderr
+    local function rivya_cli(args, env)
+      local set = {}
+      for k, v in pairs(env) do set[#set + 1] = helper.sh_quote(k .. "=" .. v) end
+      local quoted = {}
+      for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end
+      local out, err = dir .. "/cli.out", dir .. "/cli.err"
+      local _, how, code = os.execute(("env %s timeout 60 %s %s </dev/null >%s 2>%s"):format(
+        table.concat(set, " "), helper.sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "),
+        helper.sh_quote(out), helper.sh_quote(err)))
+      return how == "exit" and code or -1, helper.read_file(out) or "", helper.read_file(err) or ""
+    end
+
+    it("exits 4 naming RIVYA_API_KEY when the key has a CR LF inside, and sends nothing", function()
+      local code, out, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = sim.url,
+        RIVYA_API_KEY = helper.KEY .. "\r\nX-Injected: yes" })
+      assert.are.equal(4, code, err)
+      assert.are.equal("", out)
+      assert.matches("^rivya: api_key_invalid: RIVYA_API_KEY: a control character or whitespace at byte %d+", err)
+      assert.is_nil(err:find(helper.KEY, 1, true))
+      assert.are.equal(0, tries("GET", "/api/v1/credits"))
+    end)
+
+    it("takes a key with a trailing newline, as $(cat keyfile) gives it", function()
+      local code, out, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = sim.url, RIVYA_API_KEY = helper.KEY .. "\n" })
+      assert.are.equal(0, code, err)
+      assert.are.equal(("%d\n"):format(sim:ledger().credits), out)
+    end)
+
+    it("exits 1, not 6, naming the request when credits meets a server that never answers", function()
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      local code, out, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = "http://127.0.0.1:" .. port,
+        RIVYA_API_KEY = helper.KEY, RIVYA_TIMEOUT = "0.3" })
+      server:close()
+      assert.are.equal(1, code, err)
+      assert.are.equal("", out)
+      assert.truthy(err:find("GET /api/v1/credits", 1, true), err)
+      assert.truthy(err:find("timed out", 1, true), err)
+      assert.is_nil(err:find("keeps running", 1, true))
+    end)
+
+    it("refuses a RIVYA_TIMEOUT that is no number of seconds with exit 2", function()
+      local code, _, err = rivya_cli({ "credits" }, { RIVYA_BASE_URL = sim.url, RIVYA_API_KEY = helper.KEY,
+        RIVYA_TIMEOUT = "soon" })
+      assert.are.equal(2, code, err)
+      assert.matches("RIVYA_TIMEOUT", err)
+    end)
+  end)
+
+  describe("ids in answers", function()
+    local ESCAPES = "task_\27]0;PWNED\7\27[2J"
+    local function task_json(id)
+      return ('{"id":%s,"status":"queued","model":"wan-2-7-video","reserved_credits":80}')
+        :format(require("cjson").encode(id))
+    end
+
+    for _, case in ipairs({
+      { "terminal escapes", ESCAPES },
+      { "a path", "../../etc/passwd" },
+      { "a space", "task_a b" },
+      { "201 characters", "task_" .. ("x"):rep(196) },
+      { "nothing", "" },
+    }) do
+      it("a create answered with a task id of " .. case[1] .. " is bad_response with its idempotency_key", function()
+        answer("POST", "/api/v1/generations", 201, task_json(case[2]))
+        local client = helper.client(sim, FAULT_OPTIONS)
+        local task, err = client:create(request())
+        client:close()
+        assert.is_nil(task)
+        assert.are.equal("bad_response", err.code)
+        assert.matches("^rivya%-%x+$", err.idempotency_key)
+        assert.is_nil(tostring(err):find("PWNED", 1, true))
+        assert.is_nil(tostring(err):find("[%c]"))
+        assert.are.equal(1, tries("POST", "/api/v1/generations"))
+      end)
+    end
+
+    it("a get answered with another id form is bad_response", function()
+      local client = helper.client(sim, FAULT_OPTIONS)
+      local created = assert(client:create(request()))
+      answer("GET", "/api/v1/generations/", 200, task_json(ESCAPES))
+      local task, err = client:get(created.id)
+      assert.is_nil(task)
+      assert.are.equal("bad_response", err.code)
+      -- the next answer is the real one
+      assert.are.equal(created.id, assert(client:get(created.id)).id)
+      client:close()
+    end)
+
+    it("an upload answered with a file id of terminal escapes is bad_response", function()
+      answer("POST", "/api/v1/files", 200, '{"id":"file_\\u001b[2J","url":"https://cdn.invalid/x.mp4",'
+        .. '"kind":"video","name":"x.mp4","mime_type":"video/mp4","size_bytes":1}')
+      local client = helper.client(sim, FAULT_OPTIONS)
+      local file, err = client:upload(SAMPLE, { kind = "video" })
+      client:close()
+      assert.is_nil(file)
+      assert.are.equal("bad_response", err.code)
+      assert.is_nil(tostring(err):find("[%c]"))
+    end)
+
+    it("a 2xx create answer that is no task is bad_response with its idempotency_key", function()
+      answer("POST", "/api/v1/generations", 200, '{"ok":true}')
+      local client = helper.client(sim, FAULT_OPTIONS)
+      local req = request()
+      req.idempotency_key = "rivya-spec-not-a-task"
+      local task, err = client:create(req)
+      client:close()
+      assert.is_nil(task)
+      assert.are.equal("bad_response", err.code)
+      assert.are.equal("rivya-spec-not-a-task", err.idempotency_key)
+      assert.are.equal(0, sim:ledger().charges)
+    end)
   end)
 end)

@@ -135,6 +135,18 @@ function helper.start_sim(opts)
   return sim
 end
 
+--- A client of `sim` for the specs: the spec key, fast retries and polls,
+-- then each table of `...` laid over those defaults in turn (a spec file's
+-- own defaults, then a test's options).
+function helper.client(sim, ...)
+  local o = { api_key = helper.KEY, base_url = sim.url, poll_interval = 0.05, retry_base = 0.01,
+    retry_cap = 0.05 }
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do o[k] = v end
+  end
+  return require("rivya").new(o)
+end
+
 --- Stop with SIGTERM and wait for the exit; returns true when it exited by itself.
 function Sim:stop()
   if not self.pid then return true end

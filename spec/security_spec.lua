@@ -49,12 +49,8 @@ end
 describe("the API key", function()
   local sim, dir
 
-  local function new_client(opts)
-    local o = { api_key = KEY, base_url = sim.url, timeout = 1, stall_timeout = 1, connect_timeout = 1,
-      retry_base = 0.01, retry_cap = 0.05, retry_after_cap = 0.05, max_retries = 1, poll_interval = 0.05 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
-  end
+  -- short timeouts and one retry: the attacks below need no patience
+  local QUICK = { timeout = 1, stall_timeout = 1, connect_timeout = 1, retry_after_cap = 0.05, max_retries = 1 }
 
   local function requests()
     return sim:control("GET", "requests").data
@@ -75,17 +71,17 @@ describe("the API key", function()
   end)
 
   it("never shows in an error, whatever the failure", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local task = assert(client:generate(request()))
     local failures = {
       refused = function()
-        local c = new_client{ base_url = "http://127.0.0.1:1" }
+        local c = helper.client(sim, QUICK, { base_url = "http://127.0.0.1:1" })
         local v, err = c:credits()
         c:close()
         return v, err
       end,
       missing_key = function()
-        local c = new_client{ api_key = "" }
+        local c = helper.client(sim, QUICK, { api_key = "" })
         local v, err = c:credits()
         c:close()
         return v, err
@@ -101,7 +97,7 @@ describe("the API key", function()
       end,
       timeout = function()
         sim:fault{ path = "/api/v1/credits", action = "delay", delay_ms = 1300, times = 4 }
-        local c = new_client{ max_retries = 0 }
+        local c = helper.client(sim, QUICK, { max_retries = 0 })
         local v, err = c:credits()
         c:close()
         return v, err
@@ -151,7 +147,7 @@ describe("the API key", function()
 
   it("never shows in an error of a client with a wrong key, not even that key", function()
     local wrong = "rvya_sk_wrong_4f8a2c9e1b7d"
-    local c = new_client{ api_key = wrong }
+    local c = helper.client(sim, QUICK, { api_key = wrong })
     local v, err = c:credits()
     assert.is_nil(v)
     assert.are.equal("api_key_invalid", err.code)
@@ -161,7 +157,7 @@ describe("the API key", function()
   end)
 
   it("shows at most its last four characters in tostring(client), open or closed", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local s = tostring(client)
     assert.is_nil(key_piece(s))
     assert.truthy(s:find(KEY:sub(-4), 1, true))
@@ -171,7 +167,7 @@ describe("the API key", function()
   end)
 
   it("is in no string field of the client, before or after use", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     assert_secret(client, "the client")
     assert(client:credits())
     assert(client:create(request()))
@@ -181,7 +177,7 @@ describe("the API key", function()
   end)
 
   it("never reaches the simulator's stderr log or its request log", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local task = assert(client:generate(request()))
     assert(client:upload(SAMPLE))
     assert(client:download(task, dir .. "/seen.mp4"))
@@ -196,7 +192,7 @@ describe("the API key", function()
   end)
 
   it("is never sent to the CDN, not even when the CDN redirects to another host", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local task = assert(client:generate(request()))
     local video = task.result.primary_url:match("^https?://[^/]+(/.*)$")
     sim:fault{ listener = "cdn", path = "/videos/", action = "redirect", status = 302,
@@ -216,7 +212,7 @@ describe("the API key", function()
   end)
 
   it("is not sent when a download URL points at the API's own origin", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local path, err = client:download(sim.url .. "/api/v1/credits", dir .. "/credits.json")
     assert.is_nil(path)
     assert.are.equal("api_key_missing", err.code)
@@ -228,7 +224,7 @@ describe("the API key", function()
   end)
 
   it("is refused by the C core for a URL outside the API origin", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     assert.has_error(function() client.session:start{ url = sim.cdn_url .. "/videos/x.mp4", auth = true } end)
     assert.has_error(function() client.session:start{ url = sim.url .. ".evil.example/api", auth = true } end)
     assert.are.equal(0, #requests())
@@ -239,17 +235,12 @@ end)
 describe("bad input", function()
   local sim, dir, task
 
-  local function new_client(opts)
-    local o = { api_key = KEY, base_url = sim.url, timeout = 1, stall_timeout = 1, connect_timeout = 1,
-      retry_base = 0.01, retry_cap = 0.05, max_retries = 1, poll_interval = 0.05 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
-  end
+  local QUICK = { timeout = 1, stall_timeout = 1, connect_timeout = 1, max_retries = 1 }
 
   setup(function()
     sim = helper.start_sim{ args = { "--task-seconds", "0.05" } }
     dir = helper.tmpdir()
-    local c = new_client()
+    local c = helper.client(sim, QUICK)
     task = assert(c:generate(request()))
     c:close()
   end)
@@ -268,7 +259,7 @@ describe("bad input", function()
     collectgarbage()
     collectgarbage()
     local before = helper.fd_count()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     assert(client:credits())
     assert(client:create(request()))
     assert(client:upload(SAMPLE))
@@ -294,7 +285,7 @@ describe("bad input", function()
       function() return client:download(task, dir .. "/cut.mp4") end)
     assert.is_nil(client:download(task, dir .. "/missing/x.mp4"))
     assert.is_nil(client:upload(dir .. "/nothing.mp4"))
-    local refused = new_client{ base_url = "http://127.0.0.1:1" }
+    local refused = helper.client(sim, QUICK, { base_url = "http://127.0.0.1:1" })
     assert.is_nil(refused:credits())
     refused:close()
     client:close()
@@ -304,7 +295,7 @@ describe("bad input", function()
   end)
 
   it("leaves no file and no temporary when a download is cut, stalls, is not a video or is missing", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local faults = {
       { listener = "cdn", path = "/videos/", action = "truncate", times = 4 },
       { listener = "cdn", path = "/videos/", action = "stall", delay_ms = 1300, times = 4 },
@@ -324,7 +315,7 @@ describe("bad input", function()
   end)
 
   it("leaves a file already at the destination as it was when a download fails", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local path = dir .. "/keep.mp4"
     helper.write_file(path, "the user's own bytes")
     sim:fault{ listener = "cdn", path = "/videos/", action = "truncate", times = 4 }
@@ -335,7 +326,7 @@ describe("bad input", function()
   end)
 
   it("answers a download into a missing directory with an io error, creating nothing", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local path, err = client:download(task, dir .. "/missing/deeper/video.mp4")
     assert.is_nil(path)
     assert.are.equal("io", err.code)
@@ -346,7 +337,7 @@ describe("bad input", function()
   end)
 
   it("answers a download onto a directory with an io error, leaving the directory as it was", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     os.execute("mkdir " .. helper.sh_quote(dir .. "/taken"))
     local path, err = client:download(task, dir .. "/taken")
     assert.is_nil(path)
@@ -357,7 +348,7 @@ describe("bad input", function()
   end)
 
   it("refuses to upload a missing file, a directory or a file that is no media, sending nothing", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     local files, sent = sim:ledger().files, #sim:control("GET", "requests").data
     helper.write_file(dir .. "/notes.mp4", "just some text, not a video")
     for _, source in ipairs{ dir .. "/absent.mp4", dir, dir .. "/notes.mp4" } do
@@ -372,7 +363,7 @@ describe("bad input", function()
   end)
 
   it("raises on misuse instead of sending anything", function()
-    local client = new_client()
+    local client = helper.client(sim, QUICK)
     assert.has_error(function() client:download(nil, dir .. "/x.mp4") end)
     assert.has_error(function() client:download(task, 42) end)
     assert.has_error(function() client:upload(42) end)

@@ -51,11 +51,9 @@ describe("TLS", function()
   local dir, ca, sim, clients
 
   -- a client of the TLS simulator, closed after the test
+  -- a client of this file's simulator, closed in teardown
   local function new_client(opts)
-    local o = { api_key = helper.KEY, base_url = sim.url, poll_interval = 0.05,
-      retry_base = 0.01, retry_cap = 0.05 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    local c = rivya.new(o)
+    local c = helper.client(sim, opts)
     clients[#clients + 1] = c
     return c
   end

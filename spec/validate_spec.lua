@@ -1,8 +1,19 @@
---- The offline request validator of the C core: core.validate, core.estimate,
--- core.models, core.upload_rules, core.check_upload and core.sniff.
--- The expectations come from the wan-2-7-video model page (the parameter
--- table is the source of truth) and API.md, not from the C data.
-local core = require "rivya.core"
+--- The request validator of the C core run on the catalog snapshot rivya
+-- ships: validate, estimate, upload_rules, check_upload (the methods of a
+-- compiled rivya.Catalog), rivya.models() and core.sniff. The expectations
+-- come from the wan-2-7-video model page (the parameter table is the source
+-- of truth) and API.md, not from the data.
+local rivya = require "rivya"
+local catalog = require "rivya.catalog"
+local snapshot = catalog.snapshot()
+-- the catalog's methods under the names the specs below grew up with
+local core = setmetatable({
+  validate = function(...) return snapshot:validate(...) end,
+  estimate = function(...) return snapshot:estimate(...) end,
+  upload_rules = function(...) return snapshot:upload_rules(...) end,
+  check_upload = function(...) return snapshot:check_upload(...) end,
+  models = rivya.models,
+}, { __index = require "rivya.core" })
 
 local MODEL = "wan-2-7-video"
 local PROMPT = "A cinematic product reveal with smooth camera movement"
@@ -455,7 +466,7 @@ describe("core.validate", function()
       assert.equal("image/jpeg", body.params.referenceMediaItems[2].mimeType)
     end)
 
-    it("takes 1 video alone or with 1 image (video editing)", function()
+    it("takes 1 video alone or with 1 image (video-editing)", function()
       accepts(refs(upload_video()))
       local body = accepts(refs(upload_video(), upload_image()))
       assert.equal("video", body.params.referenceMediaItems[1].kind)
@@ -467,7 +478,7 @@ describe("core.validate", function()
       local err = rejects(refs(upload_video(), upload_video()), "params.referenceMediaItems")
       assert.equal("2 videos", err.got)
       assert.matches("(image-to-video)", err.expected, 1, true)
-      assert.matches("(video editing)", err.expected, 1, true)
+      assert.matches("(video-editing)", err.expected, 1, true)
     end)
 
     it("rejects more than 2 items", function()
@@ -555,13 +566,13 @@ describe("core.validate", function()
       rejects(refs(upload_video({ duration_token = "" })), "params.referenceMediaItems[1].durationToken")
     end)
 
-    it("clamps a duration above 10 to 10 in video editing, with a warning", function()
+    it("clamps a duration above 10 to 10 in video-editing, with a warning", function()
       for _, given in ipairs({ 15, "15" }) do
         local r = refs(upload_video())
         r.params.duration = given
         local body, warnings = accepts(r)
         assert.equal("10", body.params.duration)
-        assert.same({ "params.duration: video editing tops out at 10 s; 15 was clamped to 10" }, warnings)
+        assert.same({ "params.duration: video-editing tops out at 10 s; 15 was clamped to 10" }, warnings)
       end
     end)
 
@@ -707,15 +718,19 @@ describe("core.models", function()
     for _, m in ipairs(list) do if m.id == id then return m end end
   end
 
-  it("describes wan-2-7-video as on its model page", function()
+  it("describes wan-2-7-video as on its model page, in the catalog's documented shape", function()
     local m = find(core.models(), MODEL)
     assert.is_table(m)
-    assert.equal("Wan 2.7 Video", m.name)
-    assert.equal("video", m.kind)
-    assert.same({ "text", "file" }, m.inputs)
-    assert.same({ type = "FIXED", credits = 80 }, m.pricing)
-    assert.equal("integer", math.type(m.pricing.credits))
-    assert.same({ required = true, max_code_points = 5000 }, m.prompt)
+    assert.equal("Wan 2.7 Video", m.display_name)
+    assert.equal("video", m.category)
+    assert.equal("async_task", m.runtime)
+    assert.equal("available", m.api_status)
+    assert.same({ "text", "file" }, m.supported_api_inputs)
+    assert.equal("FIXED", m.billing_type)
+    assert.equal(80, m.base_credits)
+    assert.equal("integer", math.type(m.base_credits))
+    assert.equal(5000, m.max_prompt_length)
+    assert.same({ "text-to-video", "image-to-video", "video-editing" }, m.supported_modes)
   end)
 
   it("lists the parameter table row by row", function()
@@ -723,32 +738,37 @@ describe("core.models", function()
     assert.equal(#SEED_PARAMS, #m.params)
     for i, row in ipairs(SEED_PARAMS) do
       local p = m.params[i]
-      assert.equal(row.name, p.name)
+      assert.equal(row.name, p.key)
       assert.equal(row.type, p.type)
       assert.equal(row.default, p.default)
       assert.same(row.options, p.options)
       assert.equal(row.min, p.min)
       assert.equal(row.max, p.max)
+      assert.is_false(p.required)
       assert.is_string(p.description)
       assert.truthy(#p.description > 0)
     end
   end)
 
-  it("gives the reference and upload rules", function()
+  it("gives the reference modes and upload limits", function()
     local m = find(core.models(), MODEL)
-    assert.equal(2, m.references.max_items)
-    assert.same({ "image", "video" }, m.references.kinds)
-    assert.equal("referenceMediaItems", m.references.key)
+    local r = m.reference_media
+    assert.equal(2, r.max_items)
+    assert.same({ "image", "video" }, r.kinds)
+    assert.same({ image = { 1, 2 } }, r.modes[1].counts)
+    assert.equal("image-to-video", r.modes[1].mode)
+    assert.same({ video = { 1, 1 }, image = { 0, 1 } }, r.modes[2].counts)
+    assert.equal("video-editing", r.modes[2].mode)
     assert.same({
-      image = { max_bytes = 20000000, mime = { "image/jpeg", "image/png", "image/webp" } },
-      video = { max_bytes = 95000000, mime = { "video/mp4", "video/quicktime" } },
-    }, m.uploads)
+      image = { max_bytes = 20000000, mime_types = { "image/jpeg", "image/png", "image/webp" } },
+      video = { max_bytes = 95000000, mime_types = { "video/mp4", "video/quicktime" } },
+    }, r.limits)
   end)
 
   it("returns fresh tables on each call", function()
     local a = core.models()
-    a[1].params[1].name = "changed"
-    assert.equal("resolution", core.models()[1].params[1].name)
+    a[1].params[1].key = "changed"
+    assert.equal("resolution", core.models()[1].params[1].key)
   end)
 end)
 

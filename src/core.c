@@ -19,12 +19,8 @@ static int core_sha256(lua_State *L) {
 }
 
 static const luaL_Reg core_funcs[] = {
-  {"validate", rv_validate},
-  {"estimate", rv_estimate},
-  {"models", rv_models},
   {"sniff", rv_sniff},
-  {"upload_rules", rv_upload_rules},
-  {"check_upload", rv_check_upload},
+  {"suggest", rv_suggest_lua},
   {"sha256", core_sha256},
   {NULL, NULL}
 };
@@ -32,9 +28,11 @@ static const luaL_Reg core_funcs[] = {
 LUALIB_API int luaopen_rivya_core(lua_State *L) {
   luaL_newlib(L, core_funcs);
   rv_error_open(L);
+  rv_catalog_open(L);
   rv_http_open(L);
   rv_file_open(L);
   rv_tidy_open(L);
+  rv_db_open(L);
   lua_pushliteral(L, RV_VERSION);
   lua_setfield(L, -2, "VERSION");
   lua_pushstring(L, curl_version());

@@ -21,7 +21,7 @@ static const char *type_name(mode_t m) {
 }
 
 /*
-** core.stat(path) -> {type=, size=, readable=} | nil, message
+** core.stat(path) -> {type=, size=, mtime=, readable=} | nil, message
 ** Follows symlinks, as opening the file would.
 */
 static int file_stat(lua_State *L) {
@@ -32,11 +32,13 @@ static int file_stat(lua_State *L) {
     lua_pushstring(L, strerror(errno));
     return 2;
   }
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushstring(L, type_name(st.st_mode));
   lua_setfield(L, -2, "type");
   lua_pushinteger(L, (lua_Integer)st.st_size);
   lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)st.st_mtime);
+  lua_setfield(L, -2, "mtime");
   lua_pushboolean(L, access(path, R_OK) == 0);
   lua_setfield(L, -2, "readable");
   return 1;

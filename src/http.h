@@ -50,6 +50,8 @@ struct rv_session {
   lua_Integer *finished;
   size_t nfinished, capfinished;
   int finished_lost;         /* a report was lost (out of memory): rescan */
+  long max_host;             /* CURLMOPT_MAX_HOST_CONNECTIONS */
+  int multiplexed;           /* an answer came over HTTP/2 or later */
 };
 
 struct rv_transfer {

@@ -120,6 +120,11 @@ static void collect(rv_session *S) {
     if (T == NULL) continue;
     T->result = msg->data.result;
     curl_easy_getinfo(T->easy, CURLINFO_RESPONSE_CODE, &T->status);
+    if (!S->multiplexed) {
+      long version = 0;
+      curl_easy_getinfo(T->easy, CURLINFO_HTTP_VERSION, &version);
+      if (version >= CURL_HTTP_VERSION_2_0) S->multiplexed = 1;
+    }
     rv_transfer_detach(T);
     T->done = 1;
     if (T->out_path != NULL) rv_download_finish(T);
@@ -277,6 +282,19 @@ static int session_finished(lua_State *L) {
   return 3;
 }
 
+/*
+** session:limit() -> how many transfers are worth handing to curl at once:
+** max_connections while answers come over HTTP/1.x (one request per
+** connection; more wait in curl's pending queue, where each is tried again
+** at every completion), or nil once one came over HTTP/2 (streams multiplex).
+*/
+static int session_limit(lua_State *L) {
+  rv_session *S = (rv_session *)luaL_checkudata(L, 1, RV_SESSION_MT);
+  if (S->multiplexed) lua_pushnil(L);
+  else lua_pushinteger(L, S->max_host);
+  return 1;
+}
+
 static int session_running(lua_State *L) {
   rv_session *S = rv_check_session(L, 1);
   lua_pushinteger(L, S->running);
@@ -363,7 +381,8 @@ static int session_new(lua_State *L) {
   curl_multi_setopt(S->multi, CURLMOPT_TIMERDATA, S);
   curl_multi_setopt(S->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   maxconn = rv_opt_number(L, 1, "max_connections", 16);
-  curl_multi_setopt(S->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)(maxconn > 0 ? maxconn : 16));
+  S->max_host = (long)(maxconn > 0 ? maxconn : 16);
+  curl_multi_setopt(S->multi, CURLMOPT_MAX_HOST_CONNECTIONS, S->max_host);
   curl_multi_setopt(S->multi, CURLMOPT_MAXCONNECTS, (long)(maxconn > 0 ? maxconn : 16) * 2);
   return 1;
 }
@@ -375,6 +394,7 @@ static const luaL_Reg session_methods[] = {
   {"events", session_events},
   {"timeout", session_timeout},
   {"running", session_running},
+  {"limit", session_limit},
   {"finished", session_finished},
   {"close", session_close},
   {NULL, NULL}

@@ -458,6 +458,48 @@ static const char *failure_kind(const rv_transfer *T) {
   }
 }
 
+/* push nil, kind, message, status for a transport failure */
+static int push_failure(lua_State *L, const rv_transfer *T) {
+  const char *kind = failure_kind(T);
+  lua_pushnil(L);
+  lua_pushstring(L, kind);
+  if (huge_head(T))
+    lua_pushfstring(L, "the response headers are too large (over %d KiB in all or 100 KiB in "
+                    "one header)", (int)(RV_MAX_HEADER_BYTES / 1024));
+  else if (T->too_large && T->out_path != NULL && T->max_file > 0 && T->status == 200)
+    lua_pushfstring(L, "the download is larger than %I bytes (max_download_bytes)",
+                    (lua_Integer)T->max_file);
+  else if (T->too_large)
+    lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)T->max_body);
+  else if (T->out_failed && T->out_error == EINVAL)
+    lua_pushfstring(L, "%s is no longer a regular file: it is not replaced", T->out_path);
+  else if (T->out_failed)
+    lua_pushfstring(L, "cannot write the file: %s", strerror(T->out_error));
+  else if (T->file_error)
+    lua_pushfstring(L, "cannot read the file to upload: %s", strerror(T->file_error));
+  else if (T->file_changed)
+    lua_pushliteral(L, "the file changed while uploading (its size or modification time)");
+  else if (T->bad_status)
+    lua_pushfstring(L, "the download answered %d, not 200: a partial or other answer is never "
+                    "taken for the file", (int)T->bad_status);
+  else if (T->not_media && T->bad_media != NULL)
+    lua_pushfstring(L, "the answer is not a whole image, video or audio file: %s", T->bad_media);
+  else if (T->not_media)
+    lua_pushliteral(L, "the answer is not an image, video or audio file (no known signature)");
+  else if (strcmp(kind, "insecure") == 0)
+    lua_pushfstring(L, "refusing a plain http:// URL (downloads are https only): %s", T->errbuf);
+  else
+    lua_pushfstring(L, "%s%s%s", curl_easy_strerror(T->result),
+                    T->errbuf[0] ? ": " : "", T->errbuf);
+  lua_pushinteger(L, T->status);
+  return 4;
+}
+
+static int failed(const rv_transfer *T) {
+  return T->result != CURLE_OK || T->too_large || T->head_too_large || T->out_failed ||
+         T->not_media || T->bad_status || T->file_changed || T->file_error;
+}
+
 /*
 ** transfer:result() -> status, headers, body, info  when an HTTP answer came
 **                   -> nil, kind, message              on a transport failure
@@ -466,42 +508,7 @@ static const char *failure_kind(const rv_transfer *T) {
 static int transfer_result(lua_State *L) {
   rv_transfer *T = check_transfer(L, 1);
   if (!T->done) return luaL_error(L, "rivya: transfer still running");
-  if (T->result != CURLE_OK || T->too_large || T->head_too_large || T->out_failed ||
-      T->not_media || T->bad_status || T->file_changed || T->file_error) {
-    const char *kind = failure_kind(T);
-    lua_pushnil(L);
-    lua_pushstring(L, kind);
-    if (huge_head(T))
-      lua_pushfstring(L, "the response headers are too large (over %d KiB in all or 100 KiB in "
-                      "one header)", (int)(RV_MAX_HEADER_BYTES / 1024));
-    else if (T->too_large && T->out_path != NULL && T->max_file > 0 && T->status == 200)
-      lua_pushfstring(L, "the download is larger than %I bytes (max_download_bytes)",
-                      (lua_Integer)T->max_file);
-    else if (T->too_large)
-      lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)T->max_body);
-    else if (T->out_failed && T->out_error == EINVAL)
-      lua_pushfstring(L, "%s is no longer a regular file: it is not replaced", T->out_path);
-    else if (T->out_failed)
-      lua_pushfstring(L, "cannot write the file: %s", strerror(T->out_error));
-    else if (T->file_error)
-      lua_pushfstring(L, "cannot read the file to upload: %s", strerror(T->file_error));
-    else if (T->file_changed)
-      lua_pushliteral(L, "the file changed while uploading (its size or modification time)");
-    else if (T->bad_status)
-      lua_pushfstring(L, "the download answered %d, not 200: a partial or other answer is never "
-                      "taken for the file", (int)T->bad_status);
-    else if (T->not_media && T->bad_media != NULL)
-      lua_pushfstring(L, "the answer is not a whole image, video or audio file: %s", T->bad_media);
-    else if (T->not_media)
-      lua_pushliteral(L, "the answer is not an image, video or audio file (no known signature)");
-    else if (strcmp(kind, "insecure") == 0)
-      lua_pushfstring(L, "refusing a plain http:// URL (downloads are https only): %s", T->errbuf);
-    else
-      lua_pushfstring(L, "%s%s%s", curl_easy_strerror(T->result),
-                      T->errbuf[0] ? ": " : "", T->errbuf);
-    lua_pushinteger(L, T->status);
-    return 4;
-  }
+  if (failed(T)) return push_failure(L, T);
   lua_pushinteger(L, T->status);
   push_headers(L, &T->head);
   if (T->out_path != NULL && T->status == 200) lua_pushnil(L);
@@ -514,6 +521,29 @@ static int transfer_result(lua_State *L) {
     lua_setfield(L, -2, "seconds");
   }
   return 4;
+}
+
+/*
+** transfer:answer() -> status, body       when an HTTP answer came
+**                   -> nil, kind, message  on a transport failure
+** result() without the header table (transfer:headers() builds it when
+** needed): the lean path of an API call, thousands a second.
+*/
+static int transfer_answer(lua_State *L) {
+  rv_transfer *T = check_transfer(L, 1);
+  if (!T->done) return luaL_error(L, "rivya: transfer still running");
+  if (failed(T)) return push_failure(L, T);
+  lua_pushinteger(L, T->status);
+  if (T->out_path != NULL && T->status == 200) lua_pushnil(L);
+  else lua_pushlstring(L, T->body.data ? T->body.data : "", T->body.len);
+  return 2;
+}
+
+/* transfer:headers() -> the last answer's headers, names in lower case */
+static int transfer_headers(lua_State *L) {
+  rv_transfer *T = check_transfer(L, 1);
+  push_headers(L, &T->head);
+  return 1;
 }
 
 /* transfer:progress() -> sent, send_total, received, receive_total */
@@ -553,6 +583,8 @@ static int transfer_gc(lua_State *L) {
 static const luaL_Reg transfer_methods[] = {
   {"done", transfer_done},
   {"result", transfer_result},
+  {"answer", transfer_answer},
+  {"headers", transfer_headers},
   {"progress", transfer_progress},
   {"cancel", transfer_cancel},
   {"watch", transfer_watch},

@@ -5,12 +5,17 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
+local catalog = require "rivya.catalog"
+local webhook = require "rivya.webhook"
+local Ledger = require "rivya.ledger"
+local refs = require "rivya.refs"
 
 local Client = {}
 Client.__index = Client
 Client.__name = "rivya.Client"
 
 local now = core.now
+local find = string.find
 local min, yield = math.min, coroutine.yield
 local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, sched.unpark, sched.WAIT
 
@@ -18,6 +23,7 @@ local park_sleep, park_call, unpark, WAIT = sched.park_sleep, sched.park_call, s
 local DEFAULTS = {
   base_url = "https://rivya.ai",
   timeout = 60,            -- seconds, one HTTP request
+  call_timeout = nil,      -- seconds, one API call with its retries: 2 x timeout when nil
   connect_timeout = 10,    -- seconds
   max_retries = 3,         -- retries after the first attempt
   retry_base = 0.5,        -- first backoff, seconds; doubles each retry
@@ -37,31 +43,13 @@ local FINAL = { succeeded = true, failed = true }
 -- ("seconds": a finite number >= 0)
 local OPTIONS = {
   api_key = "string", base_url = "string", timeout = "seconds",
-  connect_timeout = "seconds", max_retries = "number", ca_file = "string",
+  connect_timeout = "seconds", call_timeout = "seconds", max_retries = "number", ca_file = "string",
   retry_base = "seconds", retry_cap = "seconds", retry_after_cap = "seconds",
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
-  waiter = "function", max_download_bytes = "number", min_download_rate = "number",
+  waiter = "function", ledger = "any", on_retry = "function",
+  max_download_bytes = "number", min_download_rate = "number",
 }
-
--- the known name closest to `word` (edit distance at most 3), for messages
-local function closest(word, names)
-  local best, best_d = nil, 4
-  for _, name in ipairs(names) do
-    local prev = {}
-    for j = 0, #name do prev[j] = j end
-    for i = 1, #word do
-      local cur = { [0] = i }
-      for j = 1, #name do
-        local cost = word:sub(i, i) == name:sub(j, j) and 0 or 1
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-      end
-      prev = cur
-    end
-    if prev[#name] < best_d then best, best_d = name, prev[#name] end
-  end
-  return best
-end
 
 -- the options of a call given none: shared, never written to
 local NO_OPTIONS = setmetatable({}, {
@@ -79,7 +67,7 @@ local function check_options(where, opts, allowed)
       local names = {}
       for name in pairs(allowed) do names[#names + 1] = name end
       table.sort(names)
-      local hint = type(k) == "string" and closest(k, names)
+      local hint = type(k) == "string" and core.suggest(k, names)
       error(("%s: unknown option '%s'%s"):format(where, tostring(k),
         hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
     end
@@ -134,6 +122,37 @@ local function check_ca_file(path)
   if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
 end
 
+-- opts.ledger: a path, true (the default path; none when RIVYA_LEDGER=off), an
+-- open rivya.Ledger, or false. A ledger that cannot be opened raises: a client
+-- asked to keep records must not run without them.
+function Client._open_ledger(spec)
+  if getmetatable(spec) == Ledger then return spec end
+  local path = spec
+  if spec == true then path = Ledger.default_path() if not path then return nil end
+  elseif type(spec) ~= "string" then
+    error("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec), 4)
+  end
+  local ledger, err = Ledger.open(path)
+  if not ledger then error("rivya.new: ledger: " .. tostring(err.message or err), 4) end
+  return ledger
+end
+
+-- The key as sent: surrounding whitespace stripped (a trailing newline from
+-- `$(cat keyfile)` is common), nil when nothing is left. A key with a control
+-- character or whitespace inside would forge header lines: it raises, naming
+-- the byte's position, never the key.
+local function check_key(key)
+  if key == nil then return nil end
+  key = key:match("^%s*(.-)%s*$")
+  if key == "" then return nil end
+  local at = key:find("[%c%s]")
+  if at then
+    error(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
+      .. "of printable characters)"):format(at), 3)
+  end
+  return key
+end
+
 --- rivya.new(opts) -> client. Raises on misuse; never contacts the server.
 function Client.new(opts)
   opts = check_options("rivya.new", opts, OPTIONS)
@@ -142,14 +161,14 @@ function Client.new(opts)
   for k, v in pairs(opts) do if k ~= "api_key" then self[k] = v end end
   -- the `timeout` option must not shadow the pollable client:timeout() method
   self.request_timeout, self.timeout = self.timeout, nil
+  self.call_timeout = self.call_timeout or 2 * self.request_timeout
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
   -- result URLs are https only, unless the API itself is reached in plain
   -- http (loopback or allow_http: a local simulator and its CDN)
   self.plain_downloads = self.origin:sub(1, 7) == "http://"
-  local key = opts.api_key or os.getenv("RIVYA_API_KEY")
-  if key == "" then key = nil end
+  local key = check_key(opts.api_key or os.getenv("RIVYA_API_KEY"))
   self.has_key = key ~= nil
   -- only a short suffix of the key stays on the Lua side, for tostring
   self.key_hint = key and #key >= 16 and key:sub(-4) or nil
@@ -164,6 +183,11 @@ function Client.new(opts)
     end
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
+  self.ledger = nil
+  if opts.ledger then
+    self.ledger = Client._open_ledger(opts.ledger)
+    if self.ledger == opts.ledger then self._given_ledger = opts.ledger end   -- the caller's to close
+  end
   self.session = core.session{
     api_key = key, api_origin = self.origin, user_agent = self.user_agent,
     ca_file = opts.ca_file, max_connections = self.max_connections,
@@ -198,19 +222,69 @@ function Client:_retry_delay(err, attempt)
 end
 
 local RETRY_CODES = { rate_limited = true, public_api_disabled = true }
+
+-- The scope each call needs (API.md, "Transport and auth"): method, path
+-- pattern under /api/v1, scope. The first match wins.
+local SCOPES = {
+  { "GET", "^/models", "models:read" },
+  { "POST", "^/generations", "generations:create" },
+  { "GET", "^/generations/", "generations:read" },
+  { "POST", "^/files", "files:create" },
+  { "GET", "^/files/", "files:read" },
+  { "GET", "^/credits", "credits:read" },
+  { nil, "^/webhook", "webhooks:manage" },
+  { "POST", "^/chat/", "chat:create" },
+  { "GET", "^/chat/", "chat:read" },
+}
+
+-- api_scope_denied says the key lacks a scope; name the one this call needs.
+local function name_scope(err, spec)
+  local method = spec.method or "GET"
+  local path = spec.url:match("/api/v1(/[^?#]*)") or ""
+  for _, s in ipairs(SCOPES) do
+    if (s[1] == nil or s[1] == method) and path:find(s[2]) then
+      err.scope = s[3]
+      err.message = ("%s (%s %s needs the %s scope)"):format(err.message, method, "/api/v1" .. path, s[3])
+      return
+    end
+  end
+end
 -- the headers of a bodyless API call: one shared table, never modified
 local ACCEPT_JSON = { "Accept: application/json" }
 
+-- "GET /api/v1/credits" (API calls) or the method and URL without its query
+-- (downloads: a signed URL's query is a secret of sorts): for timeout messages
+function Client:_request_name(spec)
+  local url = spec.url
+  if url:sub(1, #self.api_url) == self.api_url then
+    url = url:sub(#self.origin + 1)
+  end
+  return (spec.method or "GET") .. " " .. (url:match("^[^?#]*"))
+end
+
+-- A timeout error that says which request timed out (err.request too).
+function Client:_timeout(spec, why)
+  local name = self:_request_name(spec)
+  return errors.new("timeout", name .. ": " .. why, { request = name })
+end
+
+-- transport failure kind -> error code
+local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
+  not_media = "bad_response", changed = "io", insecure = "bad_response" }
+
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
--- o: deadline (monotonic seconds), decode (JSON answer expected), on_tick, tick.
+-- o: deadline (monotonic seconds: the whole call's, retries and backoff
+-- included; the argument `deadline` overrides it), decode (JSON answer
+-- expected), empty_ok, on_tick, tick.
 -- Returns the decoded body (or status, headers for raw) | nil, err.
-function Client:_exchange(spec, o)
+function Client:_exchange(spec, o, deadline)
+  deadline = deadline or o.deadline
   local attempt = 0
   while true do
-    if o.deadline then
-      local left = o.deadline - now()
+    if deadline then
+      local left = deadline - now()
       if left <= 0 then
-        return nil, errors.new("timeout", "deadline passed before the request could complete")
+        return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
@@ -220,27 +294,31 @@ function Client:_exchange(spec, o)
     if not t then return nil, start_err end
     sched.await(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
     if o.on_tick then o.on_tick(t) end
-    local status, headers, body = t:result()
+    -- the header table is built only when something reads it
+    local status, body, message = t:answer()
     local err, retryable
     if status == nil then
-      local kind, message = headers, body
-      local code = ({ timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
-        not_media = "bad_response", changed = "io", insecure = "bad_response" })[kind] or "network"
-      err = errors.new(code, message)
+      local kind = body
+      local code = FAILURE_CODES[kind] or "network"
+      err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
       -- (not a download over max_download_bytes: it would only come again)
       retryable = kind == "network" or kind == "timeout" or kind == "not_media"
         or (kind == "too_large" and not spec.output)
     elseif status >= 200 and status < 300 then
-      if not o.decode then return status, headers end
+      if not o.decode then return status, t:headers() end
+      -- a DELETE may answer 204 or 200 without a body
+      if o.empty_ok and (body == nil or body == "") then return {} end
       local v = json.decode(body)
-      if type(v) == "table" then return v, headers end
+      if type(v) == "table" then return v end
+      local headers = t:headers()
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
         :format(status, headers["content-type"] or "no content type"),
         { status = status, request_id = headers["x-request-id"] })
       retryable = true
     else
-      err = errors.from_response(status, headers, body)
+      err = errors.from_response(status, t:headers(), body)
+      if err.code == "api_scope_denied" then name_scope(err, spec) end
       retryable = status == 429 or status >= 500 or RETRY_CODES[err.code] == true
     end
     if not retryable or attempt >= self.max_retries then
@@ -248,19 +326,27 @@ function Client:_exchange(spec, o)
       return nil, err
     end
     local delay = self:_retry_delay(err, attempt)
-    if o.deadline and now() + delay >= o.deadline then
+    if deadline and now() + delay >= deadline then
       err.attempts = attempt + 1
       return nil, err
     end
+    -- on_retry({attempt = n (1 for the first retry), delay = seconds, error = err}):
+    -- what a progress display shows while the client keeps trying
+    if self.on_retry then self.on_retry({ attempt = attempt + 1, delay = delay, error = err }) end
     sched.sleep(delay, self.waiter)
     attempt = attempt + 1
   end
 end
 
+-- what _api asks of _exchange: shared, never written to
+local DECODE, DECODE_EMPTY_OK = { decode = true }, { decode = true, empty_ok = true }
+
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
--- true), deadline.
+-- true), deadline (monotonic seconds; call_timeout from now at the latest).
 function Client:_api(method, path, o)
-  o = o or {}
+  o = o or NO_OPTIONS
+  local deadline = now() + self.call_timeout
+  if o.deadline and o.deadline < deadline then deadline = o.deadline end
   if o.auth ~= false and not self.has_key then
     return nil, errors.new("api_key_missing",
       "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
@@ -279,18 +365,65 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY,
-  }, { decode = true, deadline = o.deadline })
+  }, o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
---- The model catalog: an array of model tables (no key needed).
-function Client:models()
-  check_open(self)
-  local v, err = self:_api("GET", "/models", { auth = false })
+-- The live catalog, fetched once per client (no key needed) and compiled
+-- for the validator: models, compiled | nil, err. Coroutines that ask while
+-- the first fetch is on its way wait for it rather than fetch again.
+function Client:_catalog()
+  while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
+  if self.catalog_models then return self.catalog_models, self.catalog_compiled end
+  self.catalog_fetching = true
+  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  self.catalog_fetching = nil
+  if not ok then error(v, 0) end
   if not v then return nil, err end
-  if type(v.data) ~= "table" then
+  local data = v.data
+  if type(data) ~= "table" then
     return nil, errors.new("bad_response", "the model catalog has no data array")
   end
-  return v.data
+  local models = {}
+  for _, m in ipairs(data) do
+    if type(m) == "table" and type(m.id) == "string" then models[#models + 1] = m end
+  end
+  self.catalog_models, self.catalog_compiled = models, catalog.compile(models)
+  return models, self.catalog_compiled
+end
+
+-- The catalog creates and uploads are checked against: the snapshot until
+-- rivya-sim serves the documented catalog, then the live one.
+function Client._create_catalog(_)
+  return true, catalog.snapshot()
+end
+
+--- The live model catalog: the documented objects of GET /api/v1/models
+-- (no key needed), fetched once per client; fresh tables on each call.
+function Client:models()
+  check_open(self)
+  local models, err = self:_catalog()
+  if not models then return nil, err end
+  return catalog.copy(models)
+end
+
+--- The exact JSON-ready body a create of `req` would send, and its warnings
+-- | nil, err: validated against the live catalog (any model it lists).
+function Client:validate(req)
+  check_open(self)
+  if type(req) ~= "table" then error("client:validate: expected a request table, got " .. type(req), 2) end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat:validate(req)
+end
+
+--- Credits a run of `req` would reserve | nil, err: the model's base_credits
+-- when its billing is FIXED (else code "unknown"), after validation.
+function Client:estimate(req)
+  check_open(self)
+  if type(req) ~= "table" then error("client:estimate: expected a request table, got " .. type(req), 2) end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat:estimate(req)
 end
 
 --- The current credit balance, an integer.
@@ -304,97 +437,40 @@ function Client:credits()
   return v.current_credits
 end
 
+-- The one rule for task and file ids, those rivya sends and those it is
+-- sent: 1-200 letters, digits, '_' or '-'. An id from an answer reaches URL
+-- paths, file names, ledgers and terminals: anything else is refused.
+local function valid_id(id)
+  return #id <= 200 and find(id, "^[%w_%-]+$") ~= nil
+end
+
+-- a bad id in an answer: the message names its length, never its bytes
+local function bad_id(what, id)
+  return errors.new("bad_response", ("the answer's %s id is not 1-200 letters, digits, '_' or '-' "
+    .. "(%d bytes)"):format(what, #id))
+end
+
 local function check_task(v)
-  if type(v.id) ~= "string" or type(v.status) ~= "string" then
+  local id = v.id
+  if type(id) ~= "string" or type(v.status) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a task object (no id or status)")
   end
+  if not valid_id(id) then return nil, bad_id("task", id) end
   return v
 end
 
 local function check_id(id)
   if type(id) ~= "string" then error("rivya: task id must be a string, got " .. type(id), 3) end
-  if not id:match("^[%w_%-]+$") or #id > 200 then
+  if not valid_id(id) then
     return nil, errors.new("validation_failed",
       ("task id: expected letters, digits, '_' or '-'; got %q"):format(id:sub(1, 80)), { field = "id" })
   end
   return id
 end
 
--- file name extension -> the MIME type it claims
-local EXTENSION_MIME = {
-  jpg = "image/jpeg", jpeg = "image/jpeg", png = "image/png", webp = "image/webp",
-  mp4 = "video/mp4", m4v = "video/mp4", mov = "video/quicktime", qt = "video/quicktime",
-  webm = "video/webm", mp3 = "audio/mpeg", m4a = "audio/mp4", wav = "audio/wav",
-  aac = "audio/aac", ogg = "audio/ogg", oga = "audio/ogg",
-}
 local KINDS = { image = true, video = true, audio = true }
 local UPLOAD_OPTIONS = { kind = "string", model = "string", client_request_id = "string",
-  on_progress = "function", name = "string" }
-
-local function file_error(message, extra)
-  local e = { field = "file" }
-  for k, v in pairs(extra or {}) do e[k] = v end
-  return nil, errors.new("validation_failed", message, e)
-end
-
--- the checks of inspect_upload on what it read
-local function check_upload(name, size, head, opts)
-  if size == 0 then return file_error(("file: %s is empty"):format(name)) end
-  local kind, mime = core.sniff(head)
-  if not kind then
-    return file_error(("file: %s is not a supported image, video or audio file (unknown signature)"):format(name))
-  end
-  local ext = name:match("%.([%w]+)$")
-  local claimed = ext and EXTENSION_MIME[ext:lower()]
-  if claimed and claimed ~= mime then
-    return file_error(("file: %s is named like %s but its bytes are %s"):format(name, claimed, mime),
-      { expected = claimed, got = mime })
-  end
-  if opts.kind and opts.kind ~= kind then
-    return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
-      { field = "kind", expected = opts.kind, got = kind })
-  end
-  local ok, lerr = core.check_upload(opts.model, kind, mime, size)
-  if not ok then return nil, lerr end
-  return { name = name, size = size, kind = kind, mime = mime }
-end
-
---- Everything known about an upload before a byte is sent: source, name,
--- size, kind and MIME type from the bytes, the model's limits checked, and
--- for a path the open file (info.file, a core.open_upload handle the
--- caller closes). `source` is a path or {data = bytes, name = "x.png"}.
-local function inspect_upload(source, opts)
-  local name, size, head, file
-  if type(source) == "string" then
-    local st, serr = core.stat(source)
-    if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
-    if st.type ~= "file" then
-      return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
-    end
-    if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    name = opts.name or source:match("([^/]+)$")
-    -- opened once: every attempt of the upload streams from this descriptor
-    local ferr
-    file, ferr = core.open_upload(source)
-    if not file then return file_error(("file: cannot read %s: %s"):format(source, ferr)) end
-    size, head = file:size(), file:head(64)
-  elseif type(source) == "table" then
-    if type(source.data) ~= "string" then error("rivya: upload data must be a string", 3) end
-    if type(source.name) ~= "string" or source.name == "" then
-      error("rivya: upload {data=...} needs a name string", 3)
-    end
-    size, name, head = #source.data, source.name, source.data:sub(1, 64)
-  else
-    error("rivya: upload expects a path or {data=, name=}, got " .. type(source), 3)
-  end
-  local info, err = check_upload(name, size, head, opts)
-  if not info then
-    if file then file:close() end
-    return nil, err
-  end
-  info.file = file
-  return info
-end
+  on_progress = "function", name = "string", timeout = "seconds" }
 
 -- the API's file object with either spelling, in rivya's snake_case form
 local function normalize_file(v)
@@ -406,6 +482,9 @@ local function normalize_file(v)
   if type(v.url) ~= "string" then
     return nil, errors.new("bad_response", "the answer is not a file object (no url)")
   end
+  if v.id ~= nil and (type(v.id) ~= "string" or not valid_id(v.id)) then
+    return nil, bad_id("file", tostring(v.id))
+  end
   return v
 end
 
@@ -416,17 +495,26 @@ end
 function Client:upload(source, opts)
   check_open(self)
   opts = check_options("client:upload", opts, UPLOAD_OPTIONS)
-  if opts.kind and not KINDS[opts.kind] then
-    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 2)
-  end
-  local info, err = inspect_upload(source, opts)
-  if not info then return nil, err end
-  local _ <close> = info.file   -- closed however the upload ends
-  return self:_send_upload(info, source, opts)
+  return self:_upload(source, opts)
 end
 
--- The upload of what inspect_upload found (info.file stays open: the caller closes it).
-function Client:_send_upload(info, source, opts)
+-- upload with a given Idempotency-Key (a ledger's recorded one) or a new one
+function Client:_upload(source, opts, key)
+  if opts.kind and not KINDS[opts.kind] then
+    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
+  end
+  local models, cat = self:_create_catalog()
+  if not models then return nil, cat end
+  -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
+  local info, err = source
+  -- (a path's info is used once: its open file is closed by the upload)
+  if not (refs.is_info(source) and info.catalog == cat and info.model == opts.model
+      and (opts.kind or info.kind) == info.kind and (opts.name or info.name) == info.name
+      and (info.file or type(info.source) ~= "string")) then
+    info, err = refs.inspect(refs.is_info(source) and source.source or source, opts, cat)
+    if not info then return nil, err end
+  end
+  source = info.source
   if opts.client_request_id and #opts.client_request_id > 128 then
     return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
       { field = "client_request_id" })
@@ -434,8 +522,12 @@ function Client:_send_upload(info, source, opts)
   if not self.has_key then
     return nil, errors.new("api_key_missing", "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
   end
+  -- every attempt streams from the descriptor refs.inspect opened: the path is
+  -- never opened again (a file swapped during a backoff is not what is sent)
+  local file <close> = info.file
+  info.file = nil
   local file_part = { name = "file", filename = info.name, type = info.mime }
-  if info.file then file_part.file = info.file else file_part.data = source.data end
+  if file then file_part.file = file else file_part.data = source.data end
   local parts = { file_part, { name = "kind", data = info.kind } }
   if opts.model then parts[#parts + 1] = { name = "model", data = opts.model } end
   if opts.client_request_id then parts[#parts + 1] = { name = "client_request_id", data = opts.client_request_id } end
@@ -450,13 +542,15 @@ function Client:_send_upload(info, source, opts)
   end
   -- every retry re-streams the file from its start under the same key, so
   -- an upload the server stored before the connection broke is not stored twice
-  local key = "rivya-" .. core.random_hex(16)
-  local v, err = self:_exchange({
+  key = key or ("rivya-" .. core.random_hex(16))
+  local v
+  v, err = self:_exchange({
     method = "POST", url = self.api_url .. "/files",
     headers = { "Accept: application/json", "Idempotency-Key: " .. key },
     multipart = parts, auth = true, timeout = 0, stall = self.stall_timeout,
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
-  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil })
+  }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
+       deadline = opts.timeout and now() + opts.timeout })
   if not v then
     if err.code == "io" then
       err.message = ("file: %s: %s"):format(info.name, err.message)
@@ -468,80 +562,156 @@ function Client:_send_upload(info, source, opts)
   return normalize_file(v)
 end
 
--- closes the open files of a table of inspect_upload results
-local CLOSE_FILES = { __close = function(infos)
-  for _, info in pairs(infos) do
-    if info.file then info.file:close() end
-  end
-end }
-
--- Local paths in params.referenceMediaItems are uploaded first (with the
--- request's model). Everything else is validated before the first upload,
--- with placeholders standing for the files, so a bad request sends nothing.
-function Client:_upload_references(req)
-  local items = type(req.params) == "table" and req.params.referenceMediaItems
-  if type(items) ~= "table" then return req end
-  local paths = {}
-  for i, item in ipairs(items) do
-    if type(item) == "string" then paths[#paths + 1] = i end
-  end
-  if #paths == 0 then return req end
-  local copy, params, list = {}, {}, {}
-  for k, v in pairs(req) do copy[k] = v end
-  for k, v in pairs(req.params) do params[k] = v end
-  for i, item in ipairs(items) do list[i] = item end
-  params.referenceMediaItems = list
-  copy.params = params
-  -- each file is opened once, inspected, and uploaded from that descriptor
-  local infos <close> = setmetatable({}, CLOSE_FILES)
-  for _, i in ipairs(paths) do
-    local info, err = inspect_upload(items[i], { model = req.model })
-    if not info then
-      err.field = ("params.referenceMediaItems[%d]"):format(i)
-      return nil, err
-    end
-    infos[i] = info
-    list[i] = { url = "https://placeholder.invalid/" .. info.name, kind = info.kind, name = info.name,
-      mime_type = info.mime, duration_token = info.kind == "video" and "pending" or nil }
-  end
-  local ok, verr = core.validate(copy)
-  if not ok then return nil, verr end
-  for _, i in ipairs(paths) do
-    local file, err = self:_send_upload(infos[i], items[i], { model = req.model })
+-- Upload the local files of a prepared request (rivya.refs) that are not
+-- attached yet, attaching each. rec (with a ledger): {ledger, key = the
+-- create's key, uploads = recorded uploads by position}: a file recorded as
+-- uploaded is not sent again (the replayed create must carry the same URL),
+-- an upload recorded but not answered is sent again under its own key, and
+-- each one is recorded before it leaves. Returns true | nil, err.
+function Client:_upload_references(prepared, rec, deadline)
+  for _, ref in ipairs(prepared:pending()) do
+    local i, path, info = ref.index, ref.path, ref.info
+    local done = rec and rec.uploads[i]
+    if done and (done.path ~= path or done.size ~= info.size or done.mtime ~= info.mtime) then done = nil end
+    local file = done and done.file
     if not file then
-      err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
-      return nil, err
+      local ukey = done and done.key or (rec and ("rivya-" .. core.random_hex(16)))
+      if rec then
+        local ok, lerr = rec.ledger:upload_begin{ key = ukey, task_key = rec.key, position = i, path = path,
+          size = info.size, mtime = info.mtime, kind = info.kind }
+        if not ok then return nil, lerr end
+      end
+      local err
+      file, err = self:_upload(info, { model = info.model, kind = info.kind,
+        timeout = deadline and math.max(deadline - now(), 0) }, ukey)
+      if not file then
+        err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
+        return nil, err
+      end
+      if rec then
+        local ok, lerr = rec.ledger:upload_done(ukey, file)
+        if not ok then return nil, lerr end
+      end
     end
-    list[i] = file
+    prepared:attach(i, file)
   end
-  return copy
+  return true
 end
 
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
--- (req.idempotency_key or a fresh one) that all its retries reuse.
-function Client:create(req)
+-- (req.idempotency_key or a fresh one) that all its retries reuse. With a
+-- ledger, the create is recorded before it is sent (see _create_recorded).
+-- o.deadline (monotonic seconds, core.now) bounds the call, uploads included;
+-- o (internal): output (where generate will save it), job, attempt, key.
+function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
-  local uerr
-  req, uerr = self:_upload_references(req)
-  if not req then return nil, uerr end
-  local body, warnings = core.validate(req)
-  if not body then return nil, warnings end
-  local key = req.idempotency_key or ("rivya-" .. core.random_hex(16))
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key })
+  local models, cat = self:_create_catalog()
+  if not models then return nil, cat end
+  -- local reference paths are inspected and the request validated once,
+  -- before the first upload: a request that would fail sends nothing
+  local prepared, perr = refs.prepare(req, { catalog = cat })
+  if not prepared then return nil, perr end
+  if self.ledger then return self:_create_recorded(prepared, o or NO_OPTIONS, cat) end
+  local deadline = o and o.deadline
+  local uploaded, uerr = self:_upload_references(prepared, nil, deadline)
+  if not uploaded then return nil, uerr end
+  local body, berr = prepared:final_body()
+  if not body then return nil, berr end
+  local warnings = prepared.warnings
+  local key = prepared.idempotency_key or ("rivya-" .. core.random_hex(16))
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
+  -- creating again with this key can never charge twice, whatever happened
   if not v then
-    -- creating again with this key can never charge twice, whatever happened
     err.idempotency_key = key
     return nil, err
   end
   local task, terr = check_task(v)
-  if not task then return nil, terr end
+  if not task then
+    terr.idempotency_key = key
+    return nil, terr
+  end
   if warnings and #warnings > 0 then
     task.warnings = task.warnings or {}
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
   end
   task.idempotency_key = key
+  return task
+end
+
+-- A create the API may have made though no answer came: the row stays
+-- `sending`, to be resumed under the same key
+local function unanswered(err)
+  return err.status == nil or err.status >= 500 or err.status == 429 or err.status == 408
+end
+
+-- The create with a ledger. The request is identified by a hash of its
+-- validated body (placeholders for local files) and each local file's path,
+-- size and mtime. A row for that hash still `sending` (no answer recorded,
+-- younger than a day, its process gone) lends its key and its uploads, so
+-- the API replays the task that create may have made; else a new row is
+-- committed before anything is uploaded or sent.
+function Client:_create_recorded(prepared, o, cat)
+  local ledger, req = self.ledger, prepared.req
+  local body, warnings = prepared.body, prepared.warnings
+  local ident = { Ledger.canonical(body) }
+  for _, ref in ipairs(prepared.locals) do
+    ident[#ident + 1] = ("%s\0%d\0%d"):format(ref.path, ref.info.size, ref.info.mtime or 0)
+  end
+  local hash = Ledger.digest(table.concat(ident, "\n"))
+  local key, uploads = o.key or prepared.idempotency_key, {}
+  if not key then
+    local row, ferr = ledger:find_sending(hash)
+    if row == nil then return nil, ferr end
+    if row then
+      key = row.key
+      uploads, ferr = ledger:uploads(key)
+      if not uploads then return nil, ferr end
+    end
+  end
+  key = key or ("rivya-" .. core.random_hex(16))
+  local ok, lerr = ledger:begin{ key = key, request_hash = hash, model = req.model,
+    prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
+    output = o.output, job = o.job, attempt = o.attempt }
+  if not ok then return nil, lerr end
+  if #prepared.locals > 0 then
+    local rec = { ledger = ledger, key = key, uploads = uploads }
+    local sent, uerr = self:_upload_references(prepared, rec, o.deadline)
+    if not sent then
+      ledger:unanswered(key)
+      uerr.idempotency_key = key
+      return nil, uerr
+    end
+    local berr
+    body, berr = prepared:final_body()
+    if not body then
+      ledger:rejected(key, berr)
+      return nil, berr
+    end
+  end
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })
+  if not v then
+    err.idempotency_key = key
+    if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
+    return nil, err
+  end
+  local task, terr = check_task(v)
+  if not task then
+    ledger:unanswered(key)
+    terr.idempotency_key = key
+    return nil, terr
+  end
+  task.idempotency_key = key
+  ok, lerr = ledger:answered(key, task)
+  if not ok then
+    lerr.task, lerr.idempotency_key = task, key
+    return nil, lerr
+  end
+  if warnings and #warnings > 0 then
+    task.warnings = task.warnings or {}
+    for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
+  end
   return task
 end
 
@@ -568,7 +738,9 @@ local TRANSIENT = { network = true, timeout = true, server_error = true, rate_li
 
 local function final_result(task)
   if task.status == "succeeded" then return task end
-  local msg = type(task.error) == "table" and task.error.message or "the generation failed"
+  -- the docs say a failed task "may include" an error object: without one, a generic message
+  local msg = type(task.error) == "table" and type(task.error.message) == "string" and task.error.message
+    or ("the generation failed (task %s gave no error details)"):format(tostring(task.id))
   return nil, errors.new("generation_failed", msg, { task = task })
 end
 
@@ -689,25 +861,93 @@ end
 local GENERATE_OPTIONS = { interval = "seconds", timeout = "seconds", on_update = "function",
   output = "string", on_progress = "function" }
 
+-- Can a result be saved at `path`? Its folder must exist and take a new
+-- file, and the path must not be a folder or a special file: checked before
+-- the create, so no credits are spent on a result that has nowhere to go.
+local function check_destination(path)
+  local function refuse(message)
+    return nil, errors.new("validation_failed", "output: " .. message, { field = "output" })
+  end
+  local st = core.stat(path)
+  if st and st.type ~= "file" then return refuse(("%s is a %s, not a file"):format(path, st.type)) end
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == "" then dir = "/" end
+  dir = dir or "."
+  local dst, derr = core.stat(dir)
+  if not dst then
+    return refuse(("cannot save to %s: the folder %s %s"):format(path, dir,
+      derr == "No such file or directory" and "does not exist" or ("cannot be read: " .. tostring(derr))))
+  end
+  if dst.type ~= "directory" then return refuse(("cannot save to %s: %s is a %s"):format(path, dir, dst.type)) end
+  -- the one sure test of "can a file be made there": make one
+  local probe = ("%s/.rivya-probe-%s"):format(dir, core.random_hex(6))
+  local f, ferr = io.open(probe, "wb")
+  if not f then return refuse(("cannot save to %s: %s"):format(path, ferr)) end
+  f:close()
+  os.remove(probe)
+  return true
+end
+
+-- a value raised by a user callback, as the error generate returns
+local function raised(e, task)
+  if errors.is(e) then
+    e.task = e.task or task
+    return e
+  end
+  return errors.new("callback_failed", "a callback raised: " .. tostring(e), { task = task })
+end
+
+-- a path as one shell word, for the command a message suggests
+local function shell_word(s)
+  if s:match("^[%w%./_%-]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 --- create + wait; with opts.output also download the result to that path.
+-- opts.timeout bounds the whole call: uploads, create, wait and download.
+-- Every error after the create carries err.task (its id at least), also
+-- one raised in on_update or on_progress.
 function Client:generate(req, opts)
   check_open(self)
   opts = check_options("client:generate", opts, GENERATE_OPTIONS)
+  if opts.output then
+    local ok, derr = check_destination(opts.output)
+    if not ok then return nil, derr end
+  end
   local deadline = opts.timeout and now() + opts.timeout
-  local task, err = self:create(req)
+  local function left() return deadline and math.max(deadline - now(), 0) end
+  local task, err = self:create(req, { output = opts.output, deadline = deadline })
   if not task then return nil, err end
-  if opts.on_update then opts.on_update(task) end
-  local final
-  final, err = self:wait(task, { interval = opts.interval, timeout = opts.timeout, on_update = opts.on_update })
-  if not final then return nil, err end
+  local ledger, user_update = self.ledger, opts.on_update
+  -- each status change is recorded before the user sees it
+  local on_update = (ledger or user_update) and function(t)
+    if ledger then ledger:update(t) end
+    if user_update then user_update(t) end
+  end or nil
+  local ok, final
+  ok, final, err = pcall(function()
+    if user_update then user_update(task) end
+    return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
+  end)
+  if not ok then final, err = nil, raised(final, task) end
+  if not final then
+    err.task = err.task or task
+    err.idempotency_key = err.idempotency_key or task.idempotency_key
+    return nil, err
+  end
   final.warnings = final.warnings or task.warnings
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    -- the download too ends by the call's deadline
-    path, err = self:_download(final, opts.output, { on_progress = opts.on_progress, deadline = deadline })
+    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+      timeout = left() })
+    if not ok then path, err = nil, raised(path, final) end
     if not path then
       err.task = err.task or final
+      err.output = opts.output
+      err.message = ("task %s succeeded but its result could not be saved to %s: %s; "
+        .. "fetch it with: rivya download %s %s")
+        :format(final.id, opts.output, err.message, final.id, shell_word(opts.output))
       return nil, err
     end
     final.output = path
@@ -725,15 +965,7 @@ function Client:download(task_or_url, path, opts)
   if type(path) ~= "string" or path == "" then
     error("rivya: download expects a destination path string, got " .. type(path), 2)
   end
-  if type(task_or_url) ~= "table" and type(task_or_url) ~= "string" then
-    error("rivya: download expects a task or a URL, got " .. type(task_or_url), 2)
-  end
   opts = check_options("client:download", opts, DOWNLOAD_OPTIONS)
-  return self:_download(task_or_url, path, opts)
-end
-
--- download's work; opts.deadline (monotonic seconds) is generate's own
-function Client:_download(task_or_url, path, opts)
   local url, from_task = task_or_url, type(task_or_url) == "table"
   if from_task then
     local r = task_or_url.result
@@ -743,6 +975,8 @@ function Client:_download(task_or_url, path, opts)
         ("task %s has no result URL (status %s)"):format(tostring(task_or_url.id), tostring(task_or_url.status)),
         { field = "task" })
     end
+  elseif type(url) ~= "string" then
+    error("rivya: download expects a task or a URL, got " .. type(task_or_url), 2)
   end
   if not url:match("^[hH][tT][tT][pP][sS]?://") then
     return nil, errors.new("validation_failed", "expected an http(s) URL, got " .. url:sub(1, 80), { field = "url" })
@@ -762,15 +996,44 @@ function Client:_download(task_or_url, path, opts)
       on_progress(received, total)
     end
   end
-  local deadline = opts.deadline or (opts.timeout and now() + opts.timeout) or nil
   local status, err = self:_exchange({
     url = url, auth = false, follow = true, output = path, media = true,
     timeout = opts.timeout or 0, connect_timeout = self.connect_timeout,
     stall = self.stall_timeout, max_body = 64 * 1024, https_only = not self.plain_downloads,
     max_file = self.max_download_bytes, min_rate = self.min_download_rate, rate_window = self.stall_timeout,
-  }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil, deadline = deadline })
+  }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
+       deadline = opts.timeout and now() + opts.timeout or nil })
   if not status then return nil, err end
+  if self.ledger and type(task_or_url) == "table" and type(task_or_url.id) == "string" then
+    -- a record that fails leaves the task pending: a later resume saves it again
+    local st = core.stat(path)
+    self.ledger:saved(task_or_url.id, path, st and st.size, (core.sha256_file(path)))
+  end
   return path
+end
+
+--- Webhook endpoints (the documented management endpoints, scope
+-- webhooks:manage): :create{name, url, event_types}, :list(), :get(id),
+-- :update(id, fields), :delete(id), :rotate_secret(id), :test(id),
+-- :deliveries(id). opts.allow_loopback admits http:// receivers on loopback
+-- (rivya-sim --allow-loopback-webhooks); other URLs are checked by the
+-- documented rules before sending (webhook_url_rejected).
+function Client:webhooks(opts)
+  check_open(self)
+  return webhook.manager(self, opts)
+end
+
+--- The account's webhook events (an array; shape not documented).
+function Client:webhook_events()
+  check_open(self)
+  return webhook.events(self)
+end
+
+--- The task a webhook event is about, re-read with the API key: act on this
+-- answer, not on the event (no signature scheme is documented).
+function Client:confirm(event)
+  check_open(self)
+  return webhook.confirm(self, event)
 end
 
 --- Pollable interface for foreign event loops (cqueues, luv, ...).
@@ -785,6 +1048,7 @@ function Client:close()
   if self.closed then return end
   self.closed = true
   self.session:close()
+  if self.ledger and self.ledger ~= self._given_ledger then self.ledger:close() end
 end
 Client.__close = Client.close
 Client.__gc = Client.close

@@ -19,7 +19,17 @@ local pack = table.pack
 
 --- Transfers one session runs at once for a scheduler; more wait in Lua, so
 -- 10,000 coroutines do not hold 10,000 curl handles (about 12 KB each).
+-- While a session's answers come over HTTP/1.x the bound is its
+-- max_connections (session:limit()): a transfer beyond it would only wait in
+-- curl's queue, and be tried again at each completion.
 sched.MAX_ACTIVE = 128
+
+-- the bound of `session`'s transfers in curl, for take_slot
+local function limit_of(session)
+  local n = session:limit()
+  local max = sched.MAX_ACTIVE
+  return (n and n < max) and n or max
+end
 
 --- Rounds of the scheduler loops so far: each waits once, for I/O or time.
 -- (A busy loop would show here as a count that grows without waiting.)
@@ -47,12 +57,6 @@ local record = setmetatable({}, { __mode = "k" })
 
 local Scheduler = {}
 Scheduler.__index = Scheduler
-
---- The scheduler driving the running coroutine, or nil (blocking mode).
-function sched.current()
-  local w = record[running()]
-  return w and w.group.sched
-end
 
 local function new_scheduler(gc_growth)
   local kb = collectgarbage("count")
@@ -126,7 +130,7 @@ end
 -- false when it was put in line (Scheduler:release hands it over).
 local function take_slot(st, w)
   if st.reserved[w] then return true end
-  if st.active < sched.MAX_ACTIVE then
+  if st.active < st.limit and st.active < sched.MAX_ACTIVE then
     st.active = st.active + 1
     st.reserved[w] = true
     return true
@@ -168,7 +172,7 @@ function Scheduler:state(session)
     -- pending: transfer id -> waiting record; transfers: id -> its transfer;
     -- reserved: records holding a slot taken before their transfer started
     st = { session = session, pending = {}, transfers = {}, npending = 0, admitted = {}, active = 0,
-      slots = {}, sh = 1, st = 0, reserved = {} }
+      slots = {}, sh = 1, st = 0, reserved = {}, limit = limit_of(session) }
     self.sessions[session] = st
   end
   return st
@@ -194,6 +198,8 @@ end
 function Scheduler:drain(st)
   local ids, closed, lost = st.session:finished()
   local pending, admitted = st.pending, st.admitted
+  -- an HTTP/2 answer lifts the bound (a session's first answers tell)
+  if ids[1] and st.limit < sched.MAX_ACTIVE then st.limit = limit_of(st.session) end
   for i = 1, #ids do
     local id = ids[i]
     local w = pending[id]

@@ -4,6 +4,9 @@ local rivya = require "rivya"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
 
+-- the API's origin when RIVYA_BASE_URL is not set (rivya.new's default)
+local DEFAULT_BASE_URL = "https://rivya.ai"
+
 local EXIT, exit_code, error_line, json_text = util.EXIT, util.exit_code, util.error_line, util.json_text
 
 local Ctx = {}
@@ -47,12 +50,29 @@ function Ctx:client(need_key)
       "no API key: set RIVYA_API_KEY (the key is never taken as a flag, so it stays out of shell history and ps)")
   end
   if not self.client_obj then
+    -- RIVYA_TIMEOUT: seconds for one request (a call gets twice that, retries included)
+    local timeout = self.getenv("RIVYA_TIMEOUT")
+    if timeout and timeout ~= "" then
+      local t = tonumber(timeout)
+      if not t or not (t > 0 and t < math.huge) then
+        return nil, errors.new("config", "RIVYA_TIMEOUT: expected a number of seconds > 0, got " .. timeout)
+      end
+      timeout = t
+    else
+      timeout = nil
+    end
+    -- everything from self.getenv (cli.main's env), never the process's
+    -- environment behind it: rivya.new falls back to os.getenv on nil
     local ok, c = pcall(rivya.new, {
-      api_key = self.getenv("RIVYA_API_KEY"),
-      base_url = self.getenv("RIVYA_BASE_URL"),
+      api_key = self.getenv("RIVYA_API_KEY") or "",
+      base_url = self.getenv("RIVYA_BASE_URL") or DEFAULT_BASE_URL,
+      timeout = timeout,
     })
     if not ok then
       local message = tostring(c):gsub("^.-:%d+: ", ""):gsub("^rivya%.new: ", "")
+      -- a key that would forge header lines: an authentication failure (exit 4)
+      local key_why = message:match("^api_key: (.*)$")
+      if key_why then return nil, errors.new("api_key_invalid", "RIVYA_API_KEY: " .. key_why) end
       return nil, errors.new("config", "RIVYA_BASE_URL: " .. message)
     end
     self.client_obj = c

@@ -9,7 +9,8 @@ local function param_specs()
   local seen, specs = {}, {}
   for _, model in ipairs(rivya.models()) do
     for _, p in ipairs(model.params or {}) do
-      if not seen[p.name] then
+      p.name = p.name or p.key        -- catalog objects name a param `key`
+      if type(p.name) == "string" and not seen[p.name] then
         seen[p.name] = true
         specs[#specs + 1] = p
       end

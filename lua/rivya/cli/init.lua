@@ -37,6 +37,7 @@ Environment:
   RIVYA_API_KEY        the API key (rvya_sk_...); never a flag, never printed
   RIVYA_BASE_URL       the API origin (default https://rivya.ai)
   RIVYA_POLL_INTERVAL  seconds between status polls (default: the documented pace)
+  RIVYA_TIMEOUT        seconds for one API request (default 60; a call with retries: twice that)
 
 Exit status: 0 ok, 1 runtime failure (generation failed, network, API, I/O),
 2 usage error, 3 validation error, 4 authentication or permission,

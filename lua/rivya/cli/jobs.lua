@@ -13,7 +13,7 @@ local task_steps = require "rivya.cli.task"
 local context = require "rivya.cli.context"
 
 local EXIT, AUTH_CODES = util.EXIT, util.AUTH_CODES
-local shallow_copy, join, dirname, canonical = util.shallow_copy, util.join, util.dirname, util.canonical
+local join, dirname, canonical = util.join, util.dirname, util.canonical
 local error_object, error_line, exit_code = util.error_object, util.error_line, util.exit_code
 local human_bytes, body_text, file_exists, mkdir_p = util.human_bytes, util.body_text, util.file_exists,
   util.mkdir_p
@@ -168,12 +168,12 @@ end
 local function prepare_jobs(ctx, jobs, label)
   local seen, bad = {}, 0
   for _, job in ipairs(jobs) do
-    local body, warnings, refs, credits = request.check(job.req, job.base_dir)
-    if not body then
-      ctx:fail(warnings, ("%s %d: "):format(label, job.n))
+    local prepared, body, credits = request.check(job.req, job.base_dir, true)
+    if not prepared then
+      ctx:fail(body, ("%s %d: "):format(label, job.n))
       bad = bad + 1
     else
-      job.body, job.warnings, job.refs, job.credits = body, warnings, refs, credits
+      job.prepared, job.body, job.warnings, job.credits = prepared, body, prepared.warnings, credits
       local text = canonical(body)
       seen[text] = (seen[text] or 0) + 1
       job.request = core.sha256(seen[text] .. "\n" .. text):sub(1, 32)
@@ -317,7 +317,7 @@ local function run_jobs(ctx, a, jobs, o)
       end
       job.phase = "uploading"
       local p = { label = name }
-      local req, err = task_steps.upload_refs(ctx, client, job.req, job.refs, p, function(ref, file)
+      local uploaded, err = task_steps.upload_refs(ctx, client, job.prepared, p, function(ref, file)
         e.uploads = e.uploads or {}
         if file then
           e.uploads[tostring(ref.index)] = file_record(file)
@@ -326,12 +326,11 @@ local function run_jobs(ctx, a, jobs, o)
         end
         return e.uploads[tostring(ref.index)]
       end)
-      if req then
-        req = shallow_copy(req)
-        req.idempotency_key = e.idempotency_key
+      if uploaded then
+        job.prepared.idempotency_key = e.idempotency_key
         job.phase = "creating"
         local task
-        task, err = client:create(req)
+        task, err = client:create(job.prepared)
         if task then
           e.task_id, e.status = task.id, task.status
           save()   -- as soon as it exists: a kill from here on resumes this task

@@ -47,19 +47,17 @@ local function print_task(ctx, a, task, extra)
   ctx:out(line)
 end
 
--- upload the local references of a checked request, with a progress bar;
--- returns a copy of req whose items are the uploaded file tables
-local function upload_refs(ctx, client, req, refs, p, on_file)
-  if #refs == 0 then return req end
-  local copy, params, list = shallow_copy(req), shallow_copy(req.params), {}
-  for i, item in ipairs(req.params.referenceMediaItems) do list[i] = item end
-  copy.params, params.referenceMediaItems = params, list
-  for _, ref in ipairs(refs) do
-    local file = on_file and on_file(ref)   -- already uploaded (batch state)
+-- upload the local references of a prepared request (rivya.refs) with a
+-- progress bar, attaching each file to it; on_file(ref) may give a file
+-- uploaded before (batch state), on_file(ref, file) records a new one.
+-- Returns true | nil, err.
+local function upload_refs(ctx, client, prepared, p, on_file)
+  for _, ref in ipairs(prepared:pending()) do
+    local file = on_file and on_file(ref)
     if not file then
       p.phase, p.done, p.total = "uploading " .. ref.info.name, 0, ref.info.size
       local err
-      file, err = client:upload(ref.path, { model = req.model, kind = ref.info.kind,
+      file, err = client:upload(ref.info, { model = ref.info.model, kind = ref.info.kind,
         on_progress = progress_cb(ctx, p) })
       p.total = nil
       if not file then
@@ -70,9 +68,9 @@ local function upload_refs(ctx, client, req, refs, p, on_file)
         human_bytes(ref.info.size), tostring(file.id)))
       if on_file then on_file(ref, file) end
     end
-    list[ref.index] = file
+    prepared:attach(ref.index, file)
   end
-  return copy
+  return true
 end
 
 -- wait for a task and download its result; p is the live line's state

@@ -17,7 +17,9 @@ local function exit_code(err)
   if code == "validation_failed" then return EXIT.invalid end
   if AUTH_CODES[code] then return EXIT.auth end
   if code == "insufficient_credits" then return EXIT.credits end
-  if code == "timeout" then return EXIT.timeout end
+  -- 6 is for a wait's deadline (the task keeps running); a request that
+  -- timed out (err.request names it) is a runtime failure
+  if code == "timeout" then return err.request and EXIT.failure or EXIT.timeout end
   return EXIT.failure
 end
 

@@ -15,16 +15,16 @@ local function command(ctx, a, specs)
       return ctx:fail(err)
     end
     for _, job in ipairs(jobs) do
-      local body, berr, _, credits = request.check(job.req, job.base_dir)
-      if not body then return ctx:fail(berr, ("line %d: "):format(job.n)) end
+      local prepared, berr, credits = request.check(job.req, job.base_dir, true)
+      if not prepared then return ctx:fail(berr, ("line %d: "):format(job.n)) end
       total, runs = total + credits, runs + 1
     end
   else
     if not a.prompt then return ctx:usage("estimate needs a PROMPT (and flags), or --batch FILE.jsonl") end
     local req, uerr = request.from_args(ctx, a, specs)
     if not req then return ctx:usage(uerr) end
-    local body, err, _, credits = request.check(req)
-    if not body then return ctx:fail(err) end
+    local prepared, err, credits = request.check(req, nil, true)
+    if not prepared then return ctx:fail(err) end
     runs = a.count
     total = credits * runs
   end

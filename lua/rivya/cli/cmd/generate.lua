@@ -10,20 +10,20 @@ local EXIT = util.EXIT
 local function command(ctx, a, specs)
   local req, uerr = request.from_args(ctx, a, specs)
   if not req then return ctx:usage(uerr) end
-  local body, warnings, refs = request.check(req)
-  if not body then return ctx:fail(warnings) end
-  ctx:warnings(warnings)
+  local prepared, perr = request.check(req)
+  if not prepared then return ctx:fail(perr) end
+  ctx:warnings(prepared.warnings)
   local client, cerr = ctx:client(true)
   if not client then return context.client_fail(ctx, cerr) end
   local p = {}
   ctx.status.render = steps.render(p)
   return ctx:live(function()
-    local sendable, err = steps.upload_refs(ctx, client, req, refs, p)
-    if not sendable then return ctx:fail(err) end
-    if a.idempotency_key then sendable.idempotency_key = a.idempotency_key end
+    local uploaded, err = steps.upload_refs(ctx, client, prepared, p)
+    if not uploaded then return ctx:fail(err) end
+    if a.idempotency_key then prepared.idempotency_key = a.idempotency_key end
     p.phase = "creating"
     local task
-    task, err = client:create(sendable)
+    task, err = client:create(prepared)
     if not task then return ctx:fail(err) end
     ctx.current_task = task.id
     ctx.status:event(("created %s (%d credits reserved)"):format(task.id, task.reserved_credits or 0))

@@ -21,11 +21,12 @@ local function command(ctx, a)
     if a.json then
       ctx:emit(m)
     else
-      local inputs = m.supported_api_inputs or m.inputs
-      local credits = type(m.pricing) == "table" and m.pricing.credits
-      ctx:out((table.concat({ tostring(m.id), tostring(m.api_status or m.name or ""),
-        type(inputs) == "table" and table.concat(inputs, ",") or "",
-        credits and (credits .. " credits") or "" }, "\t"):gsub("\t+$", "")))
+      -- id, category, modes, credits, status: one tab-separated line each
+      local modes = type(m.supported_modes) == "table" and table.concat(m.supported_modes, ",") or "-"
+      local credits = math.type(m.base_credits) == "integer"
+        and (m.base_credits .. (m.billing_type == "FIXED" and "" or " " .. tostring(m.billing_type))) or "?"
+      ctx:out(table.concat({ tostring(m.id), tostring(m.category or "-"), modes ~= "" and modes or "-",
+        credits, tostring(m.api_status or "-") }, "\t"))
     end
   end
   return EXIT.ok

@@ -8,8 +8,9 @@ local EXIT = util.EXIT
 local function command(ctx, a, specs)
   local req, uerr = request.from_args(ctx, a, specs)
   if not req then return ctx:usage(uerr) end
-  local body, warnings, _, credits = request.check(req)
-  if not body then return ctx:fail(warnings) end
+  local prepared, body, credits = request.check(req, nil, true)
+  if not prepared then return ctx:fail(body) end
+  local warnings = prepared.warnings
   if a.json then
     ctx:emit({ valid = true, body = body, warnings = #warnings > 0 and warnings or nil, credits = credits })
   else
