@@ -137,8 +137,14 @@ setup:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+PARSE_CHECK := local bad = 0 for f in io.lines() do local ok, e = loadfile(f) if not ok then bad = bad + 1 \
+  io.stderr:write(e, "\n") end end if bad > 0 then io.stderr:write(_VERSION, ": files that do not parse\n") os.exit(1) end
+# luacheck parses 5.4; every other interpreter installed must parse each file
+# too (no goto, //, bit operators, <close> or \u{...} where it has none)
 lint:
 	$(LUACHECK) -q lua spec examples bin/rivya $(wildcard bench) $(wildcard fuzz/*.lua)
+	@for l in $(filter-out lua5.4,$(LUA_ALL)); do command -v $$l >/dev/null || continue; \
+	  { find lua spec examples bench -name '*.lua'; ls fuzz/*.lua bin/rivya; } | $$l -e '$(PARSE_CHECK)' || exit 1; done
 
 # busted's output and every simulator's stderr (kept in $(BUILD)/sim-logs by
 # spec/helper.lua) are scanned for the specs' API keys: a leak is a failure.
@@ -211,6 +217,7 @@ docs:
 # Benchmarks (not part of test): each prints a markdown table with date and machine.
 bench: setup build
 	@$(MAKE) --no-print-directory setup DEB_PACKAGES="$(BENCH_PACKAGES)"
+	@for l in $(LUA_ALL); do $(MAKE) --no-print-directory LUA=$$l build >/dev/null || exit 1; done
 	@set -o pipefail; for b in bench/*.lua; do echo "== $$b"; $(LUA) $$b || exit 1; echo; done \
 	  | tee bench/results.md
 

@@ -26,7 +26,7 @@ local IN_FLIGHT_T = QUICK and 12 or 30
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
+  local out = p:read("*a")
   local ok = p:close()
   return out, ok
 end

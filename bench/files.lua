@@ -4,6 +4,7 @@
 local helper = require "helper"
 local rivya = require "rivya"
 local core = require "rivya.core"
+local compat = require "rivya.compat"
 
 local ROUNDS = tonumber(arg and arg[1]) or 5
 local SIZE = 95000000
@@ -24,7 +25,8 @@ end
 local function median(t)
   table.sort(t)
   local n = #t
-  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+  local h = math.floor(n / 2)
+  return n % 2 == 1 and t[h + 1] or (t[h] + t[h + 1]) / 2
 end
 
 local dir = helper.tmpdir()
@@ -32,7 +34,7 @@ local path = dir .. "/big.mp4"
 do -- a real MP4 header followed by incompressible bytes, 95,000,000 in all
   local head = helper.read_file(helper.ROOT .. "/sim/sample.mp4")
   helper.write_file(path, head)
-  assert(os.execute(("head -c %d /dev/urandom >> %s"):format(SIZE - #head, helper.sh_quote(path))))
+  assert(compat.execute(("head -c %d /dev/urandom >> %s"):format(SIZE - #head, helper.sh_quote(path))))
 end
 
 local sim = helper.start_sim{ args = { "--quiet", "--credits", "1000000" } }
@@ -52,7 +54,7 @@ for round = 1, ROUNDS do
   -- curl -F upload, same file, same server
   sim:reset()
   t0 = core.now()
-  assert(os.execute(("curl -sS -o /dev/null -H %s -F 'file=@%s;type=video/mp4' -F kind=video "
+  assert(compat.execute(("curl -sS -o /dev/null -H %s -F 'file=@%s;type=video/mp4' -F kind=video "
     .. "-F model=wan-2-7-video %s/api/v1/files"):format(helper.sh_quote("Authorization: Bearer " .. sim.key),
     path, sim.url)))
   up_curl[round] = core.now() - t0
@@ -68,7 +70,7 @@ for round = 1, ROUNDS do
   down_rss[round] = (status_kb("VmHWM") - before) / 1024
   os.remove(dir .. "/down.mp4")
   t0 = core.now()
-  assert(os.execute(("curl -sS -o %s %s"):format(helper.sh_quote(dir .. "/down2.mp4"), url)))
+  assert(compat.execute(("curl -sS -o %s %s"):format(helper.sh_quote(dir .. "/down2.mp4"), url)))
   down_curl[round] = core.now() - t0
   os.remove(dir .. "/down2.mp4")
 end
@@ -82,7 +84,7 @@ for line in io.lines("/proc/cpuinfo") do
   local m = line:match("^model name%s*:%s*(.+)$")
   if m then cpu = m break end
 end
-local nproc = io.popen("nproc"):read("l")
+local nproc = io.popen("nproc"):read("*l")
 local out = {}
 out[#out + 1] = ("### Files: 95 MB upload and download on loopback (%s, %s cores %s, %d rounds, medians)")
   :format(os.date("!%Y-%m-%d"), nproc, cpu, ROUNDS)

@@ -18,7 +18,7 @@ local q = helper.sh_quote
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
+  local out = p:read("*a")
   local ok = p:close()
   return out, ok
 end
@@ -48,7 +48,7 @@ local function median(list, field)
   local v = {}
   for i, r in ipairs(list) do v[i] = r[field] end
   table.sort(v)
-  return v[(#v + 1) // 2]
+  return v[math.floor((#v + 1) / 2)]
 end
 
 local sim = helper.start_sim{ args = { "--quiet", "--credits", "1000000", "--task-seconds", "86400" } }

@@ -15,7 +15,7 @@ local q = helper.sh_quote
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
+  local out = p:read("*a")
   local ok = p:close()
   return out, ok
 end
@@ -23,7 +23,8 @@ end
 local function median(t)
   table.sort(t)
   local n = #t
-  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+  local h = math.floor(n / 2)
+  return n % 2 == 1 and t[h + 1] or (t[h] + t[h + 1]) / 2
 end
 
 local root = helper.ROOT

@@ -5,6 +5,16 @@
 -- Against the simulator: examples/with-sim.sh lua5.4 examples/batch_gather.lua
 local rivya = require "rivya"
 
+-- a failed call: its error (one line) on stderr, exit 1 (assert would do on
+-- 5.3+, but 5.1/5.2's assert takes only a string message, not an error table)
+local function check(value, err)
+  if value == nil then
+    io.stderr:write(tostring(err), "\n")
+    os.exit(1)
+  end
+  return value
+end
+
 local dir = arg[1] or "out/batch"
 assert(os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'"))
 
@@ -17,13 +27,13 @@ local prompts = {
 
 local client = rivya.new{}
 print(("rivya %s -> %s"):format(rivya.VERSION, client.base_url))
-local balance = assert(client:credits())
+local balance = check(client:credits())
 local total = 0
 local jobs = {}
 for i, prompt in ipairs(prompts) do
   local request = { model = "wan-2-7-video", prompt = prompt, params = { duration = 5, seed = i } }
-  assert(rivya.validate(request))            -- offline: a bad request fails here, before anything is sent
-  total = total + assert(rivya.estimate(request))
+  check(rivya.validate(request))            -- offline: a bad request fails here, before anything is sent
+  total = total + check(rivya.estimate(request))
   jobs[i] = function()
     local output = ("%s/%02d.mp4"):format(dir, i)
     return client:generate(request, {
@@ -47,6 +57,6 @@ for i, r in ipairs(results) do
     print(("[%d] failed: %s"):format(i, tostring(err)))
   end
 end
-print(("credits after: %d"):format(assert(client:credits())))
+print(("credits after: %d"):format(check(client:credits())))
 client:close()
 os.exit(failed == 0 and 0 or 1)

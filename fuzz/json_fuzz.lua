@@ -5,6 +5,7 @@
 -- answer ever makes it sleep.
 local rivya = require "rivya"
 local errors = require "rivya.errors"
+local compat = require "rivya.compat"
 
 local client = rivya.new{
   api_key = "rvya_sk_fuzz_0123456789abcdef", base_url = "http://127.0.0.1:9", max_retries = 0,
@@ -46,7 +47,7 @@ local function check(name, v, err)
   assert(not line:find("[\r\n]"), name .. ": tostring(err) is not one line: " .. line)
   assert(err.retry_after == nil or (type(err.retry_after) == "number" and err.retry_after >= 0),
     name .. ": retry_after " .. tostring(err.retry_after))
-  assert(err.status == nil or math.type(err.status) == "integer", name .. ": status")
+  assert(err.status == nil or compat.math_type(err.status) == "integer", name .. ": status")
 end
 
 return function(call)

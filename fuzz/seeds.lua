@@ -3,10 +3,11 @@
 -- Run from the repository root: `lua5.4 fuzz/seeds.lua` (the result is
 -- committed; the fuzzers' own finds are merged in by `make fuzz-merge`).
 -- validate's seeds are the fuzzer's own: its input is a byte code.
+local compat = require "rivya.compat"
 local KEY = "rvya_sk_test_0123456789abcdef"
 
 local function write(dir, name, data)
-  os.execute("mkdir -p fuzz/corpus/" .. dir)
+  compat.execute("mkdir -p fuzz/corpus/" .. dir)
   local f = assert(io.open("fuzz/corpus/" .. dir .. "/" .. name, "wb"))
   f:write(data)
   f:close()
@@ -14,7 +15,7 @@ end
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end

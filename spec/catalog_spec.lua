@@ -5,6 +5,7 @@
 local core = require "rivya.core"
 local catalog = require "rivya.catalog"
 local rivya = require "rivya"
+local compat = require "rivya.compat"
 
 local DEFAULTS = {
   image = { max_bytes = 10000000, mime_types = { "image/jpeg", "image/png", "image/webp" } },
@@ -69,7 +70,7 @@ describe("core.catalog", function()
     local body = ok(cat, { model = "z-image", prompt = "a fox", params = { size = 512, steps = "30",
       guidance = 7.5, style = "ink", hdr = "true" } })
     assert.same({ size = "512", steps = 30, guidance = 7.5, style = "ink", hdr = true }, body.params)
-    assert.equal("integer", math.type(body.params.steps))
+    assert.equal("integer", compat.math_type(body.params.steps))
   end)
 
   it("checks select, number, text and boolean params by the catalog's rules", function()

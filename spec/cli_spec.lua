@@ -3,6 +3,7 @@
 local helper = require "helper"
 local rivya = require "rivya"
 local cjson = require "cjson.safe"
+local compat = require "rivya.compat"
 
 local sh = helper.sh_quote
 
@@ -23,7 +24,7 @@ end
 local function decode(text)
   local function ints(v)
     if type(v) ~= "table" then
-      return math.type(v) == "float" and math.tointeger(v) or v
+      return compat.math_type(v) == "float" and compat.tointeger(v) or v
     end
     for k, x in pairs(v) do v[k] = ints(x) end
     return v
@@ -63,7 +64,7 @@ describe("the rivya command", function()
   local function scratch(name)
     serial = serial + 1
     local d = ("%s/%s-%d"):format(tmp, name or "run", serial)
-    assert(os.execute("mkdir -p " .. sh(d)))
+    assert(compat.execute("mkdir -p " .. sh(d)))
     return d
   end
 
@@ -80,7 +81,7 @@ describe("the rivya command", function()
     end
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = sh(a) end
-    local cmd = ("env %s %s %s %s"):format(table.concat(unset, " "), table.concat(set, " "), sh(RIVYA),
+    local cmd = ("env %s %s %s %s %s"):format(table.concat(unset, " "), table.concat(set, " "), helper.LUA, sh(RIVYA),
       table.concat(quoted, " "))
     if o.tty then cmd = "script -qec " .. sh(cmd) .. " /dev/null" end
     return cmd
@@ -95,7 +96,7 @@ describe("the rivya command", function()
       stdin = d .. "/stdin"
       helper.write_file(stdin, o.stdin)
     end
-    local _, how, code = os.execute(("cd %s && %s <%s >%s 2>%s"):format(sh(o.cwd or d), command_line(args, o),
+    local _, how, code = compat.execute(("cd %s && %s <%s >%s 2>%s"):format(sh(o.cwd or d), command_line(args, o),
       sh(stdin), sh(d .. "/out"), sh(d .. "/err")))
     local r = { code = how == "exit" and code or -1, out = helper.read_file(d .. "/out") or "",
       err = helper.read_file(d .. "/err") or "", json = {} }
@@ -409,7 +410,7 @@ describe("the rivya command", function()
     local function batch_dir(lines)
       local d = scratch("batch")
       helper.write_file(d .. "/jobs.jsonl", table.concat(lines or LINES, "\n") .. "\n")
-      assert(os.execute(("cp %s %s/frame.png"):format(sh(PNG), sh(d))))
+      assert(compat.execute(("cp %s %s/frame.png"):format(sh(PNG), sh(d))))
       return d
     end
 
@@ -489,10 +490,10 @@ describe("the rivya command", function()
       local d = batch_dir()
       sim:config{ task_seconds = 30 }
       -- exec: the background job's pid is rivya's own
-      assert(os.execute(("(cd %s && exec %s >run1.out 2>run1.err </dev/null) & echo $! >%s"):format(sh(d),
+      assert(compat.execute(("(cd %s && exec %s >run1.out 2>run1.err </dev/null) & echo $! >%s"):format(sh(d),
         command_line({ "batch", "jobs.jsonl", "--concurrency", "2", "--out-dir", "out" }), sh(d .. "/pid"))))
       local pid = tonumber(helper.read_file(d .. "/pid"):match("%d+"))
-      finally(function() os.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
+      finally(function() compat.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
       -- with 2 in flight and 30 s tasks the run stalls after its second create
       local ids = {}
       for _ = 1, 400 do
@@ -501,9 +502,9 @@ describe("the rivya command", function()
         helper.sleep(0.025)
       end
       assert.are.equal(2, size(ids), helper.read_file(d .. "/run1.err"))
-      assert(os.execute("kill -KILL " .. pid))
+      assert(compat.execute("kill -KILL " .. pid))
       for _ = 1, 200 do
-        if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+        if not compat.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
         helper.sleep(0.025)
       end
       assert.are.equal(2, sim:ledger().tasks_created)
@@ -602,7 +603,7 @@ describe("the rivya command", function()
 
       local profile = helper.tmpdir()
       local function chromium(extra, out)
-        return os.execute(("timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic "
+        return compat.execute(("timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic "
           .. "--no-first-run --disable-background-networking --disable-component-update --disable-sync "
           .. "--user-data-dir=%s %s file://%s >%s 2>%s"):format(sh(profile), extra, sh(index), sh(out),
           sh(d .. "/chromium.err")))
@@ -632,15 +633,14 @@ describe("the rivya command", function()
   describe("installation", function()
     it("installs to PREFIX/bin with make install and finds the module through LUA_PATH", function()
       local prefix = scratch("prefix")
-      assert.is_true(os.execute(("make -s -C %s -o build install PREFIX=%s >%s/make.log 2>&1"):format(sh(ROOT),
+      assert.is_true(compat.execute(("make -s -C %s -o build install PREFIX=%s >%s/make.log 2>&1"):format(sh(ROOT),
         sh(prefix), sh(prefix))), helper.read_file(prefix .. "/make.log"))
       local env = ("LUA_PATH=%s LUA_CPATH=%s"):format(
-        sh(prefix .. "/share/lua/5.4/?.lua;" .. prefix .. "/share/lua/5.4/?/init.lua;;"),
-        sh(prefix .. "/lib/lua/5.4/?.so;;"))
-      local p = io.popen(("cd / && env %s %s --version && env %s %s models --offline --json"):format(env,
+        sh(prefix .. "/share/lua/" .. compat.version .. "/?.lua;" .. prefix .. "/share/lua/" .. compat.version
+          .. "/?/init.lua;;"), sh(prefix .. "/lib/lua/" .. compat.version .. "/?.so;;"))
+      local out, exited = helper.popen(("cd / && env %s %s --version && env %s %s models --offline --json"):format(env,
         sh(prefix .. "/bin/rivya"), env, sh(prefix .. "/bin/rivya")))
-      local out = p:read("a")
-      assert.is_true(p:close())
+      assert.is_true(exited, out)
       assert.truthy(out:find("rivya " .. rivya.VERSION, 1, true))
       assert.truthy(out:find('"id":"wan-2-7-video"', 1, true))
     end)

@@ -1,6 +1,7 @@
 -- The client end to end against a real rivya-sim on 127.0.0.1.
 local helper = require "helper"
 local rivya = require "rivya"
+local compat = require "rivya.compat"
 
 local function request(prompt, params)
   return { model = "wan-2-7-video", prompt = prompt or "a lighthouse in a storm", params = params or {} }
@@ -46,7 +47,7 @@ describe("rivya client against rivya-sim", function()
     it("reads the credit balance as an integer", function()
       local credits = assert(client:credits())
       assert.are.equal(1000, credits)
-      assert.are.equal("integer", math.type(credits))
+      assert.are.equal("integer", compat.math_type(credits))
     end)
 
     it("names rivya and its version in the User-Agent and sends the key as a Bearer", function()
@@ -73,7 +74,7 @@ describe("rivya client against rivya-sim", function()
       assert.are.equal("queued", task.status)
       assert.are.equal("wan-2-7-video", task.model)
       assert.are.equal(80, task.reserved_credits)
-      assert.are.equal("integer", math.type(task.reserved_credits))
+      assert.are.equal("integer", compat.math_type(task.reserved_credits))
       assert.are.equal(0, task.final_credits)
       assert.is_string(task.created_at)
       assert.is_nil(task.result)

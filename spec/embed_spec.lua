@@ -26,9 +26,7 @@ describe("the embedding C host (examples/embed)", function()
     local cmd = ("RIVYA_BASE_URL=%s RIVYA_API_KEY=%s RIVYA_POLL_INTERVAL=0.05 %s %s %s %s 2>&1"):format(
       helper.sh_quote(sim.url), helper.sh_quote(key or helper.KEY), helper.sh_quote(bin), args,
       helper.sh_quote(script), helper.sh_quote(dir))
-    local p = io.popen(cmd)
-    local out = p:read("a")
-    local ok = p:close()
+    local out, ok = helper.popen(cmd)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
     return lines, ok, out

@@ -2,6 +2,7 @@
 -- examples/with-sim.sh as a reader would run it, and against this file's own
 -- simulator to check what it asked of the API.
 local helper = require "helper"
+local compat = require "rivya.compat"
 
 local sh = helper.sh_quote
 
@@ -16,24 +17,24 @@ end
 local LUA_ENV = os.getenv("LUA_PATH") and "" or ("LUA_PATH=%s LUA_CPATH=%s "):format(
   sh(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"), sh(ROOT .. "/build/?.so;;"))
 
--- run `lua5.4 examples/<name>.lua args...` with env (a string of assignments)
+-- run `<helper.LUA> examples/<name>.lua args...` with env (a string of assignments)
 -- prepended; returns exit status, stdout, stderr
 local function run(dir, env, name, args)
   local quoted = {}
   for i, a in ipairs(args or {}) do quoted[i] = sh(a) end
-  local _, how, code = os.execute(("cd %s && env %s%s lua5.4 %s %s >%s 2>%s </dev/null"):format(sh(dir), LUA_ENV,
-    env, sh(ROOT .. "/examples/" .. name .. ".lua"), table.concat(quoted, " "), sh(dir .. "/out"),
+  local _, how, code = compat.execute(("cd %s && env %s%s %s %s %s >%s 2>%s </dev/null"):format(sh(dir), LUA_ENV,
+    env, helper.LUA, sh(ROOT .. "/examples/" .. name .. ".lua"), table.concat(quoted, " "), sh(dir .. "/out"),
     sh(dir .. "/err")))
   return how == "exit" and code or -1, helper.read_file(dir .. "/out") or "", helper.read_file(dir .. "/err") or ""
 end
 
-local WITH_SIM = ("RIVYA_SIM_ARGS='--task-seconds 0.3' RIVYA_POLL_INTERVAL=0.05 %s lua5.4"):format(
-  sh(ROOT .. "/examples/with-sim.sh"))
+local WITH_SIM = ("RIVYA_SIM_ARGS='--task-seconds 0.3' RIVYA_POLL_INTERVAL=0.05 %s %s"):format(
+  sh(ROOT .. "/examples/with-sim.sh"), helper.LUA)
 
 local function with_sim(dir, name, args)
   local quoted = {}
   for i, a in ipairs(args or {}) do quoted[i] = sh(a) end
-  local _, how, code = os.execute(("cd %s && %s%s %s %s >%s 2>%s </dev/null"):format(sh(dir), LUA_ENV, WITH_SIM,
+  local _, how, code = compat.execute(("cd %s && %s%s %s %s >%s 2>%s </dev/null"):format(sh(dir), LUA_ENV, WITH_SIM,
     sh(ROOT .. "/examples/" .. name .. ".lua"), table.concat(quoted, " "), sh(dir .. "/out"), sh(dir .. "/err")))
   local out, err = helper.read_file(dir .. "/out") or "", helper.read_file(dir .. "/err") or ""
   assert.are.equal(0, how == "exit" and code or -1, "stdout: " .. out .. "\nstderr: " .. err)
@@ -49,7 +50,7 @@ describe("the examples", function()
   local function scratch()
     serial = serial + 1
     local d = ("%s/ex-%d"):format(tmp, serial)
-    assert(os.execute("mkdir -p " .. sh(d)))
+    assert(compat.execute("mkdir -p " .. sh(d)))
     return d
   end
 
@@ -124,7 +125,7 @@ describe("the examples", function()
       assert.are.equal("origin", task.params.audio_setting)
       -- the video reference is the shipped sample, byte for byte
       local p = io.popen("sha256sum " .. sh(ROOT .. "/sim/sample.mp4"))
-      local sum = p:read("a"):match("^(%x+)")
+      local sum = p:read("*a"):match("^(%x+)")
       p:close()
       assert.are.equal(sum, ledger.files_list[1].sha256)
     end)
@@ -136,7 +137,7 @@ describe("the examples", function()
       local ledger = sim:ledger()
       assert.are.equal(4, ledger.tasks_created)
       local seeds = {}
-      for _, t in ipairs(ledger.tasks) do seeds[#seeds + 1] = math.tointeger(t.params.seed) end
+      for _, t in ipairs(ledger.tasks) do seeds[#seeds + 1] = compat.tointeger(t.params.seed) end
       table.sort(seeds)
       assert.are.same({ 1, 2, 3, 4 }, seeds)
       -- the fourth task is created only after one of the first three is saved

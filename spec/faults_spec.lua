@@ -8,6 +8,7 @@
 -- left. Set RIVYA_FAULTS_REPORT=path to get the table of cases × outcomes.
 local helper = require "helper"
 local rivya = require "rivya"
+local compat = require "rivya.compat"
 
 local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
 local TIMEOUT = 1            -- the client's request timeout and stall detector, seconds
@@ -32,7 +33,7 @@ end
 
 local function sha256_of(path)
   local p = io.popen("sha256sum " .. helper.sh_quote(path))
-  local line = p:read("l")
+  local line = p:read("*l")
   p:close()
   return line and line:match("^(%x+)")
 end
@@ -653,7 +654,7 @@ describe("hardening against hostile input", function()
       local quoted = {}
       for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end
       local out, err = dir .. "/cli.out", dir .. "/cli.err"
-      local _, how, code = os.execute(("env %s timeout 60 %s %s </dev/null >%s 2>%s"):format(
+      local _, how, code = compat.execute(("env %s timeout 60 %s %s </dev/null >%s 2>%s"):format(
         table.concat(set, " "), helper.sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "),
         helper.sh_quote(out), helper.sh_quote(err)))
       return how == "exit" and code or -1, helper.read_file(out) or "", helper.read_file(err) or ""

@@ -3,6 +3,7 @@
 -- `teardown`, so files never share server state. Nothing here reaches
 -- beyond loopback.
 local cjson = require "cjson.safe"
+local compat = require "rivya.compat"
 
 local helper = {}
 
@@ -19,11 +20,15 @@ end
 local function abspath(p)
   if p:sub(1, 1) == "/" then return p end
   local f = io.popen("cd '" .. p:gsub("'", "'\\''") .. "' && pwd")
-  local r = f:read("l")
+  local r = f:read("*l")
   f:close()
   return r
 end
 helper.ROOT = abspath(root())
+
+--- The interpreter the specs run (the Makefile's LUA: lua5.4, luajit, ...);
+-- subprocesses (bin/rivya, examples) run under it too.
+helper.LUA = os.getenv("RIVYA_LUA") or "lua5.4"
 
 local function sh_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -33,7 +38,7 @@ helper.sh_quote = sh_quote
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -46,21 +51,65 @@ function helper.write_file(path, data)
 end
 
 function helper.sleep(s)
-  os.execute("sleep " .. string.format("%.3f", s))
+  compat.execute("sleep " .. string.format("%.3f", s))
 end
 
 --- A fresh scratch directory, removed by helper.cleanup(dir).
 function helper.tmpdir()
   local p = io.popen("mktemp -d " .. sh_quote((os.getenv("TMPDIR") or "/tmp") .. "/rivya-spec.XXXXXX"))
-  local dir = p:read("l")
+  local dir = p:read("*l")
   p:close()
   return dir
 end
 
 function helper.rmrf(dir)
   if dir and dir:match("^/tmp/") or (dir and dir:match("rivya%-spec")) then
-    os.execute("rm -rf " .. sh_quote(dir))
+    compat.execute("rm -rf " .. sh_quote(dir))
   end
+end
+
+--- The unsigned 32-bit integer at byte `pos` of s, big-endian (`le`:
+-- little-endian): string.unpack(">I4") on every Lua.
+function helper.u32(s, pos, le)
+  local a, b, c, d = s:byte(pos, pos + 3)
+  if le then a, b, c, d = d, c, b, a end
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+--- Run fn() with LuaJIT's compiler off and its traces flushed (elsewhere
+-- just fn()): traces are garbage-collected objects, compiled and flushed at
+-- the JIT's whim, and would blur a measure of the heap.
+function helper.heap_steady(fn, ...)
+  local resume = helper.jit_pause()
+  local r = compat.pack(pcall(fn, ...))
+  resume()
+  if not r[1] then error(r[2], 0) end
+  return compat.unpack(r, 2, r.n)
+end
+
+--- LuaJIT's compiler off and its traces flushed until the function
+-- returned is called (for busted's finally); elsewhere nothing.
+function helper.jit_pause()
+  local jit = rawget(_G, "jit")
+  if type(jit) ~= "table" then return function() end end
+  jit.off()
+  jit.flush()
+  return function() jit.on() end
+end
+
+--- Run a shell command; returns its stdout and its exit as 5.2's
+-- pipe:close() gives it (true | nil, "exit" | "signal", code): on Lua 5.1
+-- and LuaJIT a pipe's close says nothing of the exit, so the shell reports it.
+function helper.popen(cmd)
+  local p = io.popen("{ " .. cmd .. "\n}; echo \"rivya-exit:$?\"")
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.*)rivya%-exit:(%d+)\n?$")
+  code = tonumber(code)
+  if not code then return out, nil, "exit", -1 end
+  if code == 0 then return body, true, "exit", 0 end
+  if code > 128 then return body, nil, "signal", code - 128 end
+  return body, nil, "exit", code
 end
 
 --- Names in a directory (without . and ..), sorted.
@@ -109,7 +158,7 @@ function helper.start_sim(opts)
   local out, log, pidf = dir .. "/stdout", dir .. "/stderr", dir .. "/pid"
   local cmd = string.format("%s %s >%s 2>%s & echo $! >%s", sh_quote(bin),
     table.concat(quoted, " "), sh_quote(out), sh_quote(log), sh_quote(pidf))
-  assert(os.execute(cmd))
+  assert(compat.execute(cmd))
   local info
   for _ = 1, 400 do
     local line = read_file(out)
@@ -121,15 +170,15 @@ function helper.start_sim(opts)
   end
   local pid = tonumber((read_file(pidf) or ""):match("%d+"))
   if not info then
-    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+    if pid then compat.execute("kill " .. pid .. " 2>/dev/null") end
     error("rivya-sim did not start: " .. (read_file(log) or "no log"))
   end
   local scheme = info.tls and "https" or "http"
   local sim = setmetatable({
     pid = pid, dir = dir, log = log, tls = info.tls == true,
-    port = math.tointeger(info.port), cdn_port = math.tointeger(info.cdn_port),
-    url = scheme .. "://127.0.0.1:" .. math.tointeger(info.port),
-    cdn_url = scheme .. "://127.0.0.1:" .. math.tointeger(info.cdn_port),
+    port = compat.tointeger(info.port), cdn_port = compat.tointeger(info.cdn_port),
+    url = scheme .. "://127.0.0.1:" .. compat.tointeger(info.port),
+    cdn_url = scheme .. "://127.0.0.1:" .. compat.tointeger(info.cdn_port),
     key = helper.KEY, curl_args = opts.curl_args,
   }, Sim)
   return sim
@@ -150,13 +199,13 @@ end
 --- Stop with SIGTERM and wait for the exit; returns true when it exited by itself.
 function Sim:stop()
   if not self.pid then return true end
-  os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+  compat.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
   local gone = false
   for _ = 1, 200 do
-    if not os.execute("kill -0 " .. self.pid .. " 2>/dev/null") then gone = true break end
+    if not compat.execute("kill -0 " .. self.pid .. " 2>/dev/null") then gone = true break end
     helper.sleep(0.025)
   end
-  if not gone then os.execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
+  if not gone then compat.execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
   self.pid = nil
   self.stderr = read_file(self.log)
   -- `make spec` keeps every simulator's log there and scans them for the keys
@@ -191,7 +240,7 @@ function helper.curl(req)
   for _, a in ipairs(req.extra or {}) do args[#args + 1] = a end
   args[#args + 1] = sh_quote(req.url)
   local p = io.popen(table.concat(args, " ") .. " 2>/dev/null")
-  local code = p:read("a")
+  local code = p:read("*a")
   p:close()
   local headers = {}
   for line in (read_file(dir .. "/headers") or ""):gmatch("[^\r\n]+") do

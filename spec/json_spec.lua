@@ -1,6 +1,8 @@
 -- rivya.json: lua-cjson's decode made Lua-shaped by core.json_tidy (C).
 local json = require "rivya.json"
 local cjson = require "cjson.safe"
+local compat = require "rivya.compat"
+local helper = require "helper"
 
 describe("rivya.json.decode", function()
   it("drops null members of objects, at every depth", function()
@@ -23,18 +25,18 @@ describe("rivya.json.decode", function()
   it("turns whole numbers within 2^53 into integers and keeps the rest floats", function()
     local v = assert(json.decode([[{"a":5,"b":5.0,"c":-3,"d":1.5,"e":1e300,"f":9007199254740991,
       "g":9007199254740992,"h":[2,2.5],"i":0}]]))
-    assert.are.equal("integer", math.type(v.a))
-    assert.are.equal("integer", math.type(v.b))
+    assert.are.equal("integer", compat.math_type(v.a))
+    assert.are.equal("integer", compat.math_type(v.b))
     assert.are.equal(-3, v.c)
-    assert.are.equal("integer", math.type(v.c))
-    assert.are.equal("float", math.type(v.d))
-    assert.are.equal("float", math.type(v.e))
-    assert.are.equal("integer", math.type(v.f))
+    assert.are.equal("integer", compat.math_type(v.c))
+    assert.are.equal("float", compat.math_type(v.d))
+    assert.are.equal("float", compat.math_type(v.e))
+    assert.are.equal("integer", compat.math_type(v.f))
     assert.are.equal(9007199254740991, v.f)
-    assert.are.equal("float", math.type(v.g))
-    assert.are.equal("integer", math.type(v.h[1]))
-    assert.are.equal("float", math.type(v.h[2]))
-    assert.are.equal("integer", math.type(v.i))
+    assert.are.equal("float", compat.math_type(v.g))
+    assert.are.equal("integer", compat.math_type(v.h[1]))
+    assert.are.equal("float", compat.math_type(v.h[2]))
+    assert.are.equal("integer", compat.math_type(v.i))
   end)
 
   it("keeps strings, booleans and empty containers", function()
@@ -74,7 +76,7 @@ describe("rivya.json.decode", function()
       assert.are.equal(1000, #keep)
       return kb
     end
-    local raw, tidy = heap_of(cjson.decode), heap_of(json.decode)
+    local raw, tidy = helper.heap_steady(heap_of, cjson.decode), helper.heap_steady(heap_of, json.decode)
     -- 10 members: cjson's table has 16 hash nodes; the 6 kept fit in 8
     assert.is_true(tidy < raw * 0.75, ("cjson %.0f KB, rivya.json %.0f KB"):format(raw, tidy))
   end)

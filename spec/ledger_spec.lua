@@ -6,6 +6,7 @@ local helper = require "helper"
 local rivya = require "rivya"
 local core = require "rivya.core"
 local Ledger = require "rivya.ledger"
+local compat = require "rivya.compat"
 
 local PNG = "\137PNG\r\n\26\n\0\0\0\rIHDR" .. string.rep("\0", 600)
 local CREATE = "/api/v1/generations"
@@ -16,14 +17,14 @@ end
 
 local function mode_of(path)
   local p = io.popen("stat -c %a " .. helper.sh_quote(path))
-  local m = p:read("l")
+  local m = p:read("*l")
   p:close()
   return m
 end
 
 local function sqlite(db, sql)
   local p = io.popen(("sqlite3 %s %s 2>&1"):format(helper.sh_quote(db), helper.sh_quote(sql)))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return (out:gsub("\n$", ""))
 end
@@ -48,11 +49,11 @@ describe("the SQLite binding", function()
     local db = assert(core.db_open(dir .. "/types.db"))
     assert(db:exec("CREATE TABLE t(a, b, c, d, e)"))
     local ins = assert(db:prepare("INSERT INTO t VALUES (?, ?, ?, ?, ?)"))
-    assert.is_false(ins:bind(math.maxinteger, 2.5, "a\0b", nil, true):step())
+    assert.is_false(ins:bind(compat.maxinteger, 2.5, "a\0b", nil, true):step())
     local row = assert(db:prepare("SELECT * FROM t")):step()
-    assert.are.equal(math.maxinteger, row.a)
-    assert.are.equal("integer", math.type(row.a))
-    assert.are.equal("float", math.type(row.b))
+    assert.are.equal(compat.maxinteger, row.a)
+    assert.are.equal("integer", compat.math_type(row.a))
+    assert.are.equal("float", compat.math_type(row.b))
     assert.are.equal("a\0b", row.c)
     assert.is_nil(row.d)
     assert.are.equal(1, row.e)
@@ -93,7 +94,7 @@ describe("the SQLite binding", function()
     local p = io.popen(("lua5.4 -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; local l, e, pid = core.lock(" .. ("%q"):format(path)
       .. "); io.write(tostring(l), ' ', tostring(pid))")))
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     local self_pid = assert(helper.read_file("/proc/self/stat")):match("^(%d+)")
     assert.are.equal("nil " .. self_pid, out)
@@ -101,7 +102,7 @@ describe("the SQLite binding", function()
     lock:unlock()
     p = io.popen(("lua5.4 -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; io.write(tostring(core.lock(" .. ("%q"):format(path) .. ") ~= nil))")))
-    out = p:read("a")
+    out = p:read("*a")
     p:close()
     assert.are.equal("true", out)
   end)
@@ -110,7 +111,7 @@ describe("the SQLite binding", function()
     local path = dir .. "/blob"
     helper.write_file(path, string.rep("rivya", 100000))
     local p = io.popen("sha256sum " .. helper.sh_quote(path))
-    local want = p:read("a"):match("^(%x+)")
+    local want = p:read("*a"):match("^(%x+)")
     p:close()
     assert.are.equal(want, core.sha256_file(path))
     helper.write_file(path, "")
@@ -354,11 +355,11 @@ describe("the ledger", function()
   it("names the task, the path and the command after a save that fails, and keeps it pending", function()
     local client, path = new_client()
     local folder = dir .. "/vanishing"
-    os.execute("mkdir -p " .. helper.sh_quote(folder))
+    compat.execute("mkdir -p " .. helper.sh_quote(folder))
     local out = folder .. "/v.mp4"
     local task, err = client:generate(request("saved later"), { output = out,
       on_update = function(t)
-        if t.status == "succeeded" then os.execute("rm -rf " .. helper.sh_quote(folder)) end
+        if t.status == "succeeded" then compat.execute("rm -rf " .. helper.sh_quote(folder)) end
       end })
     assert.is_nil(task)
     assert.are.equal("io", err.code)
@@ -372,7 +373,7 @@ describe("the ledger", function()
     assert.are.equal(err.task.id, pending[1].id)
     assert.are.equal(out, pending[1].output)
     -- once the cause is gone, downloading it ends the pending state
-    os.execute("mkdir -p " .. helper.sh_quote(folder))
+    compat.execute("mkdir -p " .. helper.sh_quote(folder))
     assert(client:download(err.task, out))
     assert.are.same({}, ledger:tasks{ status = "pending" })
     ledger:close()
@@ -419,7 +420,7 @@ describe("the ledger", function()
   it("opens the default path from RIVYA_LEDGER or XDG_STATE_HOME, and none with RIVYA_LEDGER=off", function()
     local function run(env, code)
       local p = io.popen(("env %s lua5.4 -e %s 2>&1"):format(env, helper.sh_quote(code)))
-      local out = p:read("a")
+      local out = p:read("*a")
       p:close()
       return out
     end

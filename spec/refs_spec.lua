@@ -5,6 +5,7 @@ local rivya = require "rivya"
 local core = require "rivya.core"
 local refs = require "rivya.refs"
 local catalog = require "rivya.catalog"
+local compat = require "rivya.compat"
 
 local ROOT = helper.ROOT
 local PNG = ROOT .. "/examples/assets/first_frame.png"
@@ -41,7 +42,7 @@ describe("rivya.refs", function()
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = sh(a) end
     local out, err = dir .. "/out", dir .. "/err"
-    local _, _, code = os.execute(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=%s %s %s >%s 2>%s </dev/null"):format(
+    local _, _, code = compat.execute(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=%s %s %s >%s 2>%s </dev/null"):format(
       sh(helper.KEY), sh(sim.url), sh(RIVYA), table.concat(quoted, " "), sh(out), sh(err)))
     return code, helper.read_file(out), helper.read_file(err)
   end

@@ -5,6 +5,7 @@
 -- simulator log for the keys: see the Makefile.)
 local helper = require "helper"
 local rivya = require "rivya"
+local compat = require "rivya.compat"
 
 local KEY = helper.KEY
 local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
@@ -252,7 +253,7 @@ describe("bad input", function()
 
   before_each(function()
     sim:control("DELETE", "faults")
-    for _, name in ipairs(helper.ls(dir)) do os.execute("rm -rf " .. helper.sh_quote(dir .. "/" .. name)) end
+    for _, name in ipairs(helper.ls(dir)) do compat.execute("rm -rf " .. helper.sh_quote(dir .. "/" .. name)) end
   end)
 
   it("leaves no descriptor open after failing and succeeding calls and close", function()
@@ -338,7 +339,7 @@ describe("bad input", function()
 
   it("answers a download onto a directory with an io error, leaving the directory as it was", function()
     local client = helper.client(sim, QUICK)
-    os.execute("mkdir " .. helper.sh_quote(dir .. "/taken"))
+    compat.execute("mkdir " .. helper.sh_quote(dir .. "/taken"))
     local path, err = client:download(task, dir .. "/taken")
     assert.is_nil(path)
     assert.are.equal("io", err.code)

@@ -3,6 +3,7 @@
 -- curl CLI through spec/helper.lua, independent of rivya's client.
 local helper = require "helper"
 local cjson = require "cjson.safe"
+local compat = require "rivya.compat"
 
 local MODEL = "wan-2-7-video"
 local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
@@ -17,7 +18,7 @@ end
 
 local function sha256_of(path)
   local p = io.popen("sha256sum " .. helper.sh_quote(path))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out:match("^(%x+)")
 end
@@ -227,7 +228,7 @@ describe("rivya-sim", function()
         assert.are.equal("IHDR", body:sub(13, 16))
         assert.are.equal("IEND\174\66\96\130", body:sub(-8))
         if t == t2i then
-          local w, h = string.unpack(">I4>I4", body, 17)
+          local w, h = helper.u32(body, 17), helper.u32(body, 21)
           assert.are.same({ 64, 96 }, { w, h })
         end
       end
@@ -264,8 +265,8 @@ describe("rivya-sim", function()
       assert.are.equal("audio/wav", headers["content-type"])
       assert.are.equal("RIFF", body:sub(1, 4))
       assert.are.equal("WAVE", body:sub(9, 12))
-      assert.are.equal(#body - 8, string.unpack("<I4", body, 5))
-      assert.are.equal(#body - 44, string.unpack("<I4", body, 41))
+      assert.are.equal(#body - 8, helper.u32(body, 5, "le"))
+      assert.are.equal(#body - 44, helper.u32(body, 41, "le"))
     end)
 
     it("uploads follow the named model's reference limits", function()
@@ -616,7 +617,7 @@ describe("rivya-sim", function()
       assert.are.equal(201, status)
       assert.is_nil(json)
       local declared = tonumber(headers["content-length"])
-      assert.are.equal(declared // 2, #raw)
+      assert.are.equal(math.floor(declared / 2), #raw)
     end)
 
     it("invalid_json: commits and answers a broken JSON body", function()
@@ -987,7 +988,7 @@ describe("rivya-sim command line", function()
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end
     local err = tmp .. "/err"
-    local _, _, code = os.execute(helper.sh_quote(bin) .. " --port 0 --cdn-port 0 " ..
+    local _, _, code = compat.execute(helper.sh_quote(bin) .. " --port 0 --cdn-port 0 " ..
       table.concat(quoted, " ") .. " >/dev/null 2>" .. helper.sh_quote(err))
     return code, helper.read_file(err)
   end

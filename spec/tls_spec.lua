@@ -7,6 +7,7 @@
 local helper = require "helper"
 local rivya = require "rivya"
 local core = require "rivya.core"
+local compat = require "rivya.compat"
 
 local SAMPLE = helper.ROOT .. "/sim/sample.mp4"
 
@@ -16,7 +17,7 @@ end
 
 -- run `openssl args` in `dir`; raises with openssl's output when it fails
 local function openssl(dir, args)
-  local ok = os.execute(("cd %s && openssl %s >openssl.log 2>&1"):format(helper.sh_quote(dir), args))
+  local ok = compat.execute(("cd %s && openssl %s >openssl.log 2>&1"):format(helper.sh_quote(dir), args))
   assert(ok, "openssl " .. args .. ": " .. (helper.read_file(dir .. "/openssl.log") or ""))
 end
 
@@ -180,7 +181,7 @@ describe("TLS", function()
       if key then args[#args + 1] = "--tls-key " .. helper.sh_quote(dir .. "/" .. key) end
       local p = io.popen(("%s %s 2>&1 >/dev/null; echo \"rc=$?\""):format(helper.sh_quote(bin),
         table.concat(args, " ")))
-      local out = p:read("a")
+      local out = p:read("*a")
       p:close()
       return out
     end

@@ -3,6 +3,7 @@
 local rivya = require "rivya"
 local webhook = require "rivya.webhook"
 local cjson = require "cjson"
+local compat = require "rivya.compat"
 
 describe("rivya.webhook.check_url", function()
   local function refused(url, why, o)
@@ -95,7 +96,7 @@ describe("rivya.webhook.parse", function()
     assert.equal("2026-05-11", e.api_version)
     assert.equal("task_1", e.task.id)
     assert.equal("task_1", e.task_id)
-    assert.equal("integer", math.type(e.task.final_credits))
+    assert.equal("integer", compat.math_type(e.task.final_credits))
   end)
 
   it("finds the task under task, data.task or data.object, or only its id", function()

@@ -5,13 +5,13 @@
 ** What differs between versions is made to behave as 5.4 does, or fails
 ** loudly; nothing is silently different:
 ** - Integers. 5.1 and 5.2 have no integer subtype: a number is a double. There
-**   an "integer" is a whole number within +-2^53 (RV_MAXINTEGER), the range a
+**   an "integer" is a whole number within +-(2^53 - 1) (RV_MAXINTEGER), the range a
 **   double holds exactly: lua_isinteger, lua_tointegerx and lua_tointeger
 **   follow 5.3 (10.0 is an integer, 10.5 is not and converts to 0 with
 **   isnum = 0, where 5.1/5.2 would truncate), luaL_checkinteger and
 **   luaL_optinteger raise "number has no integer representation" for 10.5 as
 **   5.3 does, and a whole number beyond 2^53 is no integer (it may not be the
-**   one that was written). lua_pushfstring, lua_pushvfstring and luaL_error
+**   one that was written; 2^53 + 1 reads as 2^53). lua_pushfstring, lua_pushvfstring and luaL_error
 **   take 5.3's "%I" (a LUAI_UACINT).
 ** - lua_getfield, lua_gettable, lua_rawget and lua_rawgeti return the type
 **   of the value pushed (5.3).
@@ -135,12 +135,12 @@ static inline const char *rv_compat_tolstring(lua_State *L, int i, size_t *len) 
 /* ---- 5.1 and 5.2: no integer subtype ------------------------------------ */
 #if LUA_VERSION_NUM < 503
 #define LUAI_UACINT long long
-#define RV_MAXINTEGER 9007199254740992LL        /* 2^53 */
+#define RV_MAXINTEGER 9007199254740991LL        /* 2^53 - 1 */
 #define LUA_MAXINTEGER RV_MAXINTEGER
 #define LUA_MININTEGER (-RV_MAXINTEGER)
 
 #define lua_numbertointeger(n, p) \
-  ((n) >= -9007199254740992.0 && (n) <= 9007199254740992.0 && \
+  ((n) >= -9007199254740991.0 && (n) <= 9007199254740991.0 && \
    (*(p) = (lua_Integer)(n), 1))
 
 /* 1 when the value at i is a number with a whole value within +-2^53 */
@@ -148,7 +148,7 @@ static inline int rv_compat_isinteger(lua_State *L, int i) {
   lua_Number x;
   if (lua_type(L, i) != LUA_TNUMBER) return 0;
   x = lua_tonumber(L, i);
-  return x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
+  return x >= -9007199254740991.0 && x <= 9007199254740991.0 &&
          (lua_Number)(lua_Integer)x == x;
 }
 #define lua_isinteger rv_compat_isinteger
@@ -159,7 +159,7 @@ static inline lua_Integer rv_compat_tointegerx(lua_State *L, int i, int *isnum) 
   lua_Integer n = 0;
   if (lua_isnumber(L, i)) {
     lua_Number x = lua_tonumber(L, i);
-    if (x >= -9007199254740992.0 && x <= 9007199254740992.0 &&
+    if (x >= -9007199254740991.0 && x <= 9007199254740991.0 &&
         (lua_Number)(lua_Integer)x == x) {
       n = (lua_Integer)x;
       ok = 1;

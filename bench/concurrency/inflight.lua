@@ -21,7 +21,7 @@ local gather_opts = { gc_growth = mode == "default" and 1.5 or false }
 -- this process's CPU seconds (user + system), from /proc
 local function cpu()
   local f = assert(io.open("/proc/self/stat"))
-  local stat = f:read("a")
+  local stat = f:read("*a")
   f:close()
   local fields = {}
   for x in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = x end

@@ -4,9 +4,10 @@
 -- weighs: start-up, the client, every decoded task and the checks on it.
 --   lua5.4 bench/request_cost/get_rivya.lua BASE_URL KEY TASK_ID N CONCURRENCY
 local rivya = require "rivya"
+local compat = require "rivya.compat"
 
 local base_url, key, id = arg[1], arg[2], arg[3]
-local n, concurrency = math.tointeger(tonumber(arg[4])), math.tointeger(tonumber(arg[5]))
+local n, concurrency = compat.tointeger(tonumber(arg[4])), compat.tointeger(tonumber(arg[5]))
 
 local client = rivya.new{ api_key = key, base_url = base_url }
 local function get()

@@ -5,6 +5,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local sched = require "rivya.sched"
+local compat = require "rivya.compat"
 local catalog = require "rivya.catalog"
 local webhook = require "rivya.webhook"
 local Ledger = require "rivya.ledger"
@@ -107,6 +108,22 @@ local function parse_origin(url, allow_http)
   return scheme .. "://" .. hostport
 end
 
+-- Close a transfer now (its __close, a no-op when closed already).
+local function close_transfer(t)
+  getmetatable(t).__close(t)
+end
+
+-- sched.await, closing the transfer when a callback raises; PUC Lua 5.1
+-- cannot yield across that pcall, so there the transfer is left to __gc.
+local function await_closing(session, t, tick, on_tick, waiter, pollable)
+  if not compat.yield_in_pcall then return sched.await(session, t, tick, on_tick, waiter, pollable) end
+  local ok, err = pcall(sched.await, session, t, tick, on_tick, waiter, pollable)
+  if not ok then
+    close_transfer(t)
+    error(err, 0)
+  end
+end
+
 -- A ca_file that cannot serve as a trust anchor is misuse found offline: it raises
 -- in rivya.new rather than making every call fail later with a `tls` error.
 local function check_ca_file(path)
@@ -114,7 +131,7 @@ local function check_ca_file(path)
   if st and st.type ~= "file" then why = "a " .. st.type .. ", not a PEM file" end
   if not why then
     local f, ferr = io.open(path, "rb")
-    local pem = f and f:read("a")
+    local pem = f and f:read("*a")
     if f then f:close() end
     why = (ferr or not pem) and (ferr or "not readable")
       or (not pem:find("-----BEGIN CERTIFICATE-----", 1, true) and "no PEM certificate in it")
@@ -174,7 +191,7 @@ function Client.new(opts)
   self.key_hint = key and #key >= 16 and key:sub(-4) or nil
   self.user_agent = (opts.user_agent and (opts.user_agent .. " ") or "")
     .. ("rivya-lua/%s (%s; %s)"):format(core.VERSION, _VERSION, core.curl_version:match("^%S+") or "libcurl")
-  if math.type(self.max_retries) ~= "integer" or self.max_retries < 0 then
+  if compat.math_type(self.max_retries) ~= "integer" or self.max_retries < 0 then
     error("rivya.new: max_retries must be a non-negative integer", 2)
   end
   for _, name in ipairs({ "max_download_bytes", "min_download_rate" }) do
@@ -288,16 +305,25 @@ function Client:_exchange(spec, o, deadline)
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
-    -- inside gather, waits for a free slot; <close> returns curl's memory as soon as
-    -- the answer is read, not at some later GC cycle
-    local t <close>, start_err = sched.start(self.session, spec)
+    -- inside gather, waits for a free slot; the transfer is closed as soon as its
+    -- answer is read (or a callback raised), returning curl's memory then, not at
+    -- some later GC cycle (by hand: LuaJIT and 5.1-5.3 have no <close>)
+    local t, start_err = sched.start(self.session, spec)
     if not t then return nil, start_err end
-    sched.await(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
-    if o.on_tick then o.on_tick(t) end
-    -- the header table is built only when something reads it
+    await_closing(self.session, t, o.tick, o.on_tick and function() o.on_tick(t) end, self.waiter, self)
+    if o.on_tick then
+      if compat.yield_in_pcall then
+        local ok, cerr = pcall(o.on_tick, t)
+        if not ok then close_transfer(t) error(cerr, 0) end
+      else
+        o.on_tick(t)
+      end
+    end
+    -- the header table is built only when something reads it, before the close
     local status, body, message = t:answer()
     local err, retryable
     if status == nil then
+      close_transfer(t)
       local kind = body
       local code = FAILURE_CODES[kind] or "network"
       err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
@@ -306,18 +332,24 @@ function Client:_exchange(spec, o, deadline)
       retryable = kind == "network" or kind == "timeout" or kind == "not_media"
         or (kind == "too_large" and not spec.output)
     elseif status >= 200 and status < 300 then
-      if not o.decode then return status, t:headers() end
+      if not o.decode then
+        local headers = t:headers()
+        close_transfer(t)
+        return status, headers
+      end
       -- a DELETE may answer 204 or 200 without a body
-      if o.empty_ok and (body == nil or body == "") then return {} end
+      if o.empty_ok and (body == nil or body == "") then close_transfer(t) return {} end
       local v = json.decode(body)
-      if type(v) == "table" then return v end
+      if type(v) == "table" then close_transfer(t) return v end
       local headers = t:headers()
+      close_transfer(t)
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
         :format(status, headers["content-type"] or "no content type"),
         { status = status, request_id = headers["x-request-id"] })
       retryable = true
     else
       err = errors.from_response(status, t:headers(), body)
+      close_transfer(t)
       if err.code == "api_scope_denied" then name_scope(err, spec) end
       retryable = status == 429 or status >= 500 or RETRY_CODES[err.code] == true
     end
@@ -431,7 +463,7 @@ function Client:credits()
   check_open(self)
   local v, err = self:_api("GET", "/credits")
   if not v then return nil, err end
-  if math.type(v.current_credits) ~= "integer" then
+  if compat.math_type(v.current_credits) ~= "integer" then
     return nil, errors.new("bad_response", "the credits answer has no integer current_credits")
   end
   return v.current_credits
@@ -820,6 +852,8 @@ end
 function Client:updates(task_or_id, opts)
   check_open(self)
   opts = check_options("client:updates", opts, { interval = "seconds", timeout = "seconds" })
+  -- PUC Lua 5.1 calls a for-in iterator across a C boundary: no yield from it
+  if sched.in_gather() or self.waiter then compat.check_yieldable("client:updates", 2) end
   local id, last = task_ref(task_or_id)
   local deadline, polls, finished = now() + (opts.timeout or self.wait_timeout), 0, false
   return function()
@@ -1047,7 +1081,9 @@ function Client:step() check_open(self) return self.session:step() end
 function Client:close()
   if self.closed then return end
   self.closed = true
-  self.session:close()
+  -- (a rivya.new that raised leaves a client without a session to __gc,
+  -- and on 5.2/5.3 an error in __gc reaches whatever code ran the GC)
+  if self.session then self.session:close() end
   if self.ledger and self.ledger ~= self._given_ledger then self.ledger:close() end
 end
 Client.__close = Client.close

@@ -12,7 +12,8 @@ local json = {}
 
 json.null = cjson.null
 
-local tidy = require("rivya.core").json_tidy
+local core = require "rivya.core"
+local tidy = core.json_tidy
 local null = cjson.null
 
 --- Decode a JSON text; returns the value or nil, message. `null` becomes
@@ -25,9 +26,59 @@ function json.decode(text)
   return tidy(v, null)
 end
 
---- Encode a value; returns the text or nil, message.
+-- lua-cjson writes every number with "%.14g": 2^53 would go out as
+-- 9.007199254741e+15, and an integer of 15+ digits rounded, on every Lua
+-- (5.1, 5.2 and LuaJIT have no integers; 5.3/5.4's are written as floats).
+-- Whole numbers from 1e14 up are written with all their digits instead: each
+-- is swapped for a marker string (with a per-process nonce) before encoding
+-- and the quoted marker for its digits after (up to 2^63; larger magnitudes
+-- stay in cjson's exponent form).
+local BIG, HUGE, floor = 1e14, 2 ^ 63, math.floor
+local math_type = require("rivya.compat").math_type
+local mark, mark_pattern
+
+local function digits(x)
+  if math_type(x) == "integer" and math.type then return ("%d"):format(x) end
+  return ("%.0f"):format(x)
+end
+
+-- v, or a copy with its big whole numbers marked; second result: changed
+local function mark_big(v, depth)
+  local tv = type(v)
+  if tv == "number" then
+    if (v >= BIG or v <= -BIG) and v <= HUGE and v >= -HUGE and v == floor(v) then
+      if not mark then
+        local nonce = core.random_hex(8)
+        mark = "\1rivya-int-" .. nonce .. ":"
+        mark_pattern = '"\\u0001rivya%-int%-' .. nonce .. ':(%-?%d+)\\u0001"'
+      end
+      return mark .. digits(v) .. "\1", true
+    end
+  elseif tv == "table" and depth <= 64 then
+    local copy
+    for k, x in pairs(v) do
+      local y, changed = mark_big(x, depth + 1)
+      if changed then
+        if not copy then
+          copy = {}
+          for k2, x2 in pairs(v) do copy[k2] = x2 end
+          setmetatable(copy, getmetatable(v))
+        end
+        copy[k] = y
+      end
+    end
+    if copy then return copy, true end
+  end
+  return v, false
+end
+
+--- Encode a value; returns the text or nil, message. Whole numbers keep
+-- every digit up to 2^53 (and 5.3/5.4 integers all of theirs).
 function json.encode(v)
-  return cjson.encode(v)
+  local marked, changed = mark_big(v, 0)
+  local text, err = cjson.encode(marked)
+  if not text or not changed then return text, err end
+  return (text:gsub(mark_pattern, "%1"))
 end
 
 return json

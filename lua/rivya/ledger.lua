@@ -9,6 +9,7 @@
 local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
+local compat = require "rivya.compat"
 
 local Ledger = {}
 Ledger.__index = Ledger
@@ -113,7 +114,7 @@ function Ledger.canonical(v)
   local is_array = n > 0
   if is_array then
     for k in pairs(v) do
-      if math.type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
+      if compat.math_type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
     end
   end
   local parts = {}
@@ -143,14 +144,14 @@ local self_owner
 local function process_start(pid)
   local f = io.open("/proc/" .. pid .. "/stat", "rb")
   if not f then return nil end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   -- fields after the command name (which may hold spaces and parentheses)
   local rest = text and text:match("^.*%)%s+(.*)$")
   if not rest then return nil end
   local i = 3
   for field in rest:gmatch("%S+") do
-    if i == 22 then return math.tointeger(tonumber(field)) end
+    if i == 22 then return compat.tointeger(tonumber(field)) end
     i = i + 1
   end
   return nil
@@ -159,9 +160,9 @@ end
 local function owner()
   if not self_owner then
     local f = io.open("/proc/self/stat", "rb")
-    local pid = f and f:read("a"):match("^(%d+)")
+    local pid = f and f:read("*a"):match("^(%d+)")
     if f then f:close() end
-    pid = math.tointeger(tonumber(pid)) or -1
+    pid = compat.tointeger(tonumber(pid)) or -1
     self_owner = { pid = pid, start = process_start(pid) or 0 }
   end
   return self_owner.pid, self_owner.start
@@ -278,7 +279,7 @@ end
 function Ledger:transaction(fn, ...)
   local ok, err = self.db:exec("BEGIN IMMEDIATE")
   if not ok then return fail(err) end
-  local res = table.pack(pcall(fn, ...))
+  local res = compat.pack(pcall(fn, ...))
   if not res[1] or res[2] == nil then
     self.db:exec("ROLLBACK")
     if not res[1] then error(res[2], 0) end
@@ -286,7 +287,7 @@ function Ledger:transaction(fn, ...)
   end
   ok, err = self.db:exec("COMMIT")
   if not ok then self.db:exec("ROLLBACK") return fail(err) end
-  return table.unpack(res, 2, res.n)
+  return compat.unpack(res, 2, res.n)
 end
 
 --- A named value kept in the ledger (e.g. a batch folder's nonce): the
@@ -375,7 +376,7 @@ local function task_fields(task)
   local r = type(task.result) == "table" and task.result or nil
   local urls = r and (type(r.urls) == "table" and r.urls or (r.primary_url and { r.primary_url })) or nil
   local message = type(task.error) == "table" and task.error.message or nil
-  return math.tointeger(task.reserved_credits), math.tointeger(task.final_credits),
+  return compat.tointeger(task.reserved_credits), compat.tointeger(task.final_credits),
     urls and json.encode(urls) or nil, message
 end
 
@@ -495,9 +496,9 @@ function Ledger:tasks(opts)
     .. " ORDER BY created_at DESC, rowid DESC"
   if opts.limit then
     sql = sql .. " LIMIT ?"
-    args[#args + 1] = math.tointeger(opts.limit) or error("ledger:tasks: limit must be an integer", 2)
+    args[#args + 1] = compat.tointeger(opts.limit) or error("ledger:tasks: limit must be an integer", 2)
   end
-  local rows, err = self:rows(sql, table.unpack(args))
+  local rows, err = self:rows(sql, compat.unpack(args))
   if not rows then return nil, err end
   for i, row in ipairs(rows) do rows[i] = public(row) end
   return rows

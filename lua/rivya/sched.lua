@@ -15,7 +15,8 @@ local sched = {}
 
 local now, create, resume, yield, running, status =
   core.now, coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
-local pack = table.pack
+local compat = require "rivya.compat"
+local pack = compat.pack
 
 --- Transfers one session runs at once for a scheduler; more wait in Lua, so
 -- 10,000 coroutines do not hold 10,000 curl handles (about 12 KB each).
@@ -95,7 +96,9 @@ function Scheduler:add_timer(w, at)
   local i = self.hn + 1
   self.hn = i
   while i > 1 do
-    local p = i // 2
+    -- (i - i % 2) / 2, not math.floor: no C call on a parked coroutine's
+    -- stack (see "Parking"); a float index reads the same slot
+    local p = (i - i % 2) / 2
     if hat[p] <= at then break end
     hat[i], hw[i], hseq[i] = hat[p], hw[p], hseq[p]
     i = p
@@ -416,6 +419,11 @@ end
 -- retries, JSON) runs on park_call's stand-in coroutine, whose large stack
 -- is garbage when the poll ends. Outside gather, they do the work.
 
+--- true inside a function run by gather (where waits yield).
+function sched.in_gather()
+  return record[running()] ~= nil
+end
+
 --- Sleep `seconds`, then (inside gather, when `session` is given) take a
 -- transfer slot of it for this coroutine's next request: returns true when
 -- armed (yield sched.WAIT), false when done (outside gather: it blocked).
@@ -602,7 +610,7 @@ function sched.gather(fns, opts)
     end
   end
   local limit = opts.concurrency or n
-  if math.type(limit) ~= "integer" or limit < 1 then
+  if compat.math_type(limit) ~= "integer" or limit < 1 then
     if limit ~= 0 or n ~= 0 then
       error("rivya.gather: concurrency must be a positive integer", 2)
     end

@@ -13,6 +13,8 @@
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 
+local floor = math.floor
+
 local webhook = {}
 
 local EVENT_TYPES = { "generation.succeeded", "generation.failed" }
@@ -75,7 +77,7 @@ local function parse_ipv4(host)
   local room = 256 ^ (5 - #nums)
   if nums[#nums] >= room then return nil end
   value = value * room + nums[#nums]
-  return { value // 16777216 % 256, value // 65536 % 256, value // 256 % 256, value % 256 }
+  return { floor(value / 16777216) % 256, floor(value / 65536) % 256, floor(value / 256) % 256, value % 256 }
 end
 
 -- why an IPv4 address may not receive webhooks, or nil
@@ -137,12 +139,14 @@ local function ipv6_refused(g)
   local mapped = g[1] == 0 and g[2] == 0 and g[3] == 0 and g[4] == 0 and g[5] == 0
     and (g[6] == 0xffff or g[6] == 0)
   if mapped or (g[1] == 0x64 and g[2] == 0xff9b) then
-    return ipv4_refused({ g[7] // 256, g[7] % 256, g[8] // 256, g[8] % 256 })
+    return ipv4_refused({ floor(g[7] / 256), g[7] % 256, floor(g[8] / 256), g[8] % 256 })
       or (g[6] == 0 and "a reserved address") or nil
   end
-  if g[1] & 0xfe00 == 0xfc00 then return "a private address" end
-  if g[1] & 0xffc0 == 0xfe80 or g[1] & 0xffc0 == 0xfec0 then return "a link-local address" end
-  if g[1] & 0xe000 ~= 0x2000 or (g[1] == 0x2001 and (g[2] == 0x0db8 or g[2] < 0x0200)) or g[1] == 0x2002 then
+  -- x - x % 2^k: the 16-bit group x with its low k bits cleared (x & mask, on every Lua)
+  local top7, top10, top3 = g[1] - g[1] % 512, g[1] - g[1] % 64, g[1] - g[1] % 8192
+  if top7 == 0xfc00 then return "a private address" end
+  if top10 == 0xfe80 or top10 == 0xfec0 then return "a link-local address" end
+  if top3 ~= 0x2000 or (g[1] == 0x2001 and (g[2] == 0x0db8 or g[2] < 0x0200)) or g[1] == 0x2002 then
     return "a reserved address"
   end
 end

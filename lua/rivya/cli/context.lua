@@ -3,6 +3,7 @@
 local rivya = require "rivya"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
+local compat = require "rivya.compat"
 
 -- the API's origin when RIVYA_BASE_URL is not set (rivya.new's default)
 local DEFAULT_BASE_URL = "https://rivya.ai"
@@ -91,11 +92,12 @@ end
 
 --- Run `fn` with the live line ticking (elapsed time) on a terminal.
 function Ctx:live(fn)
-  if self.status.mode ~= "tty" then return fn() end
+  -- (PUC Lua 5.1 cannot yield across the pcall below: no ticking there)
+  if self.status.mode ~= "tty" or not compat.yield_in_pcall then return fn() end
   local finished = false
   local results = rivya.gather({
     function()
-      local r = table.pack(pcall(fn))
+      local r = compat.pack(pcall(fn))
       finished = true
       return r
     end,
@@ -110,7 +112,7 @@ function Ctx:live(fn)
   local r = results[1][1]
   if not r then error(results[1][2], 0) end
   if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  return compat.unpack(r, 2, r.n)
 end
 
 

@@ -2,6 +2,7 @@
 -- (rivya.models()), and the flags every command shares.
 local rivya = require "rivya"
 local util = require "rivya.cli.util"
+local compat = require "rivya.compat"
 
 local MAX_VARIANTS = util.MAX_VARIANTS
 
@@ -73,7 +74,7 @@ local function add_param_flags(cmd, specs, list_mode)
 end
 
 local function to_param_value(p, v)
-  if p.type == "number" then return math.tointeger(tonumber(v)) or tonumber(v) or v end
+  if p.type == "number" then return compat.tointeger(tonumber(v)) or tonumber(v) or v end
   return v
 end
 
@@ -106,7 +107,7 @@ local function expand_values(p, given)
         item = item:match("^%s*(.-)%s*$")
         local lo, hi = item:match("^(%-?%d+)%.%.(%-?%d+)$")
         if lo and p.type == "number" then
-          lo, hi = math.tointeger(tonumber(lo)), math.tointeger(tonumber(hi))
+          lo, hi = compat.tointeger(tonumber(lo)), compat.tointeger(tonumber(hi))
           if not lo or not hi or hi < lo or hi - lo >= MAX_VARIANTS then
             return nil, ("%s: %s is not an ascending range of at most %d values"):format(flag_of(p.name), item,
               MAX_VARIANTS)
@@ -166,7 +167,7 @@ local function request_flags(cmd, specs, list_mode)
     :argname("<file>"):count("*")
 end
 
-local function whole(s) return math.tointeger(tonumber(s)) end
+local function whole(s) return compat.tointeger(tonumber(s)) end
 
 return {
   param_specs = param_specs,

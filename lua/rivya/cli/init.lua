@@ -16,6 +16,7 @@ local argparse = require "argparse"
 local rivya = require "rivya"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
+local compat = require "rivya.compat"
 local flags = require "rivya.cli.flags"
 local status = require "rivya.cli.status"
 local context = require "rivya.cli.context"
@@ -43,11 +44,16 @@ Exit status: 0 ok, 1 runtime failure (generation failed, network, API, I/O),
 2 usage error, 3 validation error, 4 authentication or permission,
 5 insufficient credits, 6 timed out waiting (the task keeps running), 130 interrupted.]]
 
-local function build_parser(specs, hook)
+-- --help and --version end the parse at once: their action records what was
+-- asked and raises ESCAPE through argparse (an error, not a yield: PUC Lua
+-- 5.1 cannot yield across argparse's xpcall)
+local ESCAPE = "rivya: the parse ended early"
+
+local function build_parser(specs, hook, escape)
   local parser = argparse("rivya", "Generate AI videos with the Rivya Public API v1 (rivya " .. rivya.VERSION .. ").")
     :epilog(EPILOG):command_target("command"):help_max_width(100)
   hook(parser)
-  parser:flag("--version", "Print the version and exit."):action(function() coroutine.yield("version") end)
+  parser:flag("--version", "Print the version and exit."):action(function() escape("version") end)
   for _, name in ipairs(COMMANDS) do hook(commands[name].add_to_parser(parser, specs)) end
   return parser
 end
@@ -65,7 +71,7 @@ local function stderr_mode(ctx, a, streams)
   local term = ctx.getenv("TERM")
   if not term or term == "" or term == "dumb" then return "plain" end
   -- asked once per run; the shell inherits our stderr
-  return os.execute("test -t 2") and "tty" or "plain"
+  return compat.execute("test -t 2") and "tty" or "plain"
 end
 
 --- Run the rivya command. argv: the arguments (without the program name);
@@ -85,12 +91,18 @@ function cli.main(argv, env, streams)
     end
   end
   local specs = flags.param_specs()
+  local what, asked
+  local function escape(w, p)
+    what, asked = w, p
+    error(ESCAPE, 0)
+  end
   local parser = build_parser(specs, function(p)
-    p:add_help({ action = function() coroutine.yield("help", p) end })
-  end)
-  local what, ok, a = coroutine.wrap(function() return "parsed", parser:pparse(argv) end)()
+    p:add_help({ action = function() escape("help", p) end })
+  end, escape)
+  local parsed, ok, a = pcall(parser.pparse, parser, argv)
+  if not parsed and not what then error(ok, 0) end
   if what == "help" then
-    ctx.stdout:write(ok:get_help(), "\n")
+    ctx.stdout:write(asked:get_help(), "\n")
     return EXIT.ok
   elseif what == "version" then
     ctx.stdout:write("rivya ", rivya.VERSION, "\n")
@@ -127,7 +139,7 @@ function cli.main(argv, env, streams)
     return ctx:usage("--count must be a positive whole number")
   end
 
-  local done, code = xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
+  local done, code = compat.xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
   if ctx.client_obj then ctx.client_obj:close() end
   if done then return code end
   ctx.status:clear()

@@ -8,6 +8,7 @@ local json = require "rivya.json"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
+local compat = require "rivya.compat"
 local request = require "rivya.cli.request"
 local task_steps = require "rivya.cli.task"
 local context = require "rivya.cli.context"
@@ -56,7 +57,7 @@ local STATE_FILE = "rivya-state.json"
 local function load_state(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local state, err = json.decode(text)
   if type(state) ~= "table" or type(state.nonce) ~= "string" then
@@ -279,7 +280,7 @@ local function run_jobs(ctx, a, jobs, o)
       e = { request = job.request }
       state[o.unit][key] = e
     end
-    e.attempt = math.tointeger(e.attempt) or 1
+    e.attempt = compat.tointeger(e.attempt) or 1
     e.idempotency_key = idempotency_key(state, o.unit, e)
     job.entry = e
     ctx:warnings(job.warnings)

@@ -38,7 +38,7 @@ local function check_request(req, base_dir, credits)
 end
 
 local function read_prompt(ctx, prompt)
-  if prompt == "-" then return ctx.stdin:read("a"):gsub("%s+$", "") end
+  if prompt == "-" then return ctx.stdin:read("*a"):gsub("%s+$", "") end
   return prompt
 end
 

@@ -2,6 +2,8 @@
 -- lines, paths, sizes and clocks, canonical JSON.
 local core = require "rivya.core"
 local json = require "rivya.json"
+local compat = require "rivya.compat"
+local idiv = compat.idiv
 
 --- Exit statuses (README, "The rivya command").
 local EXIT = { ok = 0, failure = 1, usage = 2, invalid = 3, auth = 4, credits = 5, timeout = 6,
@@ -75,7 +77,7 @@ local function mkdir_p(dir)
     if st.type == "directory" then return true end
     return nil, dir .. " exists and is not a directory"
   end
-  if os.execute("mkdir -p -- " .. sh_quote(dir)) then return true end
+  if compat.execute("mkdir -p -- " .. sh_quote(dir)) then return true end
   return nil, "cannot create the directory " .. dir
 end
 
@@ -90,9 +92,9 @@ end
 local function clock(seconds)
   seconds = math.floor(seconds)
   if seconds >= 3600 then
-    return ("%d:%02d:%02d"):format(seconds // 3600, seconds % 3600 // 60, seconds % 60)
+    return ("%d:%02d:%02d"):format(idiv(seconds, 3600), idiv(seconds % 3600, 60), seconds % 60)
   end
-  return ("%d:%02d"):format(seconds // 60, seconds % 60)
+  return ("%d:%02d"):format(idiv(seconds, 60), seconds % 60)
 end
 
 local function bar(done, total, width)
@@ -111,7 +113,7 @@ local function canonical(v)
   local is_array = n > 0
   if is_array then
     for k in pairs(v) do
-      if math.type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
+      if compat.math_type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
     end
   end
   local parts = {}

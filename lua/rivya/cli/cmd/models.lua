@@ -3,6 +3,7 @@ local rivya = require "rivya"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
 local context = require "rivya.cli.context"
+local compat = require "rivya.compat"
 
 local EXIT = util.EXIT
 
@@ -23,7 +24,7 @@ local function command(ctx, a)
     else
       -- id, category, modes, credits, status: one tab-separated line each
       local modes = type(m.supported_modes) == "table" and table.concat(m.supported_modes, ",") or "-"
-      local credits = math.type(m.base_credits) == "integer"
+      local credits = compat.math_type(m.base_credits) == "integer"
         and (m.base_credits .. (m.billing_type == "FIXED" and "" or " " .. tostring(m.billing_type))) or "?"
       ctx:out(table.concat({ tostring(m.id), tostring(m.category or "-"), modes ~= "" and modes or "-",
         credits, tostring(m.api_status or "-") }, "\t"))

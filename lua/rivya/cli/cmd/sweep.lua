@@ -5,6 +5,7 @@ local flags = require "rivya.cli.flags"
 local request = require "rivya.cli.request"
 local runner = require "rivya.cli.jobs"
 local contact_sheet = require "rivya.cli.sheet"
+local compat = require "rivya.compat"
 
 
 local function command(ctx, a, specs)
@@ -29,7 +30,7 @@ local function command(ctx, a, specs)
       local dim = dims[d]
       picks[d] = rest % #dim.values + 1
       values[dim.name] = dim.values[picks[d]]
-      rest = rest // #dim.values
+      rest = compat.idiv(rest, #dim.values)
     end
     local params = util.shallow_copy(fixed)
     local name = { ("%0" .. width .. "d"):format(i) }
