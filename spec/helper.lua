@@ -281,6 +281,10 @@ end
 -- process) answering with `config` (see that file). Returns
 -- { port, url, log (path of the request heads), stop() }.
 function helper.rawserver(config)
+  local function literal(v)
+    if type(v) == "string" then return ("%q"):format(v) end
+    return tostring(v)
+  end
   local dir = helper.tmpdir()
   config.log = config.log or (dir .. "/requests")
   local lines = { "return {" }
@@ -289,11 +293,11 @@ function helper.rawserver(config)
     if type(v) == "table" then
       local parts = {}
       for kk, vv in pairs(v) do
-        parts[#parts + 1] = (type(kk) == "number" and "" or ("[%q] = "):format(kk)) .. ("%q"):format(vv)
+        parts[#parts + 1] = (type(kk) == "number" and "" or ("[%q] = "):format(kk)) .. literal(vv)
       end
       val = "{ " .. table.concat(parts, ", ") .. " }"
     else
-      val = string.format("%q", v)
+      val = literal(v)
     end
     lines[#lines + 1] = ("  %s = %s,"):format(k, val)
   end
@@ -301,7 +305,7 @@ function helper.rawserver(config)
   helper.write_file(dir .. "/config.lua", table.concat(lines, "\n") .. "\n")
   local lua = os.getenv("RIVYA_REAL_LUA") or "lua5.4"
   local out, pidf = dir .. "/stdout", dir .. "/pid"
-  assert(os.execute(("%s %s %s >%s 2>%s & echo $! >%s"):format(sh_quote(lua),
+  assert(compat.execute(("%s %s %s >%s 2>%s & echo $! >%s"):format(sh_quote(lua),
     sh_quote(helper.ROOT .. "/spec/rawserver.lua"), sh_quote(dir .. "/config.lua"), sh_quote(out),
     sh_quote(dir .. "/stderr"), sh_quote(pidf))))
   local port
@@ -320,7 +324,7 @@ function helper.rawserver(config)
       return heads
     end,
     stop = function()
-      if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+      if pid then compat.execute("kill " .. pid .. " 2>/dev/null") end
       pid = nil
       helper.rmrf(dir)
     end,

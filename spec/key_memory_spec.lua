@@ -25,7 +25,7 @@ local function scan(needle)
   for _, r in ipairs(regions) do
     local at = r[1]
     while at < r[2] do
-      local len = math.min(1 << 20, r[2] - at)
+      local len = math.min(1048576, r[2] - at)
       local chunk = mem:seek("set", at) and mem:read(len)
       local i = 1
       while chunk do
@@ -46,9 +46,7 @@ local function run_child(body, ...)
   helper.write_file(dir .. "/child.lua", SCAN .. body)
   local args = {}
   for i, a in ipairs({ ... }) do args[i] = sh(a) end
-  local p = io.popen(("lua5.4 %s %s 2>&1"):format(sh(dir .. "/child.lua"), table.concat(args, " ")))
-  local out = p:read("a")
-  p:close()
+  local out = helper.popen(("%s %s %s 2>&1"):format(helper.LUA, sh(dir .. "/child.lua"), table.concat(args, " ")))
   helper.rmrf(dir)
   return out
 end
@@ -59,8 +57,9 @@ describe("the API key in memory", function()
       local core = require "rivya.core"
       local key = "rvya_sk_" .. core.random_hex(12)
       for _ = 1, 200 do pcall(core.session, { api_key = key, api_origin = 42 }) end
-      for _ = 1, 200 do pcall(core.session, { api_key = key, api_origin = "https://x", user_agent = 7 }) end
-      for _ = 1, 200 do pcall(core.session, { api_key = key, api_origin = "https://x", ca_file = "/nonexistent" }) end
+      local x = "https://x"
+      for _ = 1, 200 do pcall(core.session, { api_key = key, api_origin = x, user_agent = 7 }) end
+      for _ = 1, 200 do pcall(core.session, { api_key = key, api_origin = x, ca_file = "/nonexistent" }) end
       collectgarbage() collectgarbage()
       local needle = key:sub(9)
       io.write(scan(needle))

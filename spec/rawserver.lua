@@ -17,7 +17,7 @@ local config = dofile(assert(arg[1], "usage: rawserver.lua CONFIG"))
 local default_body = config.body or ""
 if config.body_file then
   local f = assert(io.open(config.body_file, "rb"))
-  default_body = f:read("a")
+  default_body = f:read("*a")
   f:close()
 end
 
@@ -55,7 +55,7 @@ local function answer(c)
       return
     end
     local f = assert(io.open(file, "rb"))
-    body = f:read("a")
+    body = f:read("*a")
     f:close()
   end
   local head = { ("HTTP/1.1 %d %s"):format(config.status or 200, config.reason or "OK") }

@@ -5,6 +5,7 @@
 -- Each case runs in a child process, signalled once it is waiting; a child
 -- still alive long after the signal is killed, and the case fails.
 local helper = require "helper"
+local compat = require "rivya.compat"
 
 local sh = helper.sh_quote
 
@@ -28,11 +29,11 @@ describe("a signal during a wait", function()
   local function spawn(cmd, cwd)
     serial = serial + 1
     local d = ("%s/child-%d"):format(dir, serial)
-    assert(os.execute("mkdir -p " .. sh(d)))
+    assert(compat.execute("mkdir -p " .. sh(d)))
     local c = { dir = d, pid = d .. "/pid", out = d .. "/out", err = d .. "/err", code = d .. "/code" }
     local inner = ("cd %s && %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s"):format(sh(cwd or d), cmd,
       sh(c.out), sh(c.err), sh(c.pid), sh(c.code))
-    assert(os.execute(("sh -c %s >/dev/null 2>&1 &"):format(sh(inner))))
+    assert(compat.execute(("sh -c %s >/dev/null 2>&1 &"):format(sh(inner))))
     return c
   end
 
@@ -59,13 +60,13 @@ describe("a signal during a wait", function()
     local pid = pid_of(c)
     wait_for(ready, "the child to be waiting")
     helper.sleep(0.5)
-    os.execute(("kill -%s %d"):format(name, pid))
+    compat.execute(("kill -%s %d"):format(name, pid))
     local ended = false
     for _ = 1, 200 do   -- 10 s, against waits of 20 s and more
       if helper.read_file(c.code) then ended = true break end
       helper.sleep(0.05)
     end
-    if not ended then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    if not ended then compat.execute("kill -KILL " .. pid .. " 2>/dev/null") end
     assert.is_true(ended, "the child still waited after SIG" .. name)
     return tonumber(helper.read_file(c.code):match("%d+"))
   end
@@ -80,7 +81,7 @@ describe("a signal during a wait", function()
       local ok, err = pcall(function() %s end)
       io.write(ok and "no error" or (rivya.is_error(err) and err.code or tostring(err)))
     ]]):format(helper.KEY, sim.url, body))
-    local c = spawn("lua5.4 " .. sh(script))
+    local c = spawn(helper.LUA .. " " .. sh(script))
     return c, function() return helper.read_file(c.dir .. "/ready") ~= nil end
   end
 
@@ -117,8 +118,8 @@ describe("a signal during a wait", function()
   local function rivya_command(args)
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = sh(a) end
-    return ("env RIVYA_BASE_URL=%s RIVYA_API_KEY=%s %s %s"):format(sh(sim.url), sh(helper.KEY),
-      sh(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "))
+    return ("env RIVYA_BASE_URL=%s RIVYA_API_KEY=%s %s %s %s"):format(sh(sim.url), sh(helper.KEY),
+      helper.LUA, sh(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "))
   end
 
   it("makes `rivya wait ID --interval 20` exit 130 at SIGINT with the command that resumes", function()
@@ -146,7 +147,7 @@ describe("a signal during a wait", function()
     -- the CDN sends half the video, then nothing for 30 s
     sim:fault{ listener = "cdn", path = "/videos/", action = "stall", delay_ms = 30000 }
     local out = dir .. "/downloads"
-    assert(os.execute("mkdir -p " .. sh(out)))
+    assert(compat.execute("mkdir -p " .. sh(out)))
     local c = spawn(rivya_command({ "download", id, "video.mp4" }), out)
     local code = signal(c, "TERM", function()
       for _, name in ipairs(helper.ls(out)) do

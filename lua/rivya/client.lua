@@ -555,8 +555,9 @@ function Client:_upload(source, opts, key)
     return nil, errors.new("api_key_missing", "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
   end
   -- every attempt streams from the descriptor refs.inspect opened: the path is
-  -- never opened again (a file swapped during a backoff is not what is sent)
-  local file <close> = info.file
+  -- never opened again (a file swapped during a backoff is not what is sent);
+  -- closed when the upload ends (a raise in on_progress leaves it to __gc)
+  local file = info.file
   info.file = nil
   local file_part = { name = "file", filename = info.name, type = info.mime }
   if file then file_part.file = file else file_part.data = source.data end
@@ -583,6 +584,7 @@ function Client:_upload(source, opts, key)
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
   }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
        deadline = opts.timeout and now() + opts.timeout })
+  if file then file:close() end
   if not v then
     if err.code == "io" then
       err.message = ("file: %s: %s"):format(info.name, err.message)
