@@ -280,23 +280,12 @@ static void get_credits(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
   rv_reply_json(r, 200, json_pack("{s:I}", "current_credits", (json_int_t)credits));
 }
 
-/*
-** check_idem_key: 0 when the Idempotency-Key header `k` (may be NULL) is
-** absent or well-formed: 1..RV_IDEM_KEY_MAX visible ASCII characters.
-*/
+/* check_idem_key: 0 when the Idempotency-Key `k` (may be NULL) is absent or valid */
 static int check_idem_key(rv_req *rq, rv_reply *r, const char *k) {
-  size_t i, n;
-  if (!k) return 0;
-  n = strlen(k);
-  for (i = 0; i < n; i++)
-    if (k[i] < 0x21 || k[i] > 0x7E) break;
-  if (n == 0 || n > RV_IDEM_KEY_MAX || i < n) {
-    rv_reply_error(rq, r, 400, "validation_failed", "Idempotency-Key",
-                   "Idempotency-Key: expected 1 to %d visible ASCII characters; got %zu "
-                   "bytes%s", RV_IDEM_KEY_MAX, n, i < n ? " including spaces or control bytes" : "");
-    return -1;
-  }
-  return 0;
+  char why[160];
+  if (!k || sim_idem_key_check(k, why, sizeof why) == 0) return 0;
+  rv_reply_error(rq, r, 400, "validation_failed", "Idempotency-Key", "%s", why);
+  return -1;
 }
 
 /* find_idem_locked: the task created by `owner` with Idempotency-Key `k` */

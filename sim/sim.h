@@ -22,7 +22,7 @@
 #define RV_FIELD_MAX       1024            /* a multipart text field */
 #define RV_REQLOG_MAX      2000            /* entries kept by /__sim/requests */
 #define RV_CLIENT_ID_MAX   128             /* client_request_id, code points */
-#define RV_IDEM_KEY_MAX    255             /* Idempotency-Key header, bytes */
+#define RV_IDEM_KEY_MAX    255             /* Idempotency-Key: printable ASCII, inner spaces */
 #define RV_FAIL_MARKER     "[[fail]]"      /* in a prompt: the task fails */
 #define RV_FAIL_SILENT     "[[fail-silent]]"  /* ... and its error is null */
 
@@ -396,6 +396,7 @@ size_t sim_describe(const json_t *v, char *buf, size_t size);
 long rv_utf8_count(const char *s, size_t n);   /* -1 when not UTF-8 */
 char *rv_clean_dup(const char *s);             /* valid UTF-8, no controls */
 int rv_media_type_is(const char *header, const char *type);
+int sim_idem_key_check(const char *k, char *why, size_t size);
 
 const char *sim_fault_kind_name(sim_fault_kind k);
 sim_fault *sim_fault_parse(const json_t *o, char *field, size_t fsize, char *msg, size_t msize);

@@ -122,3 +122,30 @@ size_t sim_describe(const json_t *v, char *buf, size_t size) {
   }
   return n < 0 ? 0 : (size_t)n;
 }
+
+/*
+** sim_idem_key_check: 0 when the Idempotency-Key header value `k` follows
+** the contract's rule (docs/api-contract.md): 1 to RV_IDEM_KEY_MAX
+** printable ASCII characters, spaces allowed inside but not at either end
+** (HTTP drops them in transit, so such a key is not the one the client
+** holds). Else -1 with the reason in `why`.
+*/
+int sim_idem_key_check(const char *k, char *why, size_t size) {
+  size_t i, n = strlen(k);
+  if (n == 0 || n > RV_IDEM_KEY_MAX) {
+    snprintf(why, size, "Idempotency-Key: expected 1 to %d printable ASCII characters; got %zu "
+             "bytes", RV_IDEM_KEY_MAX, n);
+    return -1;
+  }
+  for (i = 0; i < n; i++)
+    if ((unsigned char)k[i] < 0x20 || (unsigned char)k[i] > 0x7E) {
+      snprintf(why, size, "Idempotency-Key: expected printable ASCII characters; got a control "
+               "or non-ASCII byte at %zu", i);
+      return -1;
+    }
+  if (k[0] == ' ' || k[n - 1] == ' ') {
+    snprintf(why, size, "Idempotency-Key: a space at the start or end does not survive HTTP");
+    return -1;
+  }
+  return 0;
+}

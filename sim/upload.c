@@ -173,13 +173,10 @@ struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c) {
   const char *idem = rv_header(c, "Idempotency-Key");
   if (!up) return NULL;
   up->rq = rq;
-  if (idem) {   /* as for creates: 1..RV_IDEM_KEY_MAX visible ASCII characters */
-    size_t i, n = strlen(idem);
-    for (i = 0; i < n && idem[i] > 0x20 && idem[i] < 0x7f; i++) {}
-    if (n == 0 || n > RV_IDEM_KEY_MAX || i < n)
-      note(up, "Idempotency-Key", "Idempotency-Key: expected 1 to 255 visible ASCII characters");
-    else if (!(up->idem = strdup(idem)))
-      note(up, "Idempotency-Key", "Idempotency-Key: out of memory");
+  if (idem) {   /* the rule of creates */
+    char why[160];
+    if (sim_idem_key_check(idem, why, sizeof why) != 0) note(up, "Idempotency-Key", why);
+    else if (!(up->idem = strdup(idem))) note(up, "Idempotency-Key", "Idempotency-Key: out of memory");
   }
   if (!rv_media_type_is(ct, "multipart/form-data")) {
     char msg[320];

@@ -67,7 +67,12 @@ describe("rivya.refs", function()
     code, out, err = rivya_cli({ "batch", dir .. "/jobs.jsonl", "--dry-run" })
     assert.are.equal(3, code, out .. err)
     assert.truthy(err:find(message, 1, true), err)
-    assert.are.equal(0, sim:ledger().requests)
+    -- nothing sent but the client's one catalog fetch (GET /api/v1/models)
+    local sent = 0
+    for _, r in ipairs(sim:control("GET", "requests").data) do
+      if not (r.method == "GET" and r.path == "/api/v1/models") then sent = sent + 1 end
+    end
+    assert.are.equal(0, sent)
   end)
 
   it("stats, sniffs and validates a create's request once, local references included", function()

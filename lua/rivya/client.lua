@@ -396,7 +396,7 @@ function Client:_api(method, path, o)
   return self:_exchange({
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
-    max_body = MAX_API_BODY,
+    max_body = MAX_API_BODY, close = o.close,
   }, o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
@@ -407,7 +407,7 @@ function Client:_catalog()
   while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
   self.catalog_fetching = true
-  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false })
+  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false, close = true })
   self.catalog_fetching = nil
   if not ok then error(v, 0) end
   if not v then return nil, err end
@@ -421,12 +421,6 @@ function Client:_catalog()
   end
   self.catalog_models, self.catalog_compiled = models, catalog.compile(models)
   return models, self.catalog_compiled
-end
-
--- The catalog creates and uploads are checked against: the snapshot until
--- rivya-sim serves the documented catalog, then the live one.
-function Client._create_catalog(_)
-  return true, catalog.snapshot()
 end
 
 --- The live model catalog: the documented objects of GET /api/v1/models
@@ -520,6 +514,29 @@ local function normalize_file(v)
   return v
 end
 
+-- The code points of `s`, or nil when it is not UTF-8 (no utf8 library on
+-- 5.1 and LuaJIT). client_request_id counts code points for uploads as for
+-- creates (docs/api-contract.md).
+local function utf8_count(s)
+  local n, i, len = 0, 1, #s
+  while i <= len do
+    local c, c2 = s:byte(i), s:byte(i + 1)
+    local k = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
+      or (c >= 0xF0 and c <= 0xF4) and 4
+    if not k or i + k - 1 > len then return nil end
+    for j = i + 1, i + k - 1 do
+      local b = s:byte(j)
+      if b < 0x80 or b > 0xBF then return nil end
+    end
+    if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) or (c == 0xF0 and c2 < 0x90)
+        or (c == 0xF4 and c2 > 0x8F) then
+      return nil
+    end
+    n, i = n + 1, i + k
+  end
+  return n
+end
+
 --- Upload a reference file (streamed from disk, never loaded whole) to the
 -- Files API. `source` is a path or {data = bytes, name = "x.png"}. opts:
 -- kind (else from the bytes), model (its limits apply), client_request_id,
@@ -535,8 +552,14 @@ function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
     error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
   end
-  local models, cat = self:_create_catalog()
-  if not models then return nil, cat end
+  -- a model's own limits come from the live catalog, fetched once the file
+  -- passed its local checks
+  local cat = opts.model and function()
+    local models, c = self:_catalog()
+    if not models then return nil, c end
+    return c
+  end
+  if cat and self.catalog_compiled then cat = self.catalog_compiled end
   -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
   local info, err = source
   -- (a path's info is used once: its open file is closed by the upload)
@@ -547,8 +570,10 @@ function Client:_upload(source, opts, key)
     if not info then return nil, err end
   end
   source = info.source
-  if opts.client_request_id and #opts.client_request_id > 128 then
-    return nil, errors.new("validation_failed", "client_request_id: expected at most 128 characters",
+  local cri = opts.client_request_id and utf8_count(opts.client_request_id)
+  if opts.client_request_id and not (cri and cri <= 128) then
+    return nil, errors.new("validation_failed",
+      "client_request_id: expected at most 128 characters (code points) of UTF-8",
       { field = "client_request_id" })
   end
   if not self.has_key then
@@ -641,7 +666,7 @@ end
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
-  local models, cat = self:_create_catalog()
+  local models, cat = self:_catalog()
   if not models then return nil, cat end
   -- local reference paths are inspected and the request validated once,
   -- before the first upload: a request that would fail sends nothing

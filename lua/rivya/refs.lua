@@ -36,7 +36,8 @@ local function file_error(message, extra)
   return nil, errors.new("validation_failed", message, e)
 end
 
--- the checks of refs.inspect on what it read: kind, mime | nil, nil, err
+-- the checks of refs.inspect on what it read: kind, mime, catalog | nil, nil, err
+-- (a catalog function is called only once the local checks passed)
 local function judge(name, size, head, opts, cat)
   if size == 0 then return nil, file_error(("file: %s is empty"):format(name)) end
   local kind, mime = core.sniff(head)
@@ -53,15 +54,21 @@ local function judge(name, size, head, opts, cat)
     return nil, file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
       { field = "kind", expected = opts.kind, got = kind })
   end
+  if type(cat) == "function" then
+    local cerr
+    cat, cerr = cat()
+    if not cat then return nil, nil, cerr end
+  end
   local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
   if not ok then return nil, nil, lerr end
-  return kind, mime
+  return kind, mime, cat
 end
 
 --- Everything known about a file before a byte is sent. `source` is a path
 -- or {data = bytes, name = "x.png"}; opts: name (for a path), kind (asked),
 -- model (its limits apply); cat the compiled catalog whose limits apply
--- (default the snapshot rivya ships). Returns info {source, name, size,
+-- (default the snapshot rivya ships), or a function giving it (cat | nil,
+-- err), called only once the file passed its local checks. Returns info {source, name, size,
 -- kind, mime} | nil, err. Misuse raises at the caller of the function
 -- calling this one. A path's info also has its mtime (the ledger's) and the
 -- file opened once (info.file, core.open_upload): the upload that sends it
@@ -94,11 +101,12 @@ function refs.inspect(source, opts, cat)
   else
     error("rivya: upload expects a path or {data=, name=}, got " .. type(source), 3)
   end
-  local kind, mime, err = judge(name, size, head, opts, cat)
+  local kind, mime, judged = judge(name, size, head, opts, cat)
   if not kind then
     if file then file:close() end
-    return nil, err
+    return nil, judged
   end
+  cat = judged
   return setmetatable({ source = source, name = name, size = size, kind = kind, mime = mime,
     mtime = mtime, model = opts.model, catalog = cat, file = file }, Info)
 end
@@ -130,8 +138,13 @@ function refs.prepare(req, opts)
   local cat = opts.catalog or catalog.snapshot()
   if getmetatable(req) == Prepared then
     if req.catalog == cat then return req end
-    -- prepared against another catalog: judged again against this one
-    return refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat })
+    -- prepared against another catalog: judged again against this one,
+    -- keeping the uploads already attached and the key it was given
+    local again, err = refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat })
+    if not again then return nil, err end
+    for i, file in pairs(req.files) do again.files[i] = file end
+    again.idempotency_key = req.idempotency_key
+    return again
   end
   local items = type(req.params) == "table" and req.params.referenceMediaItems
   local probe, locals = req, {}
