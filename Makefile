@@ -123,7 +123,7 @@ $(SIM_BIN): $(SIM_SRC) $(SIM_SHARED) $(wildcard sim/*.h) src/sha256.h $(BUILD)/s
 # regenerate the embedded sample video (needs xxd); the result is committed
 sim/sample_mp4.c: sim/sample.mp4
 	{ echo '/* sample.mp4 (2 s, 160x90, H.264) embedded: the video rivya-sim serves as results. Made by `make sim/sample_mp4.c`. */'; \
-	  cd sim && xxd -i -n rv_sample_mp4 sample.mp4 | sed 's/^unsigned/const unsigned/'; } > $@
+	  cd sim && xxd -i -n sim_sample_mp4 sample.mp4 | sed 's/^unsigned/const unsigned/'; } > $@
 
 # Install missing Debian packages (idempotent, silent when all are present).
 setup:

@@ -103,7 +103,7 @@ struct rv_transfer {
   long long last_ms;         /* monotonic time of the last byte in or out */
   long long rate_min;        /* bytes a second; 0: off */
   long long window_len;      /* ms */
-  long long window_start;    /* monotonic ms the current window began */
+  long long window_start;    /* monotonic ms the current window began; 0: no answer yet */
   curl_off_t moved;          /* bytes in and out so far */
   curl_off_t window_moved;   /* `moved` when the window began */
   /* progress, read by Lua between steps */

@@ -156,7 +156,7 @@ static void check_stalls(rv_session *S) {
       rv_transfer_abort(T, CURLE_OPERATION_TIMEDOUT);
       continue;
     }
-    if (T->rate_min > 0 && now - T->window_start >= T->window_len) {
+    if (T->rate_min > 0 && T->window_start > 0 && now - T->window_start >= T->window_len) {
       long long want = T->rate_min * T->window_len / 1000;
       if (T->moved - T->window_moved < want) {
         snprintf(T->errbuf, sizeof T->errbuf, "%lld bytes in %lld ms, under the minimum rate of "

@@ -17,6 +17,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   rv_transfer *T = (rv_transfer *)userp;
   size_t len = size * n;
   T->last_ms = rv_now_ms();
+  if (T->rate_min > 0 && T->window_start == 0) {   /* the answer begins: so does the rate check */
+    T->window_start = T->last_ms;
+    T->window_moved = T->moved;
+  }
   T->moved += (curl_off_t)len;
   if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) T->head.len = 0;  /* new response */
   if (T->head.len + len > RV_MAX_HEADER_BYTES) {                   /* absurd headers */
@@ -213,7 +217,7 @@ static int add_authorization(rv_transfer *T, const char *key) {
 /* when the stall or rate check of T is next due (monotonic ms), -1 never */
 long long rv_transfer_next_check(const rv_transfer *T) {
   long long at = T->stall_ms > 0 ? T->last_ms + T->stall_ms : -1;
-  if (T->rate_min > 0 && (at < 0 || T->window_start + T->window_len < at))
+  if (T->rate_min > 0 && T->window_start > 0 && (at < 0 || T->window_start + T->window_len < at))
     at = T->window_start + T->window_len;
   return at;
 }
@@ -299,7 +303,7 @@ int rv_transfer_start(lua_State *L) {
   T->rate_min = (long long)rv_opt_number(L, 2, "min_rate", 0);
   T->window_len = seconds_to_ms(rv_opt_number(L, 2, "rate_window", 0));
   if (T->rate_min <= 0 || T->window_len <= 0) T->rate_min = 0;
-  T->window_start = T->last_ms;
+  T->window_start = 0;   /* from the first byte of the answer: connecting is not a drip */
   maxb = rv_opt_number(L, 2, "max_file", 0);
   T->max_file = maxb >= 1 ? (maxb < 9.2e18 ? (curl_off_t)maxb : (curl_off_t)9200000000000000000.0) : 0;
   T->media = rv_opt_bool(L, 2, "media");

@@ -339,7 +339,7 @@ function Client:_exchange(spec, o, deadline)
       end
       -- a DELETE may answer 204 or 200 without a body
       if o.empty_ok and (body == nil or body == "") then close_transfer(t) return {} end
-      local v = json.decode(body)
+      local v = json.decode_object(body)
       if type(v) == "table" then close_transfer(t) return v end
       local headers = t:headers()
       close_transfer(t)
