@@ -191,6 +191,7 @@ const char *rv_media_verify(rv_media_reader read, void *ctx, unsigned long long 
 /* local files for uploads (file.c) */
 int rv_file_open(lua_State *L);      /* pushes core.stat, core.read_head */
 int rv_tidy_open(lua_State *L);      /* pushes core.json_tidy (tidy.c) */
+int rv_term_open(lua_State *L);      /* pushes core.isatty, core.term_size (term.c) */
 
 /* durable state (db.c): pushes core.db_open (SQLite), core.lock, core.sha256_file */
 int rv_db_open(lua_State *L);
