@@ -547,6 +547,7 @@ local function run_jobs(ctx, a, jobs, o)
       local done, err = (compat.yield_in_pcall and pcall or function(f, ...) return true, f(...) end)(run_one, job)
       if not done then
         if type(err) == "string" and err:find("interrupted!", 1, true) then error(err, 0) end
+        if errors.is(err) and err.code == "interrupted" then error(err, 0) end   -- SIGINT, SIGTERM
         -- a raise inside a job is a bug or an I/O failure (the ledger)
         if not job.status then
           finish(job, { status = "error", error = errors.is(err) and err or errors.new("internal", tostring(err)) })
