@@ -5,6 +5,8 @@
 -- and one call after the other: rivya outside gather against curl without --parallel.
 -- CPU is user + sys of each whole process (GNU time), start-up included; the
 -- runs alternate (rivya, curl, rivya, curl, ...) RUNS times and the median counts.
+-- With BENCH_CALLGRIND=1 each command also runs once under callgrind: its
+-- instruction count (user space only) is stable on a shared, loaded machine.
 --   lua5.4 bench/request_cost.lua   (BENCH_N=2000 for a short run)
 local helper = require "helper"
 local cjson = require "cjson"
@@ -42,6 +44,15 @@ local function timed(cmd, sim, dir)
   local requests = sim:ledger().requests - before
   assert(requests == N, ("%d requests instead of %d: %s"):format(requests, N, out))
   return { cpu = tonumber(user) + tonumber(sys), wall = tonumber(wall) }
+end
+
+-- instructions of one whole process under callgrind
+local function instructions(cmd, sim, dir)
+  local before = sim:ledger().requests
+  local out, ok = sh(("valgrind --tool=callgrind --callgrind-out-file=%s %s"):format(q(dir .. "/cg.out"), cmd))
+  assert(ok, out)
+  assert(sim:ledger().requests - before == N, "callgrind run: wrong request count")
+  return tonumber((assert(out:match("Collected : (%d+)"), out)))
 end
 
 local function median(list, field)
@@ -83,7 +94,11 @@ for _, p in ipairs(pairs_) do
     r[i] = timed(p.rivya, sim, dir)
     c[i] = timed(p.curl, sim, dir)
   end
-  rows[#rows + 1] = { p = p, rivya = r, curl = c }
+  local row = { p = p, rivya = r, curl = c }
+  if os.getenv("BENCH_CALLGRIND") then
+    row.rivya_ir, row.curl_ir = instructions(p.rivya, sim, dir), instructions(p.curl, sim, dir)
+  end
+  rows[#rows + 1] = row
 end
 sim:stop()
 helper.rmrf(dir)
@@ -93,11 +108,12 @@ local function add(s) out[#out + 1] = s end
 add(("### Request cost (%s)"):format(machine()))
 add("")
 add(("%d GETs of one task against rivya-sim on loopback; CPU = user + sys of the whole process, "
-  .. "median of %d alternating runs; %s."):format(N, RUNS, _VERSION))
+  .. "median of %d alternating runs; %s; instructions: callgrind, one run each, user space."):format(N, RUNS,
+  _VERSION))
 add("")
 add("| measure | rivya µs CPU / request | curl µs CPU / request | rivya / curl | goal "
-  .. "| rivya runs (CPU s) | curl runs (CPU s) |")
-add("|---|---|---|---|---|---|---|")
+  .. "| rivya runs (CPU s) | curl runs (CPU s) | instructions / request: rivya, curl, ratio |")
+add("|---|---|---|---|---|---|---|---|")
 local results = {}
 for _, row in ipairs(rows) do
   local rc, cc = median(row.rivya, "cpu"), median(row.curl, "cpu")
@@ -106,9 +122,12 @@ for _, row in ipairs(rows) do
     for i, x in ipairs(runs) do t[i] = ("%.2f"):format(x.cpu) end
     return table.concat(t, ", ")
   end
-  add(("| %s (vs %s) | %.1f | %.1f | **%.2f×** | ≤ %.2f× | %s | %s |"):format(row.p.name, row.p.curl_name,
-    1e6 * rc / N, 1e6 * cc / N, rc / cc, row.p.goal, list(row.rivya), list(row.curl)))
-  results[#results + 1] = { name = row.p.name, rivya_us = 1e6 * rc / N, curl_us = 1e6 * cc / N, ratio = rc / cc }
+  local ir = row.rivya_ir and ("%.0fk, %.0fk, **%.2f×**"):format(row.rivya_ir / N / 1000, row.curl_ir / N / 1000,
+    row.rivya_ir / row.curl_ir) or "—"
+  add(("| %s (vs %s) | %.1f | %.1f | **%.2f×** | ≤ %.2f× | %s | %s | %s |"):format(row.p.name, row.p.curl_name,
+    1e6 * rc / N, 1e6 * cc / N, rc / cc, row.p.goal, list(row.rivya), list(row.curl), ir))
+  results[#results + 1] = { name = row.p.name, rivya_us = 1e6 * rc / N, curl_us = 1e6 * cc / N, ratio = rc / cc,
+    rivya_ir = row.rivya_ir, curl_ir = row.curl_ir }
 end
 print(table.concat(out, "\n"))
 if os.getenv("BENCH_JSON") then helper.write_file(os.getenv("BENCH_JSON"), cjson.encode(results)) end

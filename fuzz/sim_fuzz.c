@@ -5,14 +5,14 @@
 ** readers), plus fast direct modes for the pure parsers.
 **
 ** The simulator runs in this process exactly as rivya-sim builds it
-** (rv_state_new, rv_http_start on 127.0.0.1, port 0: every sim file but
+** (sim_state_new, sim_http_start on 127.0.0.1, port 0: every sim file but
 ** main.c is linked unchanged); each input is written to a fresh TCP
 ** connection and the answer read to the end. The state is cleared after
 ** each input, so inputs do not depend on each other.
 **
 ** Input, by its first bytes:
 **   "J" + JSON           the body of POST /api/v1/generations, straight
-**                        into rv_validate_generation_locked
+**                        into sim_validate_generation_locked
 **   "M" + bytes          the start of an uploaded file: sim_sniff,
 **                        sim_mp4_duration, sim_webm_duration
 **   "C" + HTTP request   sent to the CDN listener
@@ -41,9 +41,9 @@
 /* newer parsers may not be there in every version of upload.c */
 double sim_webm_duration(const unsigned char *p, size_t n) __attribute__((weak));
 
-static rv_options opt;
-static rv_state *state;
-static rv_listener api_l, cdn_l;
+static sim_options opt;
+static sim_state *state;
+static sim_listener api_l, cdn_l;
 static int api_port, cdn_port, verbose;
 static const char *keys[] = {KEY};
 static char scoped_key[] = "rvya_sk_scoped_0000";
@@ -51,14 +51,14 @@ static sim_scoped_key scoped[] = {{scoped_key, SIM_SCOPE_READ}};
 static const char *revoked[] = {"rvya_sk_revoked_0000"};
 static const char *expired[] = {"rvya_sk_expired_0000"};
 
-static int start(rv_listener *l) {
+static int start(sim_listener *l) {
   struct sockaddr_in a;
   struct MHD_Daemon *d;
   const union MHD_DaemonInfo *info;
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  d = rv_http_start(l, (const struct sockaddr *)&a, 0);
+  d = sim_http_start(l, (const struct sockaddr *)&a, 0);
   if (d == NULL) abort();
   info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   if (info == NULL) abort();
@@ -80,11 +80,11 @@ static void setup(void) {
   opt.credits = 1000;
   opt.task_seconds = 0;
   opt.quiet = 1;
-  state = rv_state_new(&opt);
+  state = sim_state_new(&opt);
   if (state == NULL) abort();
   api_l.s = cdn_l.s = state;
-  api_l.which = RV_API;
-  cdn_l.which = RV_CDN;
+  api_l.which = SIM_API;
+  cdn_l.which = SIM_CDN;
   cdn_port = start(&cdn_l);
   snprintf(state->cdn_base, sizeof state->cdn_base, "http://127.0.0.1:%d", cdn_port);
   api_port = start(&api_l);
@@ -178,19 +178,19 @@ static void exchange(int port, const uint8_t *p, size_t n) {
 static void json_mode(const uint8_t *p, size_t n) {
   json_error_t jerr;
   json_t *body = json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-  rv_gen gen;
-  rv_verr verr;
+  sim_gen gen;
+  sim_verr verr;
   if (body == NULL) return;
   memset(&gen, 0, sizeof gen);
-  rv_lock(state);
-  if (rv_validate_generation_locked(state, body, &gen, &verr) == 0) {
+  sim_lock(state);
+  if (sim_validate_generation_locked(state, body, &gen, &verr) == 0) {
     json_decref(gen.params);
     json_decref(gen.warnings);
   } else {
     FZ_CHECK(memchr(verr.field, 0, sizeof verr.field) && memchr(verr.msg, 0, sizeof verr.msg),
              "the error is not NUL-terminated");
   }
-  rv_unlock(state);
+  sim_unlock(state);
   json_decref(body);
 }
 
@@ -221,8 +221,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (mentions_control(data, size)) return 0;
   if (size > 0 && data[0] == 'C') exchange(cdn_port, data + 1, size - 1);
   else exchange(api_port, data, size);
-  rv_lock(state);
-  rv_state_clear_locked(state);
-  rv_unlock(state);
+  sim_lock(state);
+  sim_state_clear_locked(state);
+  sim_unlock(state);
   return 0;
 }

@@ -13,22 +13,22 @@
 
 #include "sim.h"
 
-typedef void (*route_fn)(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+typedef void (*route_fn)(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
 
-static void get_models(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void get_credits(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void post_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void get_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void get_file(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhooks_create(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhooks_list(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhook_get(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhook_patch(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhook_delete(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhook_rotate(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhook_test(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhook_deliveries(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
-static void webhook_events(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+static void get_models(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void get_credits(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void post_generation(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void get_generation(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void get_file(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhooks_create(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhooks_list(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhook_get(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhook_patch(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhook_delete(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhook_rotate(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhook_test(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhook_deliveries(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
+static void webhook_events(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
 
 /* the routes as data; a path with `has_id` takes one more segment, then `suffix` */
 typedef struct route {
@@ -121,7 +121,7 @@ static int method_matches(const route *rt, const char *method) {
 }
 
 /* key_in: the entry of `list` equal to `key`, or NULL */
-static const char *key_in(const rv_keylist *list, const char *key) {
+static const char *key_in(const sim_keylist *list, const char *key) {
   size_t i;
   for (i = 0; i < list->n; i++)
     if (strcmp(list->v[i], key) == 0) return list->v[i];
@@ -133,18 +133,18 @@ static const char *key_in(const rv_keylist *list, const char *key) {
 ** the command line; fills rq->caller, or the early reply with the 401.
 ** Messages never quote the key: logs and bodies must not carry it.
 */
-static int authenticate(rv_req *rq, struct MHD_Connection *c) {
-  const rv_options *o = rq->s->opt;
-  const char *h = rv_header(c, "Authorization");
+static int authenticate(sim_req *rq, struct MHD_Connection *c) {
+  const sim_options *o = rq->s->opt;
+  const char *h = sim_header(c, "Authorization");
   const char *key, *hit;
   size_t i;
   if (!h) {
-    rv_reply_error(rq, &rq->early, 401, "api_key_missing", "Authorization",
+    sim_reply_error(rq, &rq->early, 401, "api_key_missing", "Authorization",
                    "Authorization header missing: send \"Authorization: Bearer <API key>\"");
     return -1;
   }
   if (strncasecmp(h, "Bearer ", 7) != 0) {
-    rv_reply_error(rq, &rq->early, 401, "api_key_invalid", "Authorization",
+    sim_reply_error(rq, &rq->early, 401, "api_key_invalid", "Authorization",
                    "Authorization header must be \"Bearer <API key>\" (scheme Bearer, "
                    "one space, then the key)");
     return -1;
@@ -163,42 +163,42 @@ static int authenticate(rv_req *rq, struct MHD_Connection *c) {
     }
   }
   if (key_in(&o->revoked_keys, key)) {
-    rv_reply_error(rq, &rq->early, 401, "api_key_revoked", "Authorization",
+    sim_reply_error(rq, &rq->early, 401, "api_key_revoked", "Authorization",
                    "this API key has been revoked");
     return -1;
   }
   if (key_in(&o->expired_keys, key)) {
-    rv_reply_error(rq, &rq->early, 401, "api_key_expired", "Authorization",
+    sim_reply_error(rq, &rq->early, 401, "api_key_expired", "Authorization",
                    "this API key has expired");
     return -1;
   }
-  rv_reply_error(rq, &rq->early, 401, "api_key_invalid", "Authorization",
+  sim_reply_error(rq, &rq->early, 401, "api_key_invalid", "Authorization",
                  "the API key is not recognized");
   return -1;
 }
 
 /*
-** rv_api_gate: everything decided from the headers of an API request `rq`
+** sim_api_gate: everything decided from the headers of an API request `rq`
 ** on `c`: 503 when the public API is disabled, auth (except for models),
 ** 404 / 405, and the scope of the POST endpoints. Sets rq->route, or
 ** leaves the error in rq->early.
 */
-void rv_api_gate(rv_req *rq, struct MHD_Connection *c) {
+void sim_api_gate(sim_req *rq, struct MHD_Connection *c) {
   const char *path = rq->path;
   const route *known = NULL;
   size_t i;
   int disabled, hit = -1;
   if (strncmp(path, "/api/v1/", 8) != 0) {
-    rv_reply_error(rq, &rq->early, 404, "not_found", NULL,
+    sim_reply_error(rq, &rq->early, 404, "not_found", NULL,
                    "no such path: %s (the API lives under /api/v1/)", path);
     rq->has_early = 1;
     return;
   }
-  rv_lock(rq->s);
+  sim_lock(rq->s);
   disabled = rq->s->public_api_disabled;
-  rv_unlock(rq->s);
+  sim_unlock(rq->s);
   if (disabled) {
-    rv_reply_error(rq, &rq->early, 503, "public_api_disabled", NULL,
+    sim_reply_error(rq, &rq->early, 503, "public_api_disabled", NULL,
                    "the public API is disabled right now; retry later");
     rq->has_early = 1;
     return;
@@ -216,20 +216,20 @@ void rv_api_gate(rv_req *rq, struct MHD_Connection *c) {
     return;
   }
   if (!known) {
-    rv_reply_error(rq, &rq->early, 404, "not_found", NULL, "no such endpoint: %s %s",
+    sim_reply_error(rq, &rq->early, 404, "not_found", NULL, "no such endpoint: %s %s",
                    rq->method, path);
     rq->has_early = 1;
     return;
   }
   if (hit < 0) {
-    rv_reply_error(rq, &rq->early, 405, "method_not_allowed", NULL,
+    sim_reply_error(rq, &rq->early, 405, "method_not_allowed", NULL,
                    "%s does not take %s; allowed: %s", path, rq->method, known->allow);
     rq->early.allow = known->allow;
     rq->has_early = 1;
     return;
   }
   if (routes[hit].scope && !(rq->caller.scopes & routes[hit].scope)) {
-    rv_reply_error(rq, &rq->early, 403, "api_scope_denied", NULL,
+    sim_reply_error(rq, &rq->early, 403, "api_scope_denied", NULL,
                    "this API key lacks the scope %s, which %s %s needs",
                    sim_scope_name(routes[hit].scope), rq->method, path);
     rq->has_early = 1;
@@ -238,20 +238,20 @@ void rv_api_gate(rv_req *rq, struct MHD_Connection *c) {
   rq->route = hit;
 }
 
-/* rv_api_takes_body: 1 when the route chosen for `rq` reads a JSON body */
-int rv_api_takes_body(const rv_req *rq) {
+/* sim_api_takes_body: 1 when the route chosen for `rq` reads a JSON body */
+int sim_api_takes_body(const sim_req *rq) {
   return rq->route >= 0 && routes[rq->route].json_body;
 }
 
-/* rv_api_is_upload: 1 when the route chosen for `rq` is the upload */
-int rv_api_is_upload(const rv_req *rq) {
+/* sim_api_is_upload: 1 when the route chosen for `rq` is the upload */
+int sim_api_is_upload(const sim_req *rq) {
   return rq->route >= 0 && routes[rq->route].upload;
 }
 
-/* rv_api_dispatch: run the route the gate chose for `rq` into `r` */
-void rv_api_dispatch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+/* sim_api_dispatch: run the route the gate chose for `rq` into `r` */
+void sim_api_dispatch(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   if (rq->route < 0 || !routes[rq->route].fn) {
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "no handler for %s %s",
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "no handler for %s %s",
                    rq->method, rq->path);
     return;
   }
@@ -261,7 +261,7 @@ void rv_api_dispatch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
 /* ---- endpoints ---------------------------------------------------------- */
 
 /* GET /api/v1/models: the catalog document as loaded (read-only, shared) */
-static void get_models(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void get_models(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   (void)c;
   r->status = 200;
   r->data = (unsigned char *)rq->s->catalog->text;   /* dumped once at load */
@@ -270,40 +270,29 @@ static void get_models(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
 }
 
 /* GET /api/v1/credits: the balance, after any refunds now due */
-static void get_credits(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void get_credits(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   long long credits;
   (void)c;
-  rv_lock(rq->s);
-  rv_tasks_advance_all_locked(rq->s);
+  sim_lock(rq->s);
+  sim_tasks_advance_all_locked(rq->s);
   credits = rq->s->credits;
-  rv_unlock(rq->s);
-  rv_reply_json(r, 200, json_pack("{s:I}", "current_credits", (json_int_t)credits));
+  sim_unlock(rq->s);
+  sim_reply_json(r, 200, json_pack("{s:I}", "current_credits", (json_int_t)credits));
 }
 
-/*
-** check_idem_key: 0 when the Idempotency-Key header `k` (may be NULL) is
-** absent or well-formed: 1..RV_IDEM_KEY_MAX visible ASCII characters.
-*/
-static int check_idem_key(rv_req *rq, rv_reply *r, const char *k) {
-  size_t i, n;
-  if (!k) return 0;
-  n = strlen(k);
-  for (i = 0; i < n; i++)
-    if (k[i] < 0x21 || k[i] > 0x7E) break;
-  if (n == 0 || n > RV_IDEM_KEY_MAX || i < n) {
-    rv_reply_error(rq, r, 400, "validation_failed", "Idempotency-Key",
-                   "Idempotency-Key: expected 1 to %d visible ASCII characters; got %zu "
-                   "bytes%s", RV_IDEM_KEY_MAX, n, i < n ? " including spaces or control bytes" : "");
-    return -1;
-  }
-  return 0;
+/* check_idem_key: 0 when the Idempotency-Key `k` (may be NULL) is absent or valid */
+static int check_idem_key(sim_req *rq, sim_reply *r, const char *k) {
+  char why[160];
+  if (!k || sim_idem_key_check(k, why, sizeof why) == 0) return 0;
+  sim_reply_error(rq, r, 400, "validation_failed", "Idempotency-Key", "%s", why);
+  return -1;
 }
 
 /* find_idem_locked: the task created by `owner` with Idempotency-Key `k` */
-static rv_task *find_idem_locked(rv_state *s, const char *owner, const char *k) {
+static sim_task *find_idem_locked(sim_state *s, const char *owner, const char *k) {
   size_t i;
   for (i = 0; i < s->ntasks; i++) {
-    rv_task *t = s->tasks[i];
+    sim_task *t = s->tasks[i];
     if (t->idem_key && strcmp(t->idem_key, k) == 0 && strcmp(t->owner, owner) == 0)
       return t;
   }
@@ -315,33 +304,33 @@ static rv_task *find_idem_locked(rv_state *s, const char *owner, const char *k) 
 ** create by `rq`: replay, 409, 402, or reserve the price and add the task.
 ** `canon` is the canonical body; `gen` is consumed.
 */
-static void create_locked(rv_req *rq, rv_reply *r, const char *idem, char *canon,
-                          rv_gen *gen) {
-  rv_state *s = rq->s;
-  rv_task *t;
+static void create_locked(sim_req *rq, sim_reply *r, const char *idem, char *canon,
+                          sim_gen *gen) {
+  sim_state *s = rq->s;
+  sim_task *t;
   if (idem && (t = find_idem_locked(s, rq->caller.key, idem)) != NULL) {
     if (strcmp(t->canon, canon) == 0) {
-      rv_task_advance_locked(s, t, 0);
+      sim_task_advance_locked(s, t, 0);
       s->idempotent_replays++;
-      rv_reply_json(r, 201, rv_task_json_locked(s, t));
+      sim_reply_json(r, 201, sim_task_json_locked(s, t));
       r->replayed = 1;
     } else {
-      rv_reply_error(rq, r, 409, "idempotency_conflict", "Idempotency-Key",
+      sim_reply_error(rq, r, 409, "idempotency_conflict", "Idempotency-Key",
                      "Idempotency-Key \"%s\" was already used with a different body "
                      "(task %s); use a new key for a new request", idem, t->id);
     }
     goto out;
   }
   if (s->credits < gen->credits) {
-    rv_reply_error(rq, r, 402, "insufficient_credits", NULL,
+    sim_reply_error(rq, r, 402, "insufficient_credits", NULL,
                    "insufficient credits: this %s run reserves %lld credits, the balance is "
                    "%lld", gen->model->id, gen->credits, s->credits);
     goto out;
   }
-  t = rv_task_add_locked(s);
+  t = sim_task_add_locked(s);
   if (!t || !(t->owner = strdup(rq->caller.key)) || !(t->prompt = strdup(gen->prompt)) ||
       (idem && !(t->idem_key = strdup(idem)))) {
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
     if (t) {
       /* keep the half-made task out of sight: it never reserved credits */
       s->ntasks--;
@@ -359,12 +348,12 @@ static void create_locked(rv_req *rq, rv_reply *r, const char *idem, char *canon
   t->params = gen->params;
   t->warnings = gen->warnings;
   gen->params = gen->warnings = NULL;
-  t->fail = strstr(t->prompt, RV_FAIL_SILENT) ? 2 : strstr(t->prompt, RV_FAIL_MARKER) ? 1 : 0;
+  t->fail = strstr(t->prompt, SIM_FAIL_SILENT) ? 2 : strstr(t->prompt, SIM_FAIL_MARKER) ? 1 : 0;
   s->credits -= t->credits;
   s->charges++;
   s->credits_charged += t->credits;
   s->tasks_created++;
-  rv_reply_json(r, 201, rv_task_json_locked(s, t));
+  sim_reply_json(r, 201, sim_task_json_locked(s, t));
 out:
   free(canon);
   json_decref(gen->params);
@@ -375,61 +364,61 @@ out:
 ** POST /api/v1/generations: a strict check of the wire form (validate.c),
 ** then idempotency, credits, and the new task.
 */
-static void post_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
-  const char *ct = rv_header(c, "Content-Type");
-  const char *idem = rv_header(c, "Idempotency-Key");
+static void post_generation(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
+  const char *ct = sim_header(c, "Content-Type");
+  const char *idem = sim_header(c, "Idempotency-Key");
   json_error_t jerr;
   json_t *body;
-  rv_gen gen;
-  rv_verr verr;
+  sim_gen gen;
+  sim_verr verr;
   char *canon;
-  if (!rv_media_type_is(ct, "application/json")) {
-    rv_reply_error(rq, r, 400, "validation_failed", "Content-Type",
+  if (!sim_media_type_is(ct, "application/json")) {
+    sim_reply_error(rq, r, 400, "validation_failed", "Content-Type",
                    "Content-Type: expected application/json; got %s%s%s",
                    ct ? "\"" : "", ct ? ct : "none", ct ? "\"" : "");
     return;
   }
   if (check_idem_key(rq, r, idem) != 0) return;
   if (!rq->body || rq->body_len == 0) {
-    rv_reply_error(rq, r, 400, "validation_failed", "body",
+    sim_reply_error(rq, r, 400, "validation_failed", "body",
                    "body: expected a JSON object; got an empty body");
     return;
   }
   body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
   if (!body) {
-    rv_reply_error(rq, r, 400, "validation_failed", "body",
+    sim_reply_error(rq, r, 400, "validation_failed", "body",
                    "body: invalid JSON at line %d, column %d: %s", jerr.line,
                    jerr.column, jerr.text);
     return;
   }
-  rv_lock(rq->s);
-  if (rv_validate_generation_locked(rq->s, body, &gen, &verr) != 0) {
-    rv_unlock(rq->s);
-    rv_reply_error(rq, r, 400, "validation_failed", verr.field, "%s", verr.msg);
+  sim_lock(rq->s);
+  if (sim_validate_generation_locked(rq->s, body, &gen, &verr) != 0) {
+    sim_unlock(rq->s);
+    sim_reply_error(rq, r, 400, "validation_failed", verr.field, "%s", verr.msg);
     json_decref(body);
     return;
   }
   canon = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
   if (!canon) {
-    rv_unlock(rq->s);
+    sim_unlock(rq->s);
     json_decref(gen.params);
     json_decref(gen.warnings);
     json_decref(body);
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
     return;
   }
   create_locked(rq, r, idem, canon, &gen);   /* gen.prompt points into body */
-  rv_unlock(rq->s);
+  sim_unlock(rq->s);
   json_decref(body);
 }
 
 /* the id segment of a has_id route's path */
-static const char *path_id(const rv_req *rq) {
+static const char *path_id(const sim_req *rq) {
   return rq->path + strlen(routes[rq->route].path);
 }
 
 /* path_id_copy: the id segment into `buf` (ids have no '/'); "" when too long */
-static const char *path_id_copy(const rv_req *rq, char *buf, size_t size) {
+static const char *path_id_copy(const sim_req *rq, char *buf, size_t size) {
   const char *id = path_id(rq);
   size_t n = strcspn(id, "/");
   if (n >= size) n = 0;
@@ -439,36 +428,36 @@ static const char *path_id_copy(const rv_req *rq, char *buf, size_t size) {
 }
 
 /* GET /api/v1/generations/{id}: the task, moved on by this poll */
-static void get_generation(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void get_generation(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   const char *id = path_id(rq);
-  rv_task *t;
+  sim_task *t;
   (void)c;
-  rv_lock(rq->s);
-  t = rv_task_find_locked(rq->s, id);
+  sim_lock(rq->s);
+  t = sim_task_find_locked(rq->s, id);
   if (!t || strcmp(t->owner, rq->caller.key) != 0) {
-    rv_unlock(rq->s);
-    rv_reply_error(rq, r, 404, "not_found", NULL, "no task %s for this API key", id);
+    sim_unlock(rq->s);
+    sim_reply_error(rq, r, 404, "not_found", NULL, "no task %s for this API key", id);
     return;
   }
-  rv_task_advance_locked(rq->s, t, 1);
-  rv_reply_json(r, 200, rv_task_json_locked(rq->s, t));
-  rv_unlock(rq->s);
+  sim_task_advance_locked(rq->s, t, 1);
+  sim_reply_json(r, 200, sim_task_json_locked(rq->s, t));
+  sim_unlock(rq->s);
 }
 
 /* GET /api/v1/files/{id}: the uploaded file's object */
-static void get_file(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void get_file(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   const char *id = path_id(rq);
-  rv_file *f;
+  sim_file *f;
   (void)c;
-  rv_lock(rq->s);
-  f = rv_file_find_locked(rq->s, id);
+  sim_lock(rq->s);
+  f = sim_file_find_locked(rq->s, id);
   if (!f || strcmp(f->owner, rq->caller.key) != 0) {
-    rv_unlock(rq->s);
-    rv_reply_error(rq, r, 404, "not_found", NULL, "no file %s for this API key", id);
+    sim_unlock(rq->s);
+    sim_reply_error(rq, r, 404, "not_found", NULL, "no file %s for this API key", id);
     return;
   }
-  rv_reply_json(r, 200, rv_file_json(f));
-  rv_unlock(rq->s);
+  sim_reply_json(r, 200, sim_file_json(f));
+  sim_unlock(rq->s);
 }
 
 /* ---- webhooks ------------------------------------------------------------ */
@@ -477,32 +466,32 @@ static void get_file(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
 ** json_body: the request body of `rq` as a JSON object (Content-Type
 ** application/json), or NULL with a 400 in `r`.
 */
-static json_t *json_body(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
-  const char *ct = rv_header(c, "Content-Type");
+static json_t *json_body(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
+  const char *ct = sim_header(c, "Content-Type");
   json_error_t jerr;
   json_t *body;
   char got[128];
-  if (!rv_media_type_is(ct, "application/json")) {
-    rv_reply_error(rq, r, 400, "validation_failed", "Content-Type",
+  if (!sim_media_type_is(ct, "application/json")) {
+    sim_reply_error(rq, r, 400, "validation_failed", "Content-Type",
                    "Content-Type: expected application/json; got %s%s%s",
                    ct ? "\"" : "", ct ? ct : "none", ct ? "\"" : "");
     return NULL;
   }
   if (!rq->body || rq->body_len == 0) {
-    rv_reply_error(rq, r, 400, "validation_failed", "body",
+    sim_reply_error(rq, r, 400, "validation_failed", "body",
                    "body: expected a JSON object; got an empty body");
     return NULL;
   }
   body = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
   if (!body) {
-    rv_reply_error(rq, r, 400, "validation_failed", "body",
+    sim_reply_error(rq, r, 400, "validation_failed", "body",
                    "body: invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
                    jerr.text);
     return NULL;
   }
   if (!json_is_object(body)) {
     sim_describe(body, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected a JSON object; "
+    sim_reply_error(rq, r, 400, "validation_failed", "body", "body: expected a JSON object; "
                    "got %s", got);
     json_decref(body);
     return NULL;
@@ -516,7 +505,7 @@ static json_t *json_body(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
 ** rules: webhook_url_rejected), event_types (known types, no repeats),
 ** status (PATCH: "active" | "disabled"). 0, or -1 with the error in `r`.
 */
-static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int creating) {
+static int check_webhook_fields(sim_req *rq, sim_reply *r, const json_t *b, int creating) {
   static const char *const create_keys[] = { "name", "url", "event_types", NULL };
   static const char *const patch_keys[] = { "name", "url", "event_types", "status", NULL };
   const char *k, *st;
@@ -524,40 +513,40 @@ static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int cr
   char got[128], why[256];
   long n;
   json_object_foreach((json_t *)b, k, v) {
-    if (!rv_listed(creating ? create_keys : patch_keys, k)) {
-      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown field; allowed: %s", k,
+    if (!sim_listed(creating ? create_keys : patch_keys, k)) {
+      sim_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown field; allowed: %s", k,
                      creating ? "name, url, event_types" : "name, url, event_types, status");
       return -1;
     }
   }
   if ((v = json_object_get(b, "name")) && !json_is_null(v)) {
-    n = json_is_string(v) ? rv_utf8_count(json_string_value(v), json_string_length(v)) : -1;
+    n = json_is_string(v) ? sim_utf8_count(json_string_value(v), json_string_length(v)) : -1;
     if (n < 1 || n > 100) {
       sim_describe(v, got, sizeof got);
-      rv_reply_error(rq, r, 400, "validation_failed", "name", "name: expected a string of 1 "
+      sim_reply_error(rq, r, 400, "validation_failed", "name", "name: expected a string of 1 "
                      "to 100 characters; got %s", got);
       return -1;
     }
   }
   v = json_object_get(b, "url");
   if (creating && !v) {
-    rv_reply_error(rq, r, 400, "validation_failed", "url", "url: required, the https:// URL "
+    sim_reply_error(rq, r, 400, "validation_failed", "url", "url: required, the https:// URL "
                    "that receives the events");
     return -1;
   }
   if (v && !json_is_string(v)) {
     sim_describe(v, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "url", "url: expected a string; got %s", got);
+    sim_reply_error(rq, r, 400, "validation_failed", "url", "url: expected a string; got %s", got);
     return -1;
   }
   if (v && sim_webhook_url_check(json_string_value(v), rq->s->opt->allow_loopback_webhooks,
                                  why, sizeof why) != 0) {
-    rv_reply_error(rq, r, 400, "webhook_url_rejected", "url", "%s", why);
+    sim_reply_error(rq, r, 400, "webhook_url_rejected", "url", "%s", why);
     return -1;
   }
   if ((v = json_object_get(b, "event_types")) && !sim_webhook_types_ok(v)) {
     sim_describe(v, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "event_types", "event_types: expected a "
+    sim_reply_error(rq, r, 400, "validation_failed", "event_types", "event_types: expected a "
                    "non-empty array of distinct event types, each \"generation.succeeded\" or "
                    "\"generation.failed\"; got %s", got);
     return -1;
@@ -565,7 +554,7 @@ static int check_webhook_fields(rv_req *rq, rv_reply *r, const json_t *b, int cr
   if ((v = json_object_get(b, "status")) &&
       (!(st = json_string_value(v)) || (strcmp(st, "active") != 0 && strcmp(st, "disabled") != 0))) {
     sim_describe(v, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "status", "status: expected \"active\" or "
+    sim_reply_error(rq, r, 400, "validation_failed", "status", "status: expected \"active\" or "
                    "\"disabled\"; got %s", got);
     return -1;
   }
@@ -593,16 +582,16 @@ static int apply_webhook_fields(sim_webhook *w, const json_t *b) {
   }
   if ((v = json_object_get(b, "status"))) {
     int off = strcmp(json_string_value(v), "disabled") == 0;
-    if (off && !w->disabled) rv_iso_now(w->disabled_at);
+    if (off && !w->disabled) sim_iso_now(w->disabled_at);
     if (!off) w->disabled_at[0] = '\0';
     w->disabled = off;
   }
-  rv_iso_now(w->updated_at);
+  sim_iso_now(w->updated_at);
   return 0;
 }
 
 /* POST /api/v1/webhooks: a new endpoint; the signing secret shown this once */
-static void webhooks_create(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhooks_create(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   json_t *b = json_body(rq, c, r);
   sim_webhook *w;
   if (!b) return;
@@ -613,63 +602,63 @@ static void webhooks_create(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
   if (!json_object_get(b, "event_types"))
     json_object_set_new(b, "event_types", json_pack("[s,s]", "generation.succeeded",
                                                      "generation.failed"));
-  rv_lock(rq->s);
+  sim_lock(rq->s);
   w = sim_webhook_add_locked(rq->s, rq->caller.key);
   if (!w || apply_webhook_fields(w, b) != 0) {
     if (w) sim_webhook_remove_locked(rq->s, w);
-    rv_unlock(rq->s);
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    sim_unlock(rq->s);
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
     json_decref(b);
     return;
   }
   memcpy(w->updated_at, w->created_at, sizeof w->updated_at);
-  rv_reply_json(r, 201, sim_webhook_json(w, 1));
-  rv_unlock(rq->s);
+  sim_reply_json(r, 201, sim_webhook_json(w, 1));
+  sim_unlock(rq->s);
   json_decref(b);
 }
 
 /* GET /api/v1/webhooks: this key's endpoints, oldest first, without secrets */
-static void webhooks_list(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhooks_list(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   json_t *data = json_array();
   size_t i;
   (void)c;
-  rv_lock(rq->s);
+  sim_lock(rq->s);
   for (i = 0; i < rq->s->nwebhooks; i++)
     if (strcmp(rq->s->webhooks[i]->owner, rq->caller.key) == 0)
       json_array_append_new(data, sim_webhook_json(rq->s->webhooks[i], 0));
-  rv_unlock(rq->s);
-  rv_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+  sim_unlock(rq->s);
+  sim_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
 /*
 ** webhook_locked: lock the state and find the endpoint of the path for
 ** this key; NULL (unlocked) with a 404 in `r` when there is none.
 */
-static sim_webhook *webhook_locked(rv_req *rq, rv_reply *r) {
+static sim_webhook *webhook_locked(sim_req *rq, sim_reply *r) {
   char id[48];
   sim_webhook *w;
   path_id_copy(rq, id, sizeof id);
-  rv_lock(rq->s);
+  sim_lock(rq->s);
   w = sim_webhook_find_locked(rq->s, rq->caller.key, id);
   if (!w) {
-    rv_unlock(rq->s);
-    rv_reply_error(rq, r, 404, "not_found", NULL, "no webhook endpoint %s for this API key",
+    sim_unlock(rq->s);
+    sim_reply_error(rq, r, 404, "not_found", NULL, "no webhook endpoint %s for this API key",
                    id);
   }
   return w;
 }
 
 /* GET /api/v1/webhooks/{id} */
-static void webhook_get(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhook_get(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   sim_webhook *w = webhook_locked(rq, r);
   (void)c;
   if (!w) return;
-  rv_reply_json(r, 200, sim_webhook_json(w, 0));
-  rv_unlock(rq->s);
+  sim_reply_json(r, 200, sim_webhook_json(w, 0));
+  sim_unlock(rq->s);
 }
 
 /* PATCH /api/v1/webhooks/{id}: name, url, event_types, status */
-static void webhook_patch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhook_patch(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   json_t *b = json_body(rq, c, r);
   sim_webhook *w;
   if (!b) return;
@@ -678,62 +667,62 @@ static void webhook_patch(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
     return;
   }
   if (apply_webhook_fields(w, b) != 0)
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
   else
-    rv_reply_json(r, 200, sim_webhook_json(w, 0));
-  rv_unlock(rq->s);
+    sim_reply_json(r, 200, sim_webhook_json(w, 0));
+  sim_unlock(rq->s);
   json_decref(b);
 }
 
 /* DELETE /api/v1/webhooks/{id}: gone, with its pending deliveries */
-static void webhook_delete(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhook_delete(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   sim_webhook *w = webhook_locked(rq, r);
   json_t *o;
   (void)c;
   if (!w) return;
   o = json_pack("{s:s,s:s,s:b}", "id", w->id, "object", "webhook_endpoint", "deleted", 1);
   sim_webhook_remove_locked(rq->s, w);
-  rv_unlock(rq->s);
-  rv_reply_json(r, 200, o);
+  sim_unlock(rq->s);
+  sim_reply_json(r, 200, o);
 }
 
 /* POST /api/v1/webhooks/{id}/rotate-secret: a new secret, shown this once */
-static void webhook_rotate(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhook_rotate(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   sim_webhook *w = webhook_locked(rq, r);
   (void)c;
   if (!w) return;
   sim_webhook_new_secret_locked(rq->s, w);
-  rv_iso_now(w->updated_at);
-  rv_reply_json(r, 200, sim_webhook_json(w, 1));
-  rv_unlock(rq->s);
+  sim_iso_now(w->updated_at);
+  sim_reply_json(r, 200, sim_webhook_json(w, 1));
+  sim_unlock(rq->s);
 }
 
 /* POST /api/v1/webhooks/{id}/test: a webhook.test event; 202 with its pending delivery */
-static void webhook_test(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhook_test(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   sim_webhook *w = webhook_locked(rq, r);
   sim_delivery *d;
   (void)c;
   if (!w) return;
   d = sim_webhook_test_locked(rq->s, w);
-  if (d) rv_reply_json(r, 202, sim_delivery_json(d));
-  else rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
-  rv_unlock(rq->s);
+  if (d) sim_reply_json(r, 202, sim_delivery_json(d));
+  else sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+  sim_unlock(rq->s);
 }
 
 /* GET /api/v1/webhooks/{id}/deliveries: every attempt, newest first */
-static void webhook_deliveries(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhook_deliveries(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   sim_webhook *w = webhook_locked(rq, r);
   (void)c;
   if (!w) return;
-  rv_reply_json(r, 200, sim_webhook_deliveries_json_locked(rq->s, w->id));
-  rv_unlock(rq->s);
+  sim_reply_json(r, 200, sim_webhook_deliveries_json_locked(rq->s, w->id));
+  sim_unlock(rq->s);
 }
 
 /* GET /api/v1/webhook-events: this key's events, newest first */
-static void webhook_events(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void webhook_events(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   (void)c;
-  rv_lock(rq->s);
-  rv_tasks_advance_all_locked(rq->s);
-  rv_reply_json(r, 200, sim_webhook_events_json_locked(rq->s, rq->caller.key));
-  rv_unlock(rq->s);
+  sim_lock(rq->s);
+  sim_tasks_advance_all_locked(rq->s);
+  sim_reply_json(r, 200, sim_webhook_events_json_locked(rq->s, rq->caller.key));
+  sim_unlock(rq->s);
 }

@@ -33,9 +33,9 @@ static const struct {
   long long max_bytes;
   const char *const *mimes;
 } default_rules[] = {
-  { "image", 10 * RV_MB, image_mimes },
-  { "video", 50 * RV_MB, video_mimes },
-  { "audio", 10 * RV_MB, audio_mimes },
+  { "image", 10 * SIM_MB, image_mimes },
+  { "video", 50 * SIM_MB, video_mimes },
+  { "audio", 10 * SIM_MB, audio_mimes },
 };
 #define NDEFAULT (sizeof default_rules / sizeof default_rules[0])
 
@@ -237,7 +237,7 @@ sim_catalog *sim_catalog_load(const char *path, char *err, size_t size) {
     bad(err, size, "cannot read %s: %s", path, strerror(errno));
     return NULL;
   }
-  if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > 16 * RV_MB ||
+  if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > 16 * SIM_MB ||
       fseek(f, 0, SEEK_SET) != 0) {
     fclose(f);
     bad(err, size, "%s: not a regular file of at most 16 MB", path);
@@ -291,7 +291,7 @@ const json_t *sim_model_param(const sim_model *m, const char *key) {
 */
 long long sim_model_credits(const sim_model *m, const char *prompt) {
   if (strcmp(m->billing_type, "PER_1K_CHARACTERS") == 0) {
-    long n = rv_utf8_count(prompt, strlen(prompt));
+    long n = sim_utf8_count(prompt, strlen(prompt));
     long units = n > 0 ? (n + 999) / 1000 : 1;
     return m->base_credits * units;
   }
@@ -385,10 +385,10 @@ const char *sim_model_ids(const sim_catalog *c, int callable, char *buf, size_t 
 }
 
 /*
-** rv_listed: 1 when `s` is in the NULL-terminated string list `list`
+** sim_listed: 1 when `s` is in the NULL-terminated string list `list`
 ** (allowed keys, fault kinds, form kinds).
 */
-int rv_listed(const char *const *list, const char *s) {
+int sim_listed(const char *const *list, const char *s) {
   for (; *list; list++)
     if (strcmp(*list, s) == 0) return 1;
   return 0;

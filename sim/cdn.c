@@ -12,10 +12,10 @@
 ** serve_result: GET /videos/<id>.mp4, /images/<id>.png, /audio/<id>.mp3
 ** or .wav: the result of a succeeded task (`dir` is the folder asked).
 */
-static void serve_result(rv_req *rq, const char *dir, const char *rest, rv_reply *r) {
+static void serve_result(sim_req *rq, const char *dir, const char *rest, sim_reply *r) {
   const char *dot = strrchr(rest, '.');
   char id[64];
-  rv_task *t;
+  sim_task *t;
   int ok = 0, is_static = 0;
   unsigned char *data = NULL;
   size_t len = 0;
@@ -23,16 +23,16 @@ static void serve_result(rv_req *rq, const char *dir, const char *rest, rv_reply
   if (dot && (size_t)(dot - rest) < sizeof id) {
     memcpy(id, rest, (size_t)(dot - rest));
     id[dot - rest] = '\0';
-    rv_lock(rq->s);
-    t = rv_task_find_locked(rq->s, id);
-    if (t) rv_task_advance_locked(rq->s, t, 0);
-    ok = t && t->status == RV_SUCCEEDED && strcmp(t->ext, dot + 1) == 0 &&
+    sim_lock(rq->s);
+    t = sim_task_find_locked(rq->s, id);
+    if (t) sim_task_advance_locked(rq->s, t, 0);
+    ok = t && t->status == SIM_SUCCEEDED && strcmp(t->ext, dot + 1) == 0 &&
          strcmp(sim_result_dir(t->ext), dir) == 0 &&
          sim_result_media(t, &data, &len, &is_static, &mime) == 0;
-    rv_unlock(rq->s);
+    sim_unlock(rq->s);
   }
   if (!ok) {
-    rv_reply_error(rq, r, 404, "not_found", NULL, "no result at %s (the task is unknown or "
+    sim_reply_error(rq, r, 404, "not_found", NULL, "no result at %s (the task is unknown or "
                    "has not succeeded)", rq->path);
     return;
   }
@@ -47,35 +47,35 @@ static void serve_result(rv_req *rq, const char *dir, const char *rest, rv_reply
 ** serve_file: GET /files/<id>/<name>, the uploaded bytes (copied: a reset
 ** may free the stored ones while the response is still going out).
 */
-static void serve_file(rv_req *rq, const char *rest, rv_reply *r) {
+static void serve_file(sim_req *rq, const char *rest, sim_reply *r) {
   const char *slash = strchr(rest, '/');
   char id[64];
-  rv_file *f;
+  sim_file *f;
   if (slash && (size_t)(slash - rest) < sizeof id) {
     memcpy(id, rest, (size_t)(slash - rest));
     id[slash - rest] = '\0';
-    rv_lock(rq->s);
-    f = rv_file_find_locked(rq->s, id);
+    sim_lock(rq->s);
+    f = sim_file_find_locked(rq->s, id);
     if (f && strcmp(f->name, slash + 1) == 0 && (r->data = malloc(f->size)) != NULL) {
       memcpy(r->data, f->data, f->size);
       r->len = f->size;
       r->status = 200;
       r->content_type = f->mime;   /* static string */
-      rv_unlock(rq->s);
+      sim_unlock(rq->s);
       return;
     }
-    rv_unlock(rq->s);
+    sim_unlock(rq->s);
   }
-  rv_reply_error(rq, r, 404, "not_found", NULL, "no file at %s", rq->path);
+  sim_reply_error(rq, r, 404, "not_found", NULL, "no file at %s", rq->path);
 }
 
 /*
-** rv_cdn: answer request `rq` of the CDN listener into `r`.
+** sim_cdn: answer request `rq` of the CDN listener into `r`.
 */
-void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+void sim_cdn(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   (void)c;
   if (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) {
-    rv_reply_error(rq, r, 405, "method_not_allowed", NULL, "the CDN only serves GET and HEAD");
+    sim_reply_error(rq, r, 405, "method_not_allowed", NULL, "the CDN only serves GET and HEAD");
     r->allow = "GET, HEAD";
     return;
   }
@@ -83,5 +83,5 @@ void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
   else if (strncmp(rq->path, "/images/", 8) == 0) serve_result(rq, "images", rq->path + 8, r);
   else if (strncmp(rq->path, "/audio/", 7) == 0) serve_result(rq, "audio", rq->path + 7, r);
   else if (strncmp(rq->path, "/files/", 7) == 0) serve_file(rq, rq->path + 7, r);
-  else rv_reply_error(rq, r, 404, "not_found", NULL, "no such path on the CDN: %s", rq->path);
+  else sim_reply_error(rq, r, 404, "not_found", NULL, "no such path on the CDN: %s", rq->path);
 }

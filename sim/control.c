@@ -17,22 +17,22 @@
 ** connections / cdn_connections: TCP connections accepted since the reset
 ** on each listener, not counting those that began with a control request.
 */
-static void ledger(rv_req *rq, rv_reply *r) {
-  rv_state *s = rq->s;
+static void ledger(sim_req *rq, sim_reply *r) {
+  sim_state *s = rq->s;
   json_t *tasks = json_array(), *files = json_array(), *o;
   size_t i;
-  rv_lock(s);
-  rv_tasks_advance_all_locked(s);
+  sim_lock(s);
+  sim_tasks_advance_all_locked(s);
   for (i = 0; i < s->ntasks; i++) {
-    const rv_task *t = s->tasks[i];
+    const sim_task *t = s->tasks[i];
     json_t *e = json_pack("{s:s,s:s,s:s,s:s?,s:O}", "id", t->id,
-                          "status", rv_task_status_name(t->status), "prompt", t->prompt,
+                          "status", sim_task_status_name(t->status), "prompt", t->prompt,
                           "idempotency_key", t->idem_key, "params", t->params);
     if (e && t->warnings) json_object_set(e, "warnings", t->warnings);
     json_array_append_new(tasks, e);
   }
   for (i = 0; i < s->nfiles; i++) {
-    const rv_file *f = s->files[i];
+    const sim_file *f = s->files[i];
     json_array_append_new(files, json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "id", f->id,
                                            "name", f->name, "size_bytes", (json_int_t)f->size,
                                            "sha256", f->sha256, "kind", f->kind,
@@ -52,12 +52,12 @@ static void ledger(rv_req *rq, rv_reply *r) {
                 "cdn_connections", (json_int_t)s->cdn_connections,
                 "tasks", tasks, "files_list", files);
   if (o) json_object_set_new(o, "webhook_attempts", json_integer(s->webhook_attempts));
-  rv_unlock(s);
-  rv_reply_json(r, 200, o);
+  sim_unlock(s);
+  sim_reply_json(r, 200, o);
 }
 
 /* config_json_locked: the runtime config as POST /__sim/config answers it */
-static json_t *config_json_locked(rv_state *s) {
+static json_t *config_json_locked(sim_state *s) {
   return json_pack("{s:I,s:f,s:I,s:b,s:f,s:I,s:f}", "credits", (json_int_t)s->credits,
                    "task_seconds", s->task_seconds, "task_polls", (json_int_t)s->task_polls,
                    "public_api_disabled", s->public_api_disabled,
@@ -70,13 +70,13 @@ static json_t *config_json_locked(rv_state *s) {
 ** parse_body: the request body of `rq` as a JSON object (an empty body is
 ** {}), or NULL with a 400 in `r`.
 */
-static json_t *parse_body(rv_req *rq, rv_reply *r) {
+static json_t *parse_body(sim_req *rq, sim_reply *r) {
   json_error_t e;
   json_t *b;
   if (!rq->body || rq->body_len == 0) return json_object();
   b = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
   if (!b) {
-    rv_reply_error(rq, r, 400, "validation_failed", "body",
+    sim_reply_error(rq, r, 400, "validation_failed", "body",
                    "body: invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
     return NULL;
   }
@@ -88,21 +88,21 @@ static json_t *parse_body(rv_req *rq, rv_reply *r) {
 ** task_polls, public_api_disabled (all checked before any is applied);
 ** GET answers the config.
 */
-static void config(rv_req *rq, rv_reply *r, int post) {
-  rv_state *s = rq->s;
+static void config(sim_req *rq, sim_reply *r, int post) {
+  sim_state *s = rq->s;
   json_t *b, *v;
   const char *k;
   char got[128];
   if (!post) {
-    rv_lock(s);
-    rv_reply_json(r, 200, config_json_locked(s));
-    rv_unlock(s);
+    sim_lock(s);
+    sim_reply_json(r, 200, config_json_locked(s));
+    sim_unlock(s);
     return;
   }
   if (!(b = parse_body(rq, r))) return;
   if (!json_is_object(b)) {
     sim_describe(b, got, sizeof got);
-    rv_reply_error(rq, r, 400, "validation_failed", "body", "body: expected an object; got %s",
+    sim_reply_error(rq, r, 400, "validation_failed", "body", "body: expected an object; got %s",
                    got);
     json_decref(b);
     return;
@@ -120,7 +120,7 @@ static void config(rv_req *rq, rv_reply *r, int post) {
     else if (strcmp(k, "webhook_timeout") == 0)
       ok = json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) <= 60;
     else {
-      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown config key; allowed: "
+      sim_reply_error(rq, r, 400, "validation_failed", k, "%s: unknown config key; allowed: "
                      "credits, task_seconds, task_polls, public_api_disabled, "
                      "webhook_retry_seconds, webhook_attempts, webhook_timeout", k);
       json_decref(b);
@@ -128,7 +128,7 @@ static void config(rv_req *rq, rv_reply *r, int post) {
     }
     if (!ok) {
       sim_describe(v, got, sizeof got);
-      rv_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
+      sim_reply_error(rq, r, 400, "validation_failed", k, "%s: expected %s; got %s", k,
                      strcmp(k, "public_api_disabled") == 0 ? "true or false"
                      : strcmp(k, "task_seconds") == 0 ? "a number >= 0"
                      : strcmp(k, "webhook_retry_seconds") == 0 ? "seconds from 0 to 3600"
@@ -140,7 +140,7 @@ static void config(rv_req *rq, rv_reply *r, int post) {
       return;
     }
   }
-  rv_lock(s);
+  sim_lock(s);
   if ((v = json_object_get(b, "credits"))) s->credits = json_integer_value(v);
   if ((v = json_object_get(b, "task_seconds"))) s->task_seconds = json_number_value(v);
   if ((v = json_object_get(b, "task_polls"))) s->task_polls = (long)json_integer_value(v);
@@ -149,8 +149,8 @@ static void config(rv_req *rq, rv_reply *r, int post) {
     s->webhook_retry_seconds = json_number_value(v);
   if ((v = json_object_get(b, "webhook_attempts"))) s->webhook_max_attempts = (long)json_integer_value(v);
   if ((v = json_object_get(b, "webhook_timeout"))) s->webhook_timeout = json_number_value(v);
-  rv_reply_json(r, 200, config_json_locked(s));
-  rv_unlock(s);
+  sim_reply_json(r, 200, config_json_locked(s));
+  sim_unlock(s);
   json_decref(b);
 }
 
@@ -159,24 +159,24 @@ static void config(rv_req *rq, rv_reply *r, int post) {
 ** before any is queued) and answers the number pending; GET lists the
 ** pending ones; DELETE clears them. fault.c parses each object.
 */
-static void faults(rv_req *rq, rv_reply *r, const char *method) {
-  rv_state *s = rq->s;
+static void faults(sim_req *rq, sim_reply *r, const char *method) {
+  sim_state *s = rq->s;
   json_t *b, *list;
   sim_fault **parsed;
   size_t i, n;
   if (strcmp(method, "GET") == 0) {
-    rv_lock(s);
-    rv_reply_json(r, 200, json_pack("{s:o,s:I}", "data", sim_faults_json_locked(s), "pending",
+    sim_lock(s);
+    sim_reply_json(r, 200, json_pack("{s:o,s:I}", "data", sim_faults_json_locked(s), "pending",
                                     (json_int_t)s->nfaults));
-    rv_unlock(s);
+    sim_unlock(s);
     return;
   }
   if (strcmp(method, "DELETE") == 0) {
-    rv_lock(s);
+    sim_lock(s);
     n = s->nfaults;
     sim_faults_clear_locked(s);
-    rv_unlock(s);
-    rv_reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
+    sim_unlock(s);
+    sim_reply_json(r, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
     return;
   }
   if (!(b = parse_body(rq, r))) return;
@@ -185,27 +185,27 @@ static void faults(rv_req *rq, rv_reply *r, const char *method) {
   parsed = calloc(json_array_size(list) + 1, sizeof *parsed);
   if (!parsed) {
     json_decref(list);
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
     return;
   }
   for (i = 0; i < json_array_size(list); i++) {
     char field[64], msg[512];
     if (!(parsed[i] = sim_fault_parse(json_array_get(list, i), field, sizeof field, msg,
                                       sizeof msg))) {
-      rv_reply_error(rq, r, 400, "validation_failed", field, "fault %zu: %s", i, msg);
+      sim_reply_error(rq, r, 400, "validation_failed", field, "fault %zu: %s", i, msg);
       while (i-- > 0) sim_fault_free(parsed[i]);
       free(parsed);
       json_decref(list);
       return;
     }
   }
-  rv_lock(s);
+  sim_lock(s);
   for (i = 0; i < json_array_size(list); i++) sim_faults_add_locked(s, parsed[i]);
   n = s->nfaults;
-  rv_unlock(s);
+  sim_unlock(s);
   free(parsed);
   json_decref(list);
-  rv_reply_json(r, 200, json_pack("{s:I}", "queued", (json_int_t)n));
+  sim_reply_json(r, 200, json_pack("{s:I}", "queued", (json_int_t)n));
 }
 
 /* method_ok: 1 when `method` is one of `allow` (", "-separated) */
@@ -222,9 +222,9 @@ static int method_ok(const char *method, const char *allow) {
 }
 
 /*
-** rv_control: answer the control request `rq` (/__sim/...) into `r`.
+** sim_control: answer the control request `rq` (/__sim/...) into `r`.
 */
-void rv_control(rv_req *rq, rv_reply *r) {
+void sim_control(sim_req *rq, sim_reply *r) {
   static const struct { const char *path, *allow; } eps[] = {
     { "/__sim/ledger", "GET, HEAD" }, { "/__sim/requests", "GET, HEAD" },
     { "/__sim/reset", "POST" }, { "/__sim/config", "GET, HEAD, POST" },
@@ -235,13 +235,13 @@ void rv_control(rv_req *rq, rv_reply *r) {
   for (i = 0; i < sizeof eps / sizeof eps[0]; i++)
     if (strcmp(rq->path, eps[i].path) == 0) break;
   if (i == sizeof eps / sizeof eps[0]) {
-    rv_reply_error(rq, r, 404, "not_found", NULL, "no control endpoint %s; known: "
+    sim_reply_error(rq, r, 404, "not_found", NULL, "no control endpoint %s; known: "
                    "/__sim/ledger, /__sim/requests, /__sim/reset, /__sim/config, "
                    "/__sim/faults", rq->path);
     return;
   }
   if (!method_ok(method, eps[i].allow)) {
-    rv_reply_error(rq, r, 405, "method_not_allowed", NULL, "%s does not take %s; allowed: %s",
+    sim_reply_error(rq, r, 405, "method_not_allowed", NULL, "%s does not take %s; allowed: %s",
                    rq->path, rq->method, eps[i].allow);
     r->allow = eps[i].allow;
     return;
@@ -251,16 +251,16 @@ void rv_control(rv_req *rq, rv_reply *r) {
       ledger(rq, r);
       break;
     case 1:
-      rv_lock(rq->s);
-      rv_reply_json(r, 200, rv_reqlog_json_locked(rq->s));
-      rv_unlock(rq->s);
+      sim_lock(rq->s);
+      sim_reply_json(r, 200, sim_reqlog_json_locked(rq->s));
+      sim_unlock(rq->s);
       break;
     case 2:
-      rv_lock(rq->s);
-      rv_state_clear_locked(rq->s);
-      rv_reply_json(r, 200, json_pack("{s:b,s:o}", "reset", 1, "config",
+      sim_lock(rq->s);
+      sim_state_clear_locked(rq->s);
+      sim_reply_json(r, 200, json_pack("{s:b,s:o}", "reset", 1, "config",
                                       config_json_locked(rq->s)));
-      rv_unlock(rq->s);
+      sim_unlock(rq->s);
       break;
     case 3:
       config(rq, r, strcmp(method, "POST") == 0);

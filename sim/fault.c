@@ -13,7 +13,8 @@
 **   truncate            send half the body, close
 **   invalid_json        a cut JSON body as application/json
 **   wrong_content_type  the real body as text/html
-**   oversized           a 200 body of size bytes (64 MB) of JSON-like filler
+**   oversized           a 200 body of size bytes (64 MB) of JSON-like filler,
+**                       or body/body_base64 (a media header) then filler
 **   drip                the real body one byte every delay_ms (1000)
 **   huge_header         the real answer with one header of size bytes (200 KB)
 **   gzip                Content-Encoding: gzip: the real body compressed, or
@@ -128,14 +129,14 @@ sim_fault *sim_fault_parse(const json_t *o, char *field, size_t fsize, char *msg
   }
   if (!(f = calloc(1, sizeof *f)))
     return bad(NULL, field, fsize, "fault", msg, msize, "out of memory");
-  f->listener = RV_API;
+  f->listener = SIM_API;
   f->times = 1;
   f->delay_ms = -1;
   f->size = -1;
   json_object_foreach((json_t *)o, k, v) {
     int ok = 1;
     json_int_t n = json_integer_value(v);
-    if (!rv_listed(fault_keys, k)) {
+    if (!sim_listed(fault_keys, k)) {
       snprintf(text, sizeof text, "%s: unknown fault key; allowed: listener, method, path, "
                "times, action, status, headers, body, body_base64, content_type, delay_ms, "
                "size, location", k);
@@ -144,7 +145,7 @@ sim_fault *sim_fault_parse(const json_t *o, char *field, size_t fsize, char *msg
     str = json_string_value(v);
     if (strcmp(k, "listener") == 0) {
       ok = str && (strcmp(str, "api") == 0 || strcmp(str, "cdn") == 0);
-      if (ok) f->listener = strcmp(str, "cdn") == 0 ? RV_CDN : RV_API;
+      if (ok) f->listener = strcmp(str, "cdn") == 0 ? SIM_CDN : SIM_API;
     } else if (strcmp(k, "path") == 0) {
       ok = str && str[0] == '/' && (f->path = strdup(str)) != NULL;
     } else if (strcmp(k, "action") == 0) {
@@ -225,7 +226,7 @@ static sim_fault *sim_fault_copy(const sim_fault *f) {
 ** `which`, `method` and `path` (prefix), as an own copy; the pending one
 ** loses one of its `times` and goes when none are left. NULL: no match.
 */
-sim_fault *sim_fault_take_locked(rv_state *s, int which, const char *method, const char *path) {
+sim_fault *sim_fault_take_locked(sim_state *s, int which, const char *method, const char *path) {
   size_t i;
   for (i = 0; i < s->nfaults; i++) {
     sim_fault *f = s->faults[i];
@@ -245,14 +246,14 @@ sim_fault *sim_fault_take_locked(rv_state *s, int which, const char *method, con
 }
 
 /* sim_faults_clear_locked: drop every pending fault of `s` */
-void sim_faults_clear_locked(rv_state *s) {
+void sim_faults_clear_locked(sim_state *s) {
   size_t i;
   for (i = 0; i < s->nfaults; i++) sim_fault_free(s->faults[i]);
   s->nfaults = 0;
 }
 
 /* sim_faults_add_locked: append `f` (taken); -1 when out of memory (f freed) */
-int sim_faults_add_locked(rv_state *s, sim_fault *f) {
+int sim_faults_add_locked(sim_state *s, sim_fault *f) {
   if (s->nfaults == s->cap_faults) {
     size_t ncap = s->cap_faults ? s->cap_faults * 2 : 16;
     sim_fault **nv = realloc(s->faults, ncap * sizeof *nv);
@@ -268,7 +269,7 @@ int sim_faults_add_locked(rv_state *s, sim_fault *f) {
 }
 
 /* sim_faults_json_locked: the pending faults as GET /__sim/faults lists them */
-json_t *sim_faults_json_locked(rv_state *s) {
+json_t *sim_faults_json_locked(sim_state *s) {
   json_t *data = json_array();
   size_t i;
   for (i = 0; i < s->nfaults; i++) json_array_append(data, s->faults[i]->json);
@@ -292,7 +293,7 @@ typedef enum stream_mode { MODE_SLICE, MODE_FILLER, MODE_DRIP, MODE_ZEROS_GZIP }
 
 /* a body served from a callback */
 typedef struct stream {
-  rv_state *s;
+  sim_state *s;
   stream_mode mode;
   unsigned char *data;  /* SLICE, DRIP: the body; NULL for the others */
   int data_static;
@@ -300,15 +301,23 @@ typedef struct stream {
   long delay_ms;        /* SLICE: silence before giving up; DRIP: between bytes */
   z_stream z;           /* ZEROS_GZIP */
   uint64_t fed;         /* ZEROS_GZIP: zero bytes fed so far */
+  size_t prefix_len;    /* FILLER: bytes of data before the filler */
   int z_open, z_done;
 } stream;
 
-/* filler: the oversized body: {"data":"xxxx...x"} of `len` bytes, bytes at `pos` */
+/*
+** filler: the oversized body, bytes at `pos`: {"data":"xxxx...x"} of `len`
+** bytes, or the fault's body (an MP4 box, say) followed by x's to `len`.
+*/
 static void filler(const stream *st, uint64_t pos, char *buf, size_t n) {
   static const char head[] = "{\"data\":\"";
   static const char tail[] = "\"}";
   size_t i;
   memset(buf, 'x', n);
+  if (st->data) {
+    for (i = 0; i < n && pos + i < st->prefix_len; i++) buf[i] = (char)st->data[pos + i];
+    return;
+  }
   if (st->len < sizeof head - 1 + sizeof tail - 1) return;
   for (i = 0; i < n; i++) {
     uint64_t at = pos + i;
@@ -355,8 +364,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     case MODE_DRIP:
       if (pos >= st->len) return MHD_CONTENT_READER_END_OF_STREAM;
       if (pos > 0) {
-        rv_sleep_ms(st->s, st->delay_ms);
-        if (rv_stopping(st->s)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        sim_sleep_ms(st->s, st->delay_ms);
+        if (sim_stopping(st->s)) return MHD_CONTENT_READER_END_WITH_ERROR;
       }
       buf[0] = (char)st->data[pos];
       return 1;
@@ -368,7 +377,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
      a body shorter than declared */
   if (pos >= st->cut) {
     if (st->delay_ms > 0) {
-      rv_sleep_ms(st->s, st->delay_ms);
+      sim_sleep_ms(st->s, st->delay_ms);
       st->delay_ms = 0;
     }
     return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -388,7 +397,7 @@ static void stream_free(void *cls) {
 }
 
 /* stream_new: a stream over `data` (taken), or NULL (data freed) */
-static stream *stream_new(rv_state *s, stream_mode mode, unsigned char *data, int data_static) {
+static stream *stream_new(sim_state *s, stream_mode mode, unsigned char *data, int data_static) {
   stream *st = calloc(1, sizeof *st);
   if (!st) {
     if (data && !data_static) free(data);
@@ -448,7 +457,7 @@ static unsigned char *gzip_buffer(const unsigned char *p, size_t len, size_t *ou
 ** *range gets a Content-Range value for partial (else ""), *gzip is set
 ** when the body is gzip-encoded. NULL when out of memory.
 */
-struct MHD_Response *sim_fault_response(rv_state *s, const sim_fault *f, unsigned char *body,
+struct MHD_Response *sim_fault_response(sim_state *s, const sim_fault *f, unsigned char *body,
                                         size_t len, int body_static, unsigned *status,
                                         const char **ct, char *range, size_t range_size,
                                         int *gzip) {
@@ -472,6 +481,17 @@ struct MHD_Response *sim_fault_response(rv_state *s, const sim_fault *f, unsigne
       *status = 200;
       *ct = "application/json";
       st = stream_new(s, MODE_FILLER, NULL, 1);
+      if (st && f->has_body) {
+        /* the request's fault is freed before MHD is done: the stream keeps its own copy */
+        st->data = malloc(f->body_len ? f->body_len : 1);
+        st->data_static = 0;
+        if (!st->data) {
+          stream_free(st);
+          return NULL;
+        }
+        memcpy(st->data, f->body, f->body_len);
+        st->prefix_len = f->body_len;
+      }
       if (st) st->len = st->cut = size;
       return from_stream(st, size);
     }

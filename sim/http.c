@@ -2,7 +2,7 @@
 ** http.c — one HTTP request through libmicrohttpd: the per-request context,
 ** collecting the body, matching and applying injected faults, building the
 ** MHD response and the one-line stderr log. Routes live in api.c, cdn.c,
-** control.c and upload.c; they fill an rv_reply and never touch MHD
+** control.c and upload.c; they fill an sim_reply and never touch MHD
 ** responses themselves.
 */
 #include <stdarg.h>
@@ -17,24 +17,24 @@
 
 /* ---- small helpers shared by the routes ------------------------------- */
 
-/* rv_header: request header `name` of `c` (case-insensitive), or NULL */
-const char *rv_header(struct MHD_Connection *c, const char *name) {
+/* sim_header: request header `name` of `c` (case-insensitive), or NULL */
+const char *sim_header(struct MHD_Connection *c, const char *name) {
   return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-/* rv_reply_json: make `r` a JSON reply with `status`, taking `body` */
-void rv_reply_json(rv_reply *r, unsigned status, json_t *body) {
+/* sim_reply_json: make `r` a JSON reply with `status`, taking `body` */
+void sim_reply_json(sim_reply *r, unsigned status, json_t *body) {
   json_decref(r->json);
   r->json = body;
   r->status = status;
 }
 
 /*
-** rv_reply_error: make `r` the error reply of request `rq`: `status` and
+** sim_reply_error: make `r` the error reply of request `rq`: `status` and
 ** {"error":{"code","message","requestId"[,"field"]}}, the message from
 ** `fmt`. The request id is the one in the X-Request-Id header.
 */
-void rv_reply_error(rv_req *rq, rv_reply *r, unsigned status,
+void sim_reply_error(sim_req *rq, sim_reply *r, unsigned status,
                     const char *code, const char *field, const char *fmt, ...) {
   char msg[1200];
   char *clean;
@@ -44,16 +44,16 @@ void rv_reply_error(rv_req *rq, rv_reply *r, unsigned status,
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   /* a message cut by vsnprintf may end mid-character: keep it valid UTF-8 */
-  clean = rv_clean_dup(msg);
+  clean = sim_clean_dup(msg);
   err = json_pack("{s:s,s:s,s:s}", "code", code, "message", clean ? clean : code,
                   "requestId", rq->rid);
   free(clean);
   if (err && field) json_object_set_new(err, "field", json_string(field));
-  rv_reply_json(r, status, json_pack("{s:o}", "error", err));
+  sim_reply_json(r, status, json_pack("{s:o}", "error", err));
 }
 
-/* rv_reply_free: release what `r` owns and zero it */
-void rv_reply_free(rv_reply *r) {
+/* sim_reply_free: release what `r` owns and zero it */
+void sim_reply_free(sim_reply *r) {
   json_decref(r->json);
   if (r->data && !r->data_static) free(r->data);
   memset(r, 0, sizeof *r);
@@ -66,32 +66,32 @@ void rv_reply_free(rv_reply *r) {
 ** and `outcome` (a status, or how the connection ended). No header value
 ** is ever part of it.
 */
-static void log_line(const rv_req *rq, const char *outcome) {
+static void log_line(const sim_req *rq, const char *outcome) {
   if (rq->s->opt->quiet) return;
-  fprintf(stderr, "%s %s %s -> %s\n", rq->listener == RV_CDN ? "cdn" : "api",
+  fprintf(stderr, "%s %s %s -> %s\n", rq->listener == SIM_CDN ? "cdn" : "api",
           rq->method ? rq->method : "?", rq->path ? rq->path : "?", outcome);
 }
 
 /* kind_is: 1 when `rq` matched a fault of kind `k` */
-static int kind_is(const rv_req *rq, sim_fault_kind k) {
+static int kind_is(const sim_req *rq, sim_fault_kind k) {
   return rq->fault && rq->fault->kind == k;
 }
 
 /* faults that answer without processing the request */
-static int fault_preempts(const rv_req *rq) {
+static int fault_preempts(const sim_req *rq) {
   return kind_is(rq, SIM_FAULT_RESPOND) || kind_is(rq, SIM_FAULT_DROP) ||
          kind_is(rq, SIM_FAULT_REDIRECT);
 }
 
 /* expects_continue: 1 when the client of `c` waits for 100 Continue */
 static int expects_continue(struct MHD_Connection *c) {
-  const char *e = rv_header(c, "Expect");
+  const char *e = sim_header(c, "Expect");
   return e && strncasecmp(e, "100-continue", 12) == 0;
 }
 
 /* content_length: the Content-Length header as a number, -1 when absent */
 static long long content_length(struct MHD_Connection *c) {
-  const char *v = rv_header(c, "Content-Length");
+  const char *v = sim_header(c, "Content-Length");
   char *end;
   long long n;
   if (!v) return -1;
@@ -103,37 +103,37 @@ static long long content_length(struct MHD_Connection *c) {
 ** req_new: the context of a request to listener `l`, id assigned; NULL
 ** when out of memory.
 */
-static rv_req *req_new(rv_listener *l, const char *url, const char *method) {
-  rv_req *rq = calloc(1, sizeof *rq);
+static sim_req *req_new(sim_listener *l, const char *url, const char *method) {
+  sim_req *rq = calloc(1, sizeof *rq);
   if (!rq) return NULL;
   rq->s = l->s;
   rq->listener = l->which;
   rq->route = -1;
-  rq->method = rv_clean_dup(method);
-  rq->path = rv_clean_dup(url);
+  rq->method = sim_clean_dup(method);
+  rq->path = sim_clean_dup(url);
   if (!rq->method || !rq->path) {
     free(rq->method);
     free(rq->path);
     free(rq);
     return NULL;
   }
-  rq->control = l->which == RV_API &&
+  rq->control = l->which == SIM_API &&
                 (strncmp(url, "/__sim/", 7) == 0 || strcmp(url, "/__sim") == 0);
   memcpy(rq->rid, "req_", 4);
-  rv_lock(rq->s);
-  rv_random_hex_locked(rq->s, rq->rid + 4, 8);
-  rv_unlock(rq->s);
+  sim_lock(rq->s);
+  sim_random_hex_locked(rq->s, rq->rid + 4, 8);
+  sim_unlock(rq->s);
   return rq;
 }
 
 /* req_free: release the request context `rq` and all it owns */
-static void req_free(rv_req *rq) {
+static void req_free(sim_req *rq) {
   free(rq->method);
   free(rq->path);
   sim_fault_free(rq->fault);
-  rv_reply_free(&rq->early);
+  sim_reply_free(&rq->early);
   free(rq->body);
-  if (rq->up) rv_upload_free(rq->up);
+  if (rq->up) sim_upload_free(rq->up);
   free(rq);
 }
 
@@ -142,68 +142,68 @@ static void req_free(rv_req *rq) {
 ** byte: the request log, the CDN Authorization check, fault matching, the
 ** API gate (auth, route) and how the body will be read.
 */
-static void req_begin(rv_req *rq, struct MHD_Connection *c) {
-  rv_state *s = rq->s;
-  const char *auth = rv_header(c, "Authorization");
+static void req_begin(sim_req *rq, struct MHD_Connection *c) {
+  sim_state *s = rq->s;
+  const char *auth = sim_header(c, "Authorization");
   long long clen = content_length(c);
   if (!rq->control) {
-    rv_reqlog e;
+    sim_reqlog e;
     memset(&e, 0, sizeof e);
     e.listener = rq->listener;
-    e.method = rv_clean_dup(rq->method);
-    e.path = rv_clean_dup(rq->path);
-    e.user_agent = rv_clean_dup(rv_header(c, "User-Agent"));
-    e.idem_key = rv_clean_dup(rv_header(c, "Idempotency-Key"));
-    e.content_type = rv_clean_dup(rv_header(c, "Content-Type"));
+    e.method = sim_clean_dup(rq->method);
+    e.path = sim_clean_dup(rq->path);
+    e.user_agent = sim_clean_dup(sim_header(c, "User-Agent"));
+    e.idem_key = sim_clean_dup(sim_header(c, "Idempotency-Key"));
+    e.content_type = sim_clean_dup(sim_header(c, "Content-Type"));
     e.auth = auth != NULL;
     e.content_length = clen;
-    rv_lock(s);
+    sim_lock(s);
     s->requests++;
-    if (rq->listener == RV_CDN && auth) s->cdn_auth_violations++;
-    rv_reqlog_add_locked(s, &e);
+    if (rq->listener == SIM_CDN && auth) s->cdn_auth_violations++;
+    sim_reqlog_add_locked(s, &e);
     rq->fault = sim_fault_take_locked(s, rq->listener, rq->method, rq->path);
-    rv_unlock(s);
+    sim_unlock(s);
     /* the value never reaches the log: a leaked key is the bug to catch */
-    if (rq->listener == RV_CDN && auth)
+    if (rq->listener == SIM_CDN && auth)
       fprintf(stderr, "ERROR cdn request carried Authorization (%s %s)\n",
               rq->method, rq->path);
   }
   if (fault_preempts(rq)) return;   /* body read and discarded */
-  if (rq->listener == RV_API && !rq->control) rv_api_gate(rq, c);
+  if (rq->listener == SIM_API && !rq->control) sim_api_gate(rq, c);
   if (rq->has_early) return;
-  if (rq->control || (rq->listener == RV_API && rv_api_takes_body(rq))) {
+  if (rq->control || (rq->listener == SIM_API && sim_api_takes_body(rq))) {
     rq->wants_json = 1;
-    if (clen > RV_JSON_BODY_MAX) {
-      rv_reply_error(rq, &rq->early, 413, "payload_too_large", "body",
+    if (clen > SIM_JSON_BODY_MAX) {
+      sim_reply_error(rq, &rq->early, 413, "payload_too_large", "body",
                      "body: at most %lld bytes accepted here; Content-Length is %lld",
-                     (long long)RV_JSON_BODY_MAX, clen);
+                     (long long)SIM_JSON_BODY_MAX, clen);
       rq->has_early = 1;
     }
-  } else if (rq->listener == RV_API && rv_api_is_upload(rq)) {
-    if (clen > RV_UPLOAD_BODY_MAX) {
-      rv_reply_error(rq, &rq->early, 413, "payload_too_large", "file",
+  } else if (rq->listener == SIM_API && sim_api_is_upload(rq)) {
+    if (clen > SIM_UPLOAD_BODY_MAX) {
+      sim_reply_error(rq, &rq->early, 413, "payload_too_large", "file",
                      "body: at most %lld bytes accepted for an upload; "
-                     "Content-Length is %lld", (long long)RV_UPLOAD_BODY_MAX, clen);
+                     "Content-Length is %lld", (long long)SIM_UPLOAD_BODY_MAX, clen);
       rq->has_early = 1;
       return;
     }
-    rq->up = rv_upload_new(rq, c);
+    rq->up = sim_upload_new(rq, c);
   }
 }
 
 /*
 ** req_feed: take `size` body bytes at `data`. JSON bodies are kept up to
-** RV_JSON_BODY_MAX; past it they are dropped and the request ends in 413.
+** SIM_JSON_BODY_MAX; past it they are dropped and the request ends in 413.
 ** Bodies nobody reads are drained, so the client sees a clean answer.
 */
-static void req_feed(rv_req *rq, const char *data, size_t size) {
+static void req_feed(sim_req *rq, const char *data, size_t size) {
   rq->body_seen += (long long)size;
   if (rq->up) {
-    rv_upload_feed(rq->up, data, size);
+    sim_upload_feed(rq->up, data, size);
     return;
   }
   if (!rq->wants_json || rq->body_over || rq->has_early) return;
-  if (rq->body_len + size > (size_t)RV_JSON_BODY_MAX) {
+  if (rq->body_len + size > (size_t)SIM_JSON_BODY_MAX) {
     rq->body_over = 1;
     free(rq->body);
     rq->body = NULL;
@@ -230,7 +230,7 @@ static void req_feed(rv_req *rq, const char *data, size_t size) {
 /* ---- responses --------------------------------------------------------- */
 
 /* add_header: set `name` on `resp` unless the fault brings its own */
-static void add_header(const rv_req *rq, struct MHD_Response *resp,
+static void add_header(const sim_req *rq, struct MHD_Response *resp,
                        const char *name, const char *value) {
   if (value && !sim_fault_header(rq->fault, name)) MHD_add_response_header(resp, name, value);
 }
@@ -239,7 +239,7 @@ static void add_header(const rv_req *rq, struct MHD_Response *resp,
 ** send_reply: queue `r` (consumed) as the answer to `rq` on `c`, the body
 ** shaped by the matched fault (fault.c), and write the log line.
 */
-static enum MHD_Result send_reply(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static enum MHD_Result send_reply(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   struct MHD_Response *resp;
   enum MHD_Result ret;
   unsigned char *body;
@@ -273,7 +273,7 @@ static enum MHD_Result send_reply(rv_req *rq, struct MHD_Connection *c, rv_reply
     resp = NULL;
   }
   if (!resp) {
-    rv_reply_free(r);
+    sim_reply_free(r);
     log_line(rq, "dropped (out of memory)");
     return MHD_NO;
   }
@@ -295,7 +295,7 @@ static enum MHD_Result send_reply(rv_req *rq, struct MHD_Connection *c, rv_reply
   MHD_destroy_response(resp);
   snprintf(outcome, sizeof outcome, "%u%s%s", status, kind ? " fault " : "", kind ? kind : "");
   log_line(rq, outcome);
-  rv_reply_free(r);
+  sim_reply_free(r);
   return ret;
 }
 
@@ -304,7 +304,7 @@ static enum MHD_Result send_reply(rv_req *rq, struct MHD_Connection *c, rv_reply
 ** the fault's status, body and content type, or defaults (500 and a JSON
 ** error body; 302 for a redirect).
 */
-static void fault_reply(rv_req *rq, rv_reply *r, int redirect) {
+static void fault_reply(sim_req *rq, sim_reply *r, int redirect) {
   const sim_fault *f = rq->fault;
   unsigned status = f->status ? f->status : (redirect ? 302 : 500);
   r->content_type = f->content_type;
@@ -314,12 +314,12 @@ static void fault_reply(rv_req *rq, rv_reply *r, int redirect) {
     r->len = f->body_len;
     r->status = status;
   } else if (redirect) {
-    rv_reply_json(r, status, json_pack("{s:s?}", "location", r->location));
+    sim_reply_json(r, status, json_pack("{s:s?}", "location", r->location));
   } else {
     const char *code = status == 429 ? "rate_limited"
                        : status == 503 ? "service_unavailable"
                        : status >= 500 ? "internal_error" : "injected_fault";
-    rv_reply_error(rq, r, status, code, NULL,
+    sim_reply_error(rq, r, status, code, NULL,
                    "injected fault: %u from the simulator's fault queue", status);
   }
 }
@@ -328,7 +328,7 @@ static void fault_reply(rv_req *rq, rv_reply *r, int redirect) {
 ** process: run the request's route into `r`: a gate error kept from the
 ** headers, 413 for an over-long JSON body, or the route itself.
 */
-static void process(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
+static void process(sim_req *rq, struct MHD_Connection *c, sim_reply *r) {
   if (rq->has_early) {
     *r = rq->early;
     memset(&rq->early, 0, sizeof rq->early);
@@ -336,23 +336,23 @@ static void process(rv_req *rq, struct MHD_Connection *c, rv_reply *r) {
     return;
   }
   if (rq->body_over) {
-    rv_reply_error(rq, r, 413, "payload_too_large", "body",
+    sim_reply_error(rq, r, 413, "payload_too_large", "body",
                    "body: at most %lld bytes accepted here; got %lld",
-                   (long long)RV_JSON_BODY_MAX, rq->body_seen);
+                   (long long)SIM_JSON_BODY_MAX, rq->body_seen);
     return;
   }
-  if (rq->control) rv_control(rq, r);
-  else if (rq->listener == RV_CDN) rv_cdn(rq, c, r);
-  else if (rq->up) rv_upload_finish(rq, rq->up, r);
-  else rv_api_dispatch(rq, c, r);
+  if (rq->control) sim_control(rq, r);
+  else if (rq->listener == SIM_CDN) sim_cdn(rq, c, r);
+  else if (rq->up) sim_upload_finish(rq, rq->up, r);
+  else sim_api_dispatch(rq, c, r);
 }
 
 /*
 ** req_finish: the whole request has arrived: apply the fault, if any,
 ** around processing, and answer (or close the connection without one).
 */
-static enum MHD_Result req_finish(rv_req *rq, struct MHD_Connection *c) {
-  rv_reply r;
+static enum MHD_Result req_finish(sim_req *rq, struct MHD_Connection *c) {
+  sim_reply r;
   memset(&r, 0, sizeof r);
   rq->done = 1;
   if (kind_is(rq, SIM_FAULT_DROP)) {
@@ -364,12 +364,12 @@ static enum MHD_Result req_finish(rv_req *rq, struct MHD_Connection *c) {
     return send_reply(rq, c, &r);
   }
   if (kind_is(rq, SIM_FAULT_DELAY))
-    rv_sleep_ms(rq->s, rq->fault->delay_ms >= 0 ? rq->fault->delay_ms : 1000);
+    sim_sleep_ms(rq->s, rq->fault->delay_ms >= 0 ? rq->fault->delay_ms : 1000);
   process(rq, c, &r);
   if (kind_is(rq, SIM_FAULT_DROP_AFTER_COMMIT)) {
     char outcome[64];
     snprintf(outcome, sizeof outcome, "dropped after %u (fault drop_after_commit)", r.status);
-    rv_reply_free(&r);
+    sim_reply_free(&r);
     log_line(rq, outcome);
     return MHD_NO;
   }
@@ -377,27 +377,27 @@ static enum MHD_Result req_finish(rv_req *rq, struct MHD_Connection *c) {
 }
 
 /* what the simulator keeps about one TCP connection (MHD's socket context) */
-typedef struct rv_conn {
+typedef struct sim_conn {
   unsigned long epoch;          /* s->conn_epoch when it was accepted */
   long requests;                /* requests begun on it */
-} rv_conn;
+} sim_conn;
 
 /*
-** on_connection: MHD's connection notifier; `cls` is the rv_listener. A
+** on_connection: MHD's connection notifier; `cls` is the sim_listener. A
 ** connection is counted when accepted (before any TLS handshake, so one
 ** refused by the client counts too) and its context freed when it closes.
 */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
-  rv_listener *l = cls;
+  sim_listener *l = cls;
   (void)c;
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-    rv_conn *conn = calloc(1, sizeof *conn);
-    rv_lock(l->s);
-    if (l->which == RV_CDN) l->s->cdn_connections++;
+    sim_conn *conn = calloc(1, sizeof *conn);
+    sim_lock(l->s);
+    if (l->which == SIM_CDN) l->s->cdn_connections++;
     else l->s->connections++;
     if (conn) conn->epoch = l->s->conn_epoch;
-    rv_unlock(l->s);
+    sim_unlock(l->s);
     *socket_context = conn;
   } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
     free(*socket_context);
@@ -410,18 +410,18 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 ** whose first request is to the control API belongs to the test harness,
 ** not to a client: it leaves the count (unless a reset came in between).
 */
-static void note_first_request(rv_req *rq, struct MHD_Connection *c) {
+static void note_first_request(sim_req *rq, struct MHD_Connection *c) {
   const union MHD_ConnectionInfo *info =
     MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-  rv_conn *conn = info ? info->socket_context : NULL;
+  sim_conn *conn = info ? info->socket_context : NULL;
   if (!conn || conn->requests++ > 0 || !rq->control) return;
-  rv_lock(rq->s);
+  sim_lock(rq->s);
   if (conn->epoch == rq->s->conn_epoch && rq->s->connections > 0) rq->s->connections--;
-  rv_unlock(rq->s);
+  sim_unlock(rq->s);
 }
 
 /*
-** on_request: MHD's access handler; `cls` is the rv_listener. The first
+** on_request: MHD's access handler; `cls` is the sim_listener. The first
 ** call (headers only) sets up the context, later ones carry body bytes,
 ** the last one (no bytes) answers.
 */
@@ -429,7 +429,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
-  rv_req *rq = *con_cls;
+  sim_req *rq = *con_cls;
   (void)version;
   if (!rq) {
     rq = req_new(cls, url, method);
@@ -440,7 +440,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     /* a client waiting for 100 Continue can take the refusal right away;
        others are drained first, or closing early could reset the answer */
     if (rq->has_early && expects_continue(c)) {
-      rv_reply r = rq->early;
+      sim_reply r = rq->early;
       memset(&rq->early, 0, sizeof rq->early);
       rq->has_early = 0;
       rq->done = 1;
@@ -468,14 +468,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 /*
-** rv_http_start: start a daemon for listener `l` bound to `addr` (an IPv6
+** sim_http_start: start a daemon for listener `l` bound to `addr` (an IPv6
 ** address when `ipv6`), or NULL. Thread per connection, because handlers
 ** sleep for delays and stalls; poll() because select() stops at 1024 fds.
 ** With a certificate and key in the options it serves HTTPS (GnuTLS); MHD
 ** keeps pointers to the PEM buffers, so they outlive the daemon.
 */
-struct MHD_Daemon *rv_http_start(rv_listener *l, const struct sockaddr *addr, int ipv6) {
-  const rv_options *o = l->s->opt;
+struct MHD_Daemon *sim_http_start(sim_listener *l, const struct sockaddr *addr, int ipv6) {
+  const sim_options *o = l->s->opt;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                    MHD_USE_POLL;
   struct MHD_OptionItem tls[3] = {

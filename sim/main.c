@@ -81,7 +81,7 @@ static int parse_seconds(const char *s, double *out) {
 ** into argv). 0 to run, 1 to exit 0 (--help), -1 to exit 2 (bad usage).
 ** Options take their value as the next argument or after '='.
 */
-static int parse_args(int argc, char **argv, rv_options *o) {
+static int parse_args(int argc, char **argv, sim_options *o) {
   static const char *const need_value[] = {
     "--host", "--port", "--cdn-port", "--api-key", "--revoked-key", "--expired-key",
     "--scoped-key", "--credits", "--task-seconds", "--task-polls", "--max-lifetime",
@@ -243,7 +243,7 @@ static int read_pem(const char *flag, const char *path, const char *label, char 
 }
 
 /* free_options: release the key lists of `o` (the keys are argv's) and the PEM buffers */
-static void free_options(rv_options *o) {
+static void free_options(sim_options *o) {
   size_t i;
   free(o->tls_cert_pem);
   free(o->tls_key_pem);
@@ -299,13 +299,13 @@ static void url_host(const char *host, int ipv6, char *out, size_t size) {
 }
 
 /* start: one listener on host:port, its actual port into *bound */
-static struct MHD_Daemon *start(rv_listener *l, const char *host, int port, int *bound) {
+static struct MHD_Daemon *start(sim_listener *l, const char *host, int port, int *bound) {
   bind_addr a;
   int ipv6;
   struct MHD_Daemon *d;
   const union MHD_DaemonInfo *info;
   if (make_addr(host, port, &a, &ipv6) != 0) return NULL;
-  d = rv_http_start(l, &a.sa, ipv6);
+  d = sim_http_start(l, &a.sa, ipv6);
   if (!d) return NULL;
   info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   *bound = info ? (int)info->port : port;
@@ -327,13 +327,13 @@ static const char *wait_for_exit(const sigset_t *set, double lifetime) {
     static const double step = 3600;
     double left = lifetime;
     struct timespec ts;
-    double t0 = rv_mono_now();
+    double t0 = sim_mono_now();
     if (left > step) left = step;
     ts.tv_sec = (time_t)left;
     ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
     sig = sigtimedwait(set, NULL, &ts);
     if (sig == SIGTERM || sig == SIGINT) return sig == SIGINT ? "SIGINT" : "SIGTERM";
-    lifetime -= rv_mono_now() - t0;
+    lifetime -= sim_mono_now() - t0;
     if (lifetime <= 0) return "--max-lifetime";
   }
 }
@@ -344,9 +344,9 @@ static const char *wait_for_exit(const sigset_t *set, double lifetime) {
 ** Exit status: 0 clean stop or --help, 1 cannot listen, 2 bad usage.
 */
 int main(int argc, char **argv) {
-  rv_options o;
-  rv_state *s;
-  rv_listener api_l, cdn_l;
+  sim_options o;
+  sim_state *s;
+  sim_listener api_l, cdn_l;
   struct MHD_Daemon *api, *cdn;
   sigset_t set;
   struct sigaction ign;
@@ -400,21 +400,21 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
   curl_global_init(CURL_GLOBAL_DEFAULT);   /* before any thread: webhook deliveries */
-  s = rv_state_new(&o);
+  s = sim_state_new(&o);
   if (!s) {
     fprintf(stderr, "rivya-sim: out of memory\n");
     free_options(&o);
     return 1;
   }
   cdn_l.s = api_l.s = s;
-  cdn_l.which = RV_CDN;
-  api_l.which = RV_API;
+  cdn_l.which = SIM_CDN;
+  api_l.which = SIM_API;
   /* the CDN first: task and file URLs need its port */
   cdn = start(&cdn_l, o.host, o.cdn_port, &cdn_port);
   if (!cdn) {
     fprintf(stderr, "rivya-sim: cannot listen on %s port %d (CDN)%s\n", o.host, o.cdn_port,
             o.tls_cert_pem ? ", or the TLS certificate and key are not usable together" : "");
-    rv_state_free(s);
+    sim_state_free(s);
     free_options(&o);
     return 1;
   }
@@ -424,7 +424,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rivya-sim: cannot listen on %s port %d (API)%s\n", o.host, o.port,
             o.tls_cert_pem ? ", or the TLS certificate and key are not usable together" : "");
     MHD_stop_daemon(cdn);
-    rv_state_free(s);
+    sim_state_free(s);
     free_options(&o);
     return 1;
   }
@@ -432,7 +432,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rivya-sim: cannot start the webhook worker\n");
     MHD_stop_daemon(api);
     MHD_stop_daemon(cdn);
-    rv_state_free(s);
+    sim_state_free(s);
     free_options(&o);
     return 1;
   }
@@ -445,14 +445,14 @@ int main(int argc, char **argv) {
   why = wait_for_exit(&set, o.max_lifetime);
   fprintf(stderr, "rivya-sim: stopping (%s)\n", why);
   /* wake handlers sleeping in delays and stalls, or stopping would wait */
-  rv_lock(s);
+  sim_lock(s);
   s->stopping = 1;
   pthread_cond_broadcast(&s->wake);
-  rv_unlock(s);
+  sim_unlock(s);
   sim_webhooks_stop(s);
   MHD_stop_daemon(api);
   MHD_stop_daemon(cdn);
-  rv_state_free(s);
+  sim_state_free(s);
   free_options(&o);
   curl_global_cleanup();
   return 0;

@@ -25,7 +25,9 @@ const char *sim_sniff(const unsigned char *p, size_t n, const char **kind) {
   *kind = "audio";
   if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WAVE", 4) == 0)
     return "audio/wav";
-  if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0 && memcmp(p + 8, "M4A ", 4) == 0)
+  /* MPEG-4 audio brands: M4A (music), M4B (audiobooks); .m4b is audio/mp4 */
+  if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0 &&
+      (memcmp(p + 8, "M4A ", 4) == 0 || memcmp(p + 8, "M4B ", 4) == 0))
     return "audio/mp4";
   if (n >= 4 && memcmp(p, "OggS", 4) == 0) return "audio/ogg";
   if (n >= 3 && memcmp(p, "ID3", 3) == 0) return "audio/mpeg";

@@ -204,7 +204,7 @@ static unsigned char *make_wav(size_t *len) {
 ** *data / *len (*is_static: the shared sample, not to be freed) and its
 ** MIME type; 0, or -1 when out of memory.
 */
-int sim_result_media(const rv_task *t, unsigned char **data, size_t *len, int *is_static,
+int sim_result_media(const sim_task *t, unsigned char **data, size_t *len, int *is_static,
                      const char **mime) {
   *is_static = 0;
   if (strcmp(t->ext, "png") == 0) {
@@ -220,8 +220,8 @@ int sim_result_media(const rv_task *t, unsigned char **data, size_t *len, int *i
     *data = make_wav(len);
   } else {
     *mime = "video/mp4";
-    *data = (unsigned char *)rv_sample_mp4;
-    *len = rv_sample_mp4_len;
+    *data = (unsigned char *)sim_sample_mp4;
+    *len = sim_sample_mp4_len;
     *is_static = 1;
   }
   return *data ? 0 : -1;

@@ -1,14 +1,15 @@
 /*
 ** sim.h — shared types, limits and cross-file functions of rivya-sim, the
 ** local simulator of the Rivya Public API v1 (docs/api-contract.md).
-** Everything that crosses files has the rv_ prefix; the rest is static.
+** Everything that crosses files has the sim_ prefix (the core's is rv_; the
+** one file both link, src/sha256.c, keeps it); the rest is static.
 **
-** One rv_state holds all mutable server state behind one mutex; it reaches
+** One sim_state holds all mutable server state behind one mutex; it reaches
 ** the handlers through the daemon's closure pointer, so there are no mutable
 ** globals. Functions whose name ends in _locked expect that mutex held.
 */
-#ifndef RV_SIM_H
-#define RV_SIM_H
+#ifndef SIM_SIM_H
+#define SIM_SIM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,20 +17,20 @@
 #include <jansson.h>
 
 /* limits; MB means 1,000,000 bytes throughout, as API.md assumes */
-#define RV_MB              1000000LL
-#define RV_JSON_BODY_MAX   (1 * RV_MB)     /* JSON request bodies, else 413 */
-#define RV_UPLOAD_BODY_MAX (100 * RV_MB)   /* whole multipart body, else 413 */
-#define RV_FIELD_MAX       1024            /* a multipart text field */
-#define RV_REQLOG_MAX      2000            /* entries kept by /__sim/requests */
-#define RV_CLIENT_ID_MAX   128             /* client_request_id, code points */
-#define RV_IDEM_KEY_MAX    255             /* Idempotency-Key header, bytes */
-#define RV_FAIL_MARKER     "[[fail]]"      /* in a prompt: the task fails */
-#define RV_FAIL_SILENT     "[[fail-silent]]"  /* ... and its error is null */
+#define SIM_MB              1000000LL
+#define SIM_JSON_BODY_MAX   (1 * SIM_MB)     /* JSON request bodies, else 413 */
+#define SIM_UPLOAD_BODY_MAX (100 * SIM_MB)   /* whole multipart body, else 413 */
+#define SIM_FIELD_MAX       1024            /* a multipart text field */
+#define SIM_REQLOG_MAX      2000            /* entries kept by /__sim/requests */
+#define SIM_CLIENT_ID_MAX   128             /* client_request_id, code points */
+#define SIM_IDEM_KEY_MAX    255             /* Idempotency-Key: printable ASCII, inner spaces */
+#define SIM_FAIL_MARKER     "[[fail]]"      /* in a prompt: the task fails */
+#define SIM_FAIL_SILENT     "[[fail-silent]]"  /* ... and its error is null */
 
 #define SIM_PAD_MAX        (600 * 1000)    /* huge_header: the largest pad */
 #define SIM_CONN_MEMORY    (1024 * 1024)   /* MHD's per-connection pool: room for the pad */
 
-enum { RV_API = 0, RV_CDN = 1 };
+enum { SIM_API = 0, SIM_CDN = 1 };
 
 /* ---- scripted faults (fault.c) ----------------------------------------- */
 
@@ -43,7 +44,7 @@ typedef enum sim_fault_kind {
 /* one fault, parsed once from its JSON object */
 typedef struct sim_fault {
   sim_fault_kind kind;
-  int listener;                 /* RV_API | RV_CDN */
+  int listener;                 /* SIM_API | SIM_CDN */
   char *method;                 /* NULL: any method */
   char *path;                   /* a path prefix */
   long times;                   /* requests it still applies to */
@@ -96,14 +97,14 @@ long long sim_upload_max(const sim_catalog *c, const sim_model *m, const char *k
 int sim_mime_listed(const sim_upload_rule *r, const char *mime);
 long long sim_model_credits(const sim_model *m, const char *prompt);
 const char *sim_model_ids(const sim_catalog *c, int callable, char *buf, size_t size);
-int rv_listed(const char *const *list, const char *s);
+int sim_listed(const char *const *list, const char *s);
 
 /* ---- command line (read-only once the daemons run) -------------------- */
 
-typedef struct rv_keylist {
+typedef struct sim_keylist {
   const char **v;    /* points into argv */
   size_t n;
-} rv_keylist;
+} sim_keylist;
 
 /* the scopes a key may carry [API.md], one bit each */
 enum {
@@ -131,14 +132,14 @@ typedef struct sim_scoped_key {
 const char *sim_scope_name(unsigned bit);
 int sim_scope_parse(const char *list, unsigned *out);
 
-typedef struct rv_options {
+typedef struct sim_options {
   const char *host;
   int port, cdn_port;
-  rv_keylist api_keys, revoked_keys, expired_keys;
+  sim_keylist api_keys, revoked_keys, expired_keys;
   sim_scoped_key *scoped;       /* --scoped-key, nscoped of them */
   size_t nscoped;
   const char *catalog_path;     /* --catalog FILE, or NULL: built in */
-  sim_catalog *catalog;         /* loaded by main; NULL: rv_state_new loads */
+  sim_catalog *catalog;         /* loaded by main; NULL: sim_state_new loads */
   int allow_loopback_webhooks;
   long long credits;
   double task_seconds;
@@ -147,15 +148,15 @@ typedef struct rv_options {
   int quiet;
   const char *tls_cert, *tls_key;   /* --tls-cert / --tls-key paths, or NULL */
   char *tls_cert_pem, *tls_key_pem; /* their contents (NUL-terminated): HTTPS */
-} rv_options;
+} sim_options;
 
 /* ---- server state (state.c) ------------------------------------------- */
 
-typedef enum rv_task_status {
-  RV_QUEUED, RV_PROCESSING, RV_SUCCEEDED, RV_FAILED
-} rv_task_status;
+typedef enum sim_task_status {
+  SIM_QUEUED, SIM_PROCESSING, SIM_SUCCEEDED, SIM_FAILED
+} sim_task_status;
 
-typedef struct rv_task {
+typedef struct sim_task {
   char id[32];
   char *owner;                  /* the API key; never shown or logged */
   char *prompt;
@@ -166,14 +167,14 @@ typedef struct rv_task {
   const sim_model *model;
   long long credits;            /* reserved at create, by the billing type */
   char ext[8];                  /* result media: "mp4", "png", "mp3", "wav" */
-  rv_task_status status;
+  sim_task_status status;
   int fail;                     /* 1: [[fail]], 2: [[fail-silent]] (error null) */
   double created_mono;          /* monotonic seconds */
   long polls;                   /* GETs of this task */
   char created_at[32], updated_at[32];
-} rv_task;
+} sim_task;
 
-typedef struct rv_file {
+typedef struct sim_file {
   char id[32];
   char *owner;
   char *name;
@@ -186,7 +187,7 @@ typedef struct rv_file {
   char token[48];               /* duration token, "" when none */
   char sha256[65];
   char *idem_key;               /* the upload's Idempotency-Key, or NULL */
-} rv_file;
+} sim_file;
 
 /* ---- webhooks (webhook.c) ---------------------------------------------- */
 
@@ -228,20 +229,20 @@ typedef struct sim_delivery {
   char created_at[32], attempted_at[32];
 } sim_delivery;
 
-typedef struct rv_reqlog {
+typedef struct sim_reqlog {
   int listener;
   char *method, *path, *user_agent, *idem_key, *content_type;
   int auth;                     /* Authorization header present */
   long long content_length;     /* -1 when the header is absent */
-} rv_reqlog;
+} sim_reqlog;
 
-typedef struct rv_state {
+typedef struct sim_state {
   pthread_mutex_t mu;
   pthread_cond_t wake;          /* broadcast at shutdown: sleepers return */
   int stopping;
-  const rv_options *opt;
+  const sim_options *opt;
   const sim_catalog *catalog;
-  sim_catalog *own_catalog;     /* loaded by rv_state_new, freed with it */
+  sim_catalog *own_catalog;     /* loaded by sim_state_new, freed with it */
   char cdn_base[96];            /* "http://127.0.0.1:PORT" (https with TLS) */
   /* runtime config (POST /__sim/config) */
   long long credits;
@@ -255,9 +256,9 @@ typedef struct rv_state {
      a connection whose first request is /__sim/... is taken back out */
   long long connections, cdn_connections;
   unsigned long conn_epoch;     /* bumped by each reset */
-  rv_task **tasks;
+  sim_task **tasks;
   size_t ntasks, cap_tasks;
-  rv_file **files;
+  sim_file **files;
   size_t nfiles, cap_files;
   sim_fault **faults;           /* pending faults, in the order posted */
   size_t nfaults, cap_faults;
@@ -275,58 +276,58 @@ typedef struct rv_state {
   long webhook_max_attempts;
   double webhook_timeout;       /* seconds per attempt */
   long long webhook_attempts;   /* attempts made since the reset */
-  rv_reqlog reqlog[RV_REQLOG_MAX];
+  sim_reqlog reqlog[SIM_REQLOG_MAX];
   size_t reqlog_start, reqlog_count;
   uint64_t rng;
-} rv_state;
+} sim_state;
 
-rv_state *rv_state_new(const rv_options *opt);
-void rv_state_free(rv_state *s);
-void rv_state_clear_locked(rv_state *s);     /* back to start-up state */
-void rv_lock(rv_state *s);
-void rv_unlock(rv_state *s);
-void rv_sleep_ms(rv_state *s, long ms);      /* returns early at shutdown */
-int rv_stopping(rv_state *s);                /* 1 once the server is stopping */
+sim_state *sim_state_new(const sim_options *opt);
+void sim_state_free(sim_state *s);
+void sim_state_clear_locked(sim_state *s);     /* back to start-up state */
+void sim_lock(sim_state *s);
+void sim_unlock(sim_state *s);
+void sim_sleep_ms(sim_state *s, long ms);      /* returns early at shutdown */
+int sim_stopping(sim_state *s);                /* 1 once the server is stopping */
 
-double rv_mono_now(void);
-void rv_iso_now(char out[32]);
-void rv_random_hex_locked(rv_state *s, char *out, size_t nbytes);
+double sim_mono_now(void);
+void sim_iso_now(char out[32]);
+void sim_random_hex_locked(sim_state *s, char *out, size_t nbytes);
 
-rv_task *rv_task_add_locked(rv_state *s);
-rv_task *rv_task_find_locked(rv_state *s, const char *id);
-void rv_task_advance_locked(rv_state *s, rv_task *t, int is_poll);
-void rv_tasks_advance_all_locked(rv_state *s);
-json_t *rv_task_json_locked(rv_state *s, const rv_task *t);
-const char *rv_task_status_name(rv_task_status st);
+sim_task *sim_task_add_locked(sim_state *s);
+sim_task *sim_task_find_locked(sim_state *s, const char *id);
+void sim_task_advance_locked(sim_state *s, sim_task *t, int is_poll);
+void sim_tasks_advance_all_locked(sim_state *s);
+json_t *sim_task_json_locked(sim_state *s, const sim_task *t);
+const char *sim_task_status_name(sim_task_status st);
 
-rv_file *rv_file_add_locked(rv_state *s);
-rv_file *rv_file_find_locked(rv_state *s, const char *id);
-json_t *rv_file_json(const rv_file *f);
+sim_file *sim_file_add_locked(sim_state *s);
+sim_file *sim_file_find_locked(sim_state *s, const char *id);
+json_t *sim_file_json(const sim_file *f);
 
-void rv_reqlog_add_locked(rv_state *s, const rv_reqlog *e);  /* takes e's strings */
-json_t *rv_reqlog_json_locked(rv_state *s);
+void sim_reqlog_add_locked(sim_state *s, const sim_reqlog *e);  /* takes e's strings */
+json_t *sim_reqlog_json_locked(sim_state *s);
 
 int sim_webhook_url_check(const char *url, int allow_loopback, char *why, size_t size);
 json_t *sim_webhook_json(const sim_webhook *w, int with_secret);
 json_t *sim_delivery_json(const sim_delivery *d);
 json_t *sim_event_json(const sim_event *e);
-sim_webhook *sim_webhook_find_locked(rv_state *s, const char *owner, const char *id);
-sim_webhook *sim_webhook_add_locked(rv_state *s, const char *owner);
-void sim_webhook_new_secret_locked(rv_state *s, sim_webhook *w);
-void sim_webhook_remove_locked(rv_state *s, sim_webhook *w);
-void sim_webhook_task_final_locked(rv_state *s, const rv_task *t);
-sim_delivery *sim_webhook_test_locked(rv_state *s, const sim_webhook *w);
+sim_webhook *sim_webhook_find_locked(sim_state *s, const char *owner, const char *id);
+sim_webhook *sim_webhook_add_locked(sim_state *s, const char *owner);
+void sim_webhook_new_secret_locked(sim_state *s, sim_webhook *w);
+void sim_webhook_remove_locked(sim_state *s, sim_webhook *w);
+void sim_webhook_task_final_locked(sim_state *s, const sim_task *t);
+sim_delivery *sim_webhook_test_locked(sim_state *s, const sim_webhook *w);
 int sim_webhook_types_ok(const json_t *v);
-json_t *sim_webhook_events_json_locked(rv_state *s, const char *owner);
-json_t *sim_webhook_deliveries_json_locked(rv_state *s, const char *id);
-void sim_webhooks_clear_locked(rv_state *s);
-int sim_webhooks_start(rv_state *s);
-void sim_webhooks_stop(rv_state *s);
+json_t *sim_webhook_events_json_locked(sim_state *s, const char *owner);
+json_t *sim_webhook_deliveries_json_locked(sim_state *s, const char *id);
+void sim_webhooks_clear_locked(sim_state *s);
+int sim_webhooks_start(sim_state *s);
+void sim_webhooks_stop(sim_state *s);
 
 /* ---- one HTTP request (http.c) ---------------------------------------- */
 
 /* a reply a route produces; http.c sends it, applying any fault */
-typedef struct rv_reply {
+typedef struct sim_reply {
   unsigned status;
   json_t *json;                 /* owned; the body when data is NULL */
   unsigned char *data;          /* raw body: malloc'd unless data_static */
@@ -336,26 +337,26 @@ typedef struct rv_reply {
   const char *allow;            /* 405: the Allow header */
   const char *location;
   int replayed;                 /* Idempotent-Replayed: true */
-} rv_reply;
+} sim_reply;
 
 /* what the gate learned about the caller before the body arrived */
-typedef struct rv_caller {
+typedef struct sim_caller {
   const char *key;              /* authenticated API key, or NULL */
   unsigned scopes;              /* SIM_SCOPE_* bits of the key */
-} rv_caller;
+} sim_caller;
 
-struct rv_upload;
+struct sim_upload;
 
-typedef struct rv_req {
-  rv_state *s;
+typedef struct sim_req {
+  sim_state *s;
   int listener;
   int control;                  /* /__sim/...: no faults, not in the log */
   char rid[24];                 /* "req_<hex>" */
   char *method, *path;
   sim_fault *fault;             /* matched fault (own copy), or NULL */
   int route;                    /* route index chosen by the gate, or -1 */
-  rv_caller caller;
-  rv_reply early;               /* a gate error waiting for the body's end */
+  sim_caller caller;
+  sim_reply early;               /* a gate error waiting for the body's end */
   int has_early;
   int done;
   /* JSON body */
@@ -365,8 +366,8 @@ typedef struct rv_req {
   long long body_seen;
   int body_over;
   /* multipart body */
-  struct rv_upload *up;
-} rv_req;
+  struct sim_upload *up;
+} sim_req;
 
 struct MHD_Connection;
 struct MHD_Daemon;
@@ -374,38 +375,39 @@ struct MHD_Response;
 struct sockaddr;
 
 /* the closure of one daemon: the state and which listener it plays */
-typedef struct rv_listener {
-  rv_state *s;
-  int which;                    /* RV_API | RV_CDN */
-} rv_listener;
+typedef struct sim_listener {
+  sim_state *s;
+  int which;                    /* SIM_API | SIM_CDN */
+} sim_listener;
 
-struct MHD_Daemon *rv_http_start(rv_listener *l, const struct sockaddr *addr,
+struct MHD_Daemon *sim_http_start(sim_listener *l, const struct sockaddr *addr,
                                  int ipv6);
-const char *rv_header(struct MHD_Connection *c, const char *name);
-void rv_reply_error(rv_req *rq, rv_reply *r, unsigned status,
+const char *sim_header(struct MHD_Connection *c, const char *name);
+void sim_reply_error(sim_req *rq, sim_reply *r, unsigned status,
                     const char *code, const char *field, const char *fmt, ...)
 #if defined(__GNUC__)
   __attribute__((format(printf, 6, 7)))
 #endif
   ;
-void rv_reply_json(rv_reply *r, unsigned status, json_t *body);
-void rv_reply_free(rv_reply *r);
+void sim_reply_json(sim_reply *r, unsigned status, json_t *body);
+void sim_reply_free(sim_reply *r);
 
 /* text.c */
 size_t sim_describe(const json_t *v, char *buf, size_t size);
-long rv_utf8_count(const char *s, size_t n);   /* -1 when not UTF-8 */
-char *rv_clean_dup(const char *s);             /* valid UTF-8, no controls */
-int rv_media_type_is(const char *header, const char *type);
+long sim_utf8_count(const char *s, size_t n);   /* -1 when not UTF-8 */
+char *sim_clean_dup(const char *s);             /* valid UTF-8, no controls */
+int sim_media_type_is(const char *header, const char *type);
+int sim_idem_key_check(const char *k, char *why, size_t size);
 
 const char *sim_fault_kind_name(sim_fault_kind k);
 sim_fault *sim_fault_parse(const json_t *o, char *field, size_t fsize, char *msg, size_t msize);
 void sim_fault_free(sim_fault *f);
-sim_fault *sim_fault_take_locked(rv_state *s, int which, const char *method, const char *path);
-void sim_faults_clear_locked(rv_state *s);
-int sim_faults_add_locked(rv_state *s, sim_fault *f);
-json_t *sim_faults_json_locked(rv_state *s);
+sim_fault *sim_fault_take_locked(sim_state *s, int which, const char *method, const char *path);
+void sim_faults_clear_locked(sim_state *s);
+int sim_faults_add_locked(sim_state *s, sim_fault *f);
+json_t *sim_faults_json_locked(sim_state *s);
 const char *sim_fault_header(const sim_fault *f, const char *name);
-struct MHD_Response *sim_fault_response(rv_state *s, const sim_fault *f, unsigned char *body,
+struct MHD_Response *sim_fault_response(sim_state *s, const sim_fault *f, unsigned char *body,
                                         size_t len, int body_static, unsigned *status,
                                         const char **ct, char *range, size_t range_size,
                                         int *gzip);
@@ -414,33 +416,33 @@ int sim_fault_pad_header(const sim_fault *f, struct MHD_Response *resp);
 /* ---- routes ----------------------------------------------------------- */
 
 /* api.c: gate (auth, route) before the body; dispatch after it */
-void rv_api_gate(rv_req *rq, struct MHD_Connection *c);
-int rv_api_is_upload(const rv_req *rq);
-int rv_api_takes_body(const rv_req *rq);
-void rv_api_dispatch(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+void sim_api_gate(sim_req *rq, struct MHD_Connection *c);
+int sim_api_is_upload(const sim_req *rq);
+int sim_api_takes_body(const sim_req *rq);
+void sim_api_dispatch(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
 
 /* validate.c: a create body against its model's schema */
-typedef struct rv_verr {
+typedef struct sim_verr {
   char field[160];
   char msg[640];
-} rv_verr;
+} sim_verr;
 
-typedef struct rv_gen {
+typedef struct sim_gen {
   const sim_model *model;
   const char *prompt;           /* borrowed from the body ("" when none) */
   json_t *params;               /* new reference: normalized params */
   json_t *warnings;             /* new reference or NULL */
   long long credits;            /* what the run reserves */
-} rv_gen;
+} sim_gen;
 
-int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
-                                  rv_verr *err);
+int sim_validate_generation_locked(sim_state *s, const json_t *body, sim_gen *out,
+                                  sim_verr *err);
 
 /* upload.c: POST /api/v1/files, streamed through MHD's post processor */
-struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c);
-void rv_upload_feed(struct rv_upload *up, const char *data, size_t size);
-void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r);
-void rv_upload_free(struct rv_upload *up);
+struct sim_upload *sim_upload_new(sim_req *rq, struct MHD_Connection *c);
+void sim_upload_feed(struct sim_upload *up, const char *data, size_t size);
+void sim_upload_finish(sim_req *rq, struct sim_upload *up, sim_reply *r);
+void sim_upload_free(struct sim_upload *up);
 
 /* media.c: the real type and duration of uploaded bytes */
 const char *sim_sniff(const unsigned char *p, size_t n, const char **kind);
@@ -448,10 +450,10 @@ double sim_mp4_duration(const unsigned char *p, size_t n);
 double sim_webm_duration(const unsigned char *p, size_t n);
 
 /* control.c: /__sim/... */
-void rv_control(rv_req *rq, rv_reply *r);
+void sim_control(sim_req *rq, sim_reply *r);
 
 /* cdn.c: the CDN listener */
-void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
+void sim_cdn(sim_req *rq, struct MHD_Connection *c, sim_reply *r);
 
 /* src/sha256.c, shared with the C core: rv_sha256_hex (stored files) */
 #include "../src/sha256.h"
@@ -459,11 +461,11 @@ void rv_cdn(rv_req *rq, struct MHD_Connection *c, rv_reply *r);
 /* result.c: the media a succeeded task returns, by its model's category */
 const char *sim_result_ext(const sim_model *m, const json_t *params);
 const char *sim_result_dir(const char *ext);
-int sim_result_media(const rv_task *t, unsigned char **data, size_t *len, int *is_static,
+int sim_result_media(const sim_task *t, unsigned char **data, size_t *len, int *is_static,
                      const char **mime);
 
 /* sample_mp4.c: the result video */
-extern const unsigned char rv_sample_mp4[];
-extern const unsigned int rv_sample_mp4_len;
+extern const unsigned char sim_sample_mp4[];
+extern const unsigned int sim_sample_mp4_len;
 
 #endif

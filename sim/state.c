@@ -1,7 +1,7 @@
 /*
 ** state.c — rivya-sim's server state: runtime config, ledger counters, tasks
 ** and their lifecycle, stored files, the request log, clocks and ids.
-** All of it lives in one rv_state behind one mutex.
+** All of it lives in one sim_state behind one mutex.
 */
 #include <errno.h>
 #include <stdio.h>
@@ -33,11 +33,11 @@ static uint64_t seed_rng(void) {
 }
 
 /*
-** rv_state_new: fresh state for the options `opt` (kept by pointer), or NULL
+** sim_state_new: fresh state for the options `opt` (kept by pointer), or NULL
 ** when out of memory.
 */
-rv_state *rv_state_new(const rv_options *opt) {
-  rv_state *s = calloc(1, sizeof *s);
+sim_state *sim_state_new(const sim_options *opt) {
+  sim_state *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   if (pthread_mutex_init(&s->mu, NULL) != 0) {
     free(s);
@@ -80,7 +80,7 @@ rv_state *rv_state_new(const rv_options *opt) {
 }
 
 /* task_free: release task `t` and what it owns */
-static void task_free(rv_task *t) {
+static void task_free(sim_task *t) {
   free(t->owner);
   free(t->prompt);
   free(t->idem_key);
@@ -91,7 +91,7 @@ static void task_free(rv_task *t) {
 }
 
 /* file_free: release file `f` and its bytes */
-static void file_free(rv_file *f) {
+static void file_free(sim_file *f) {
   free(f->owner);
   free(f->idem_key);
   free(f->name);
@@ -101,7 +101,7 @@ static void file_free(rv_file *f) {
 }
 
 /* reqlog_entry_free: release the strings of log entry `e` and zero it */
-static void reqlog_entry_free(rv_reqlog *e) {
+static void reqlog_entry_free(sim_reqlog *e) {
   free(e->method);
   free(e->path);
   free(e->user_agent);
@@ -111,11 +111,11 @@ static void reqlog_entry_free(rv_reqlog *e) {
 }
 
 /*
-** rv_state_clear_locked: back to the start-up state of `s`: balance and
+** sim_state_clear_locked: back to the start-up state of `s`: balance and
 ** config from the command line, no tasks, files, faults, idempotency records
 ** (they live on the tasks) or logged requests, counters at zero.
 */
-void rv_state_clear_locked(rv_state *s) {
+void sim_state_clear_locked(sim_state *s) {
   size_t i;
   for (i = 0; i < s->ntasks; i++) task_free(s->tasks[i]);
   for (i = 0; i < s->nfiles; i++) file_free(s->files[i]);
@@ -124,7 +124,7 @@ void rv_state_clear_locked(rv_state *s) {
   s->tasks = NULL;
   s->files = NULL;
   s->ntasks = s->cap_tasks = s->nfiles = s->cap_files = 0;
-  for (i = 0; i < RV_REQLOG_MAX; i++) reqlog_entry_free(&s->reqlog[i]);
+  for (i = 0; i < SIM_REQLOG_MAX; i++) reqlog_entry_free(&s->reqlog[i]);
   s->reqlog_start = s->reqlog_count = 0;
   sim_faults_clear_locked(s);
   sim_webhooks_clear_locked(s);
@@ -144,12 +144,12 @@ void rv_state_clear_locked(rv_state *s) {
 }
 
 /*
-** rv_state_free: release `s` and everything it holds; the daemons must be
+** sim_state_free: release `s` and everything it holds; the daemons must be
 ** stopped already.
 */
-void rv_state_free(rv_state *s) {
+void sim_state_free(sim_state *s) {
   if (!s) return;
-  rv_state_clear_locked(s);
+  sim_state_clear_locked(s);
   free(s->faults);
   sim_catalog_free(s->own_catalog);
   pthread_cond_destroy(&s->webhook_cv);
@@ -158,15 +158,15 @@ void rv_state_free(rv_state *s) {
   free(s);
 }
 
-/* rv_lock, rv_unlock: take and release the one mutex of `s` */
-void rv_lock(rv_state *s) { pthread_mutex_lock(&s->mu); }
-void rv_unlock(rv_state *s) { pthread_mutex_unlock(&s->mu); }
+/* sim_lock, sim_unlock: take and release the one mutex of `s` */
+void sim_lock(sim_state *s) { pthread_mutex_lock(&s->mu); }
+void sim_unlock(sim_state *s) { pthread_mutex_unlock(&s->mu); }
 
 /*
-** rv_sleep_ms: wait `ms` milliseconds, or less when the server is stopping,
+** sim_sleep_ms: wait `ms` milliseconds, or less when the server is stopping,
 ** so that delays and stalls never hold up a clean SIGTERM exit.
 */
-void rv_sleep_ms(rv_state *s, long ms) {
+void sim_sleep_ms(sim_state *s, long ms) {
   struct timespec until;
   if (ms <= 0) return;
   clock_gettime(CLOCK_REALTIME, &until);
@@ -176,34 +176,34 @@ void rv_sleep_ms(rv_state *s, long ms) {
     until.tv_sec++;
     until.tv_nsec -= 1000000000L;
   }
-  rv_lock(s);
+  sim_lock(s);
   while (!s->stopping) {
     if (pthread_cond_timedwait(&s->wake, &s->mu, &until) == ETIMEDOUT) break;
   }
-  rv_unlock(s);
+  sim_unlock(s);
 }
 
-/* rv_stopping: 1 once the server is stopping (read under the lock) */
-int rv_stopping(rv_state *s) {
+/* sim_stopping: 1 once the server is stopping (read under the lock) */
+int sim_stopping(sim_state *s) {
   int stop;
-  rv_lock(s);
+  sim_lock(s);
   stop = s->stopping;
-  rv_unlock(s);
+  sim_unlock(s);
   return stop;
 }
 
-/* rv_mono_now: monotonic seconds, for task ages immune to clock changes */
-double rv_mono_now(void) {
+/* sim_mono_now: monotonic seconds, for task ages immune to clock changes */
+double sim_mono_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /*
-** rv_iso_now: the current UTC time into `out` as ISO-8601 with
+** sim_iso_now: the current UTC time into `out` as ISO-8601 with
 ** milliseconds, e.g. 2026-05-11T00:00:00.000Z.
 */
-void rv_iso_now(char out[32]) {
+void sim_iso_now(char out[32]) {
   struct timespec ts;
   struct tm tm;
   size_t n;
@@ -220,11 +220,11 @@ void rv_iso_now(char out[32]) {
 }
 
 /*
-** rv_random_hex_locked: `nbytes` random bytes as 2*nbytes lower-case hex
+** sim_random_hex_locked: `nbytes` random bytes as 2*nbytes lower-case hex
 ** digits into `out` (which must hold 2*nbytes+1). xorshift64* is plenty:
 ** ids need to be unique, not secret.
 */
-void rv_random_hex_locked(rv_state *s, char *out, size_t nbytes) {
+void sim_random_hex_locked(sim_state *s, char *out, size_t nbytes) {
   static const char hex[] = "0123456789abcdef";
   size_t i;
   for (i = 0; i < nbytes; i++) {
@@ -257,28 +257,28 @@ static int grow(void ***v, size_t *n, size_t *cap) {
 }
 
 /*
-** rv_task_add_locked: a new zeroed task appended to `s` with a fresh id and
+** sim_task_add_locked: a new zeroed task appended to `s` with a fresh id and
 ** timestamps (status queued), or NULL when out of memory.
 */
-rv_task *rv_task_add_locked(rv_state *s) {
-  rv_task *t;
+sim_task *sim_task_add_locked(sim_state *s) {
+  sim_task *t;
   void **v = (void **)s->tasks;
   if (grow(&v, &s->ntasks, &s->cap_tasks) != 0) return NULL;
-  s->tasks = (rv_task **)v;
+  s->tasks = (sim_task **)v;
   t = calloc(1, sizeof *t);
   if (!t) return NULL;
   memcpy(t->id, "task_", 5);
-  rv_random_hex_locked(s, t->id + 5, 12);
-  t->status = RV_QUEUED;
-  t->created_mono = rv_mono_now();
-  rv_iso_now(t->created_at);
+  sim_random_hex_locked(s, t->id + 5, 12);
+  t->status = SIM_QUEUED;
+  t->created_mono = sim_mono_now();
+  sim_iso_now(t->created_at);
   memcpy(t->updated_at, t->created_at, sizeof t->updated_at);
   s->tasks[s->ntasks++] = t;
   return t;
 }
 
-/* rv_task_find_locked: the task with id `id`, or NULL */
-rv_task *rv_task_find_locked(rv_state *s, const char *id) {
+/* sim_task_find_locked: the task with id `id`, or NULL */
+sim_task *sim_task_find_locked(sim_state *s, const char *id) {
   size_t i;
   for (i = 0; i < s->ntasks; i++)
     if (strcmp(s->tasks[i]->id, id) == 0) return s->tasks[i];
@@ -307,65 +307,65 @@ static int poll_stage(long polls, long limit) {
 }
 
 /*
-** rv_task_advance_locked: move task `t` of `s` forward to where the clock
+** sim_task_advance_locked: move task `t` of `s` forward to where the clock
 ** and its poll count say it is (`is_poll`: this is a GET of the task). A
 ** task never moves back, even when the config changes, and a failure
 ** refunds the reservation the moment it happens.
 */
-void rv_task_advance_locked(rv_state *s, rv_task *t, int is_poll) {
+void sim_task_advance_locked(sim_state *s, sim_task *t, int is_poll) {
   int now_stage, by_time, by_polls, stage;
   if (is_poll) t->polls++;
-  if (t->status == RV_SUCCEEDED || t->status == RV_FAILED) return;
-  now_stage = t->status == RV_PROCESSING ? 1 : 0;
-  by_time = time_stage(rv_mono_now() - t->created_mono, s->task_seconds);
+  if (t->status == SIM_SUCCEEDED || t->status == SIM_FAILED) return;
+  now_stage = t->status == SIM_PROCESSING ? 1 : 0;
+  by_time = time_stage(sim_mono_now() - t->created_mono, s->task_seconds);
   by_polls = poll_stage(t->polls, s->task_polls);
   stage = by_time > by_polls ? by_time : by_polls;
   if (stage <= now_stage) return;
   if (stage == 2) {
-    t->status = t->fail ? RV_FAILED : RV_SUCCEEDED;
+    t->status = t->fail ? SIM_FAILED : SIM_SUCCEEDED;
     if (t->fail) {
       s->credits += t->credits;
       s->credits_refunded += t->credits;
     }
   } else {
-    t->status = RV_PROCESSING;
+    t->status = SIM_PROCESSING;
   }
-  rv_iso_now(t->updated_at);
+  sim_iso_now(t->updated_at);
   if (stage == 2) sim_webhook_task_final_locked(s, t);
 }
 
-/* rv_tasks_advance_all_locked: advance every task by the clock */
-void rv_tasks_advance_all_locked(rv_state *s) {
+/* sim_tasks_advance_all_locked: advance every task by the clock */
+void sim_tasks_advance_all_locked(sim_state *s) {
   size_t i;
-  for (i = 0; i < s->ntasks; i++) rv_task_advance_locked(s, s->tasks[i], 0);
+  for (i = 0; i < s->ntasks; i++) sim_task_advance_locked(s, s->tasks[i], 0);
 }
 
-/* rv_task_status_name: the wire name of status `st` */
-const char *rv_task_status_name(rv_task_status st) {
+/* sim_task_status_name: the wire name of status `st` */
+const char *sim_task_status_name(sim_task_status st) {
   switch (st) {
-    case RV_QUEUED: return "queued";
-    case RV_PROCESSING: return "processing";
-    case RV_SUCCEEDED: return "succeeded";
-    case RV_FAILED: return "failed";
+    case SIM_QUEUED: return "queued";
+    case SIM_PROCESSING: return "processing";
+    case SIM_SUCCEEDED: return "succeeded";
+    case SIM_FAILED: return "failed";
   }
   return "queued";
 }
 
 /*
-** rv_task_json_locked: the public task object of `t` (a new reference),
+** sim_task_json_locked: the public task object of `t` (a new reference),
 ** with the result URL on the CDN listener of `s`.
 */
-json_t *rv_task_json_locked(rv_state *s, const rv_task *t) {
+json_t *sim_task_json_locked(sim_state *s, const sim_task *t) {
   json_t *o = json_object();
   json_object_set_new(o, "id", json_string(t->id));
-  json_object_set_new(o, "status", json_string(rv_task_status_name(t->status)));
+  json_object_set_new(o, "status", json_string(sim_task_status_name(t->status)));
   json_object_set_new(o, "model", json_string(t->model->id));
   json_object_set_new(o, "reserved_credits", json_integer(t->credits));
   json_object_set_new(o, "final_credits",
-                      json_integer(t->status == RV_SUCCEEDED ? t->credits : 0));
+                      json_integer(t->status == SIM_SUCCEEDED ? t->credits : 0));
   json_object_set_new(o, "created_at", json_string(t->created_at));
   json_object_set_new(o, "updated_at", json_string(t->updated_at));
-  if (t->status == RV_SUCCEEDED) {
+  if (t->status == SIM_SUCCEEDED) {
     char url[160];
     json_t *res = json_object();
     snprintf(url, sizeof url, "%s/%s/%s.%s", s->cdn_base, sim_result_dir(t->ext), t->id,
@@ -376,12 +376,12 @@ json_t *rv_task_json_locked(rv_state *s, const rv_task *t) {
   } else {
     json_object_set_new(o, "result", json_null());
   }
-  if (t->status == RV_FAILED && t->fail == 1) {
+  if (t->status == SIM_FAILED && t->fail == 1) {
     json_object_set_new(o, "error",
                         json_pack("{s:s,s:s}", "code", "generation_failed",
                                   "message",
                                   "the generation failed (the prompt carries the "
-                                  "simulator's " RV_FAIL_MARKER " marker); the "
+                                  "simulator's " SIM_FAIL_MARKER " marker); the "
                                   "reserved credits were refunded"));
   } else {
     json_object_set_new(o, "error", json_null());
@@ -392,25 +392,25 @@ json_t *rv_task_json_locked(rv_state *s, const rv_task *t) {
 }
 
 /*
-** rv_file_add_locked: a new zeroed file record appended to `s` with a fresh
+** sim_file_add_locked: a new zeroed file record appended to `s` with a fresh
 ** id, or NULL when out of memory.
 */
-rv_file *rv_file_add_locked(rv_state *s) {
-  rv_file *f;
+sim_file *sim_file_add_locked(sim_state *s) {
+  sim_file *f;
   void **v = (void **)s->files;
   if (grow(&v, &s->nfiles, &s->cap_files) != 0) return NULL;
-  s->files = (rv_file **)v;
+  s->files = (sim_file **)v;
   f = calloc(1, sizeof *f);
   if (!f) return NULL;
   memcpy(f->id, "file_", 5);
-  rv_random_hex_locked(s, f->id + 5, 12);
+  sim_random_hex_locked(s, f->id + 5, 12);
   f->duration = -1;
   s->files[s->nfiles++] = f;
   return f;
 }
 
-/* rv_file_find_locked: the file with id `id`, or NULL */
-rv_file *rv_file_find_locked(rv_state *s, const char *id) {
+/* sim_file_find_locked: the file with id `id`, or NULL */
+sim_file *sim_file_find_locked(sim_state *s, const char *id) {
   size_t i;
   for (i = 0; i < s->nfiles; i++)
     if (strcmp(s->files[i]->id, id) == 0) return s->files[i];
@@ -418,10 +418,10 @@ rv_file *rv_file_find_locked(rv_state *s, const char *id) {
 }
 
 /*
-** rv_file_json: the public file object of `f` (a "PublicApiFile"); the
+** sim_file_json: the public file object of `f` (a "PublicApiFile"); the
 ** duration fields only for videos whose duration is known.
 */
-json_t *rv_file_json(const rv_file *f) {
+json_t *sim_file_json(const sim_file *f) {
   json_t *o = json_object();
   json_object_set_new(o, "id", json_string(f->id));
   json_object_set_new(o, "url", json_string(f->url));
@@ -437,17 +437,17 @@ json_t *rv_file_json(const rv_file *f) {
 }
 
 /*
-** rv_reqlog_add_locked: append `e` to the ring of the last RV_REQLOG_MAX
+** sim_reqlog_add_locked: append `e` to the ring of the last SIM_REQLOG_MAX
 ** requests; the ring takes ownership of e's strings.
 */
-void rv_reqlog_add_locked(rv_state *s, const rv_reqlog *e) {
+void sim_reqlog_add_locked(sim_state *s, const sim_reqlog *e) {
   size_t slot;
-  if (s->reqlog_count < RV_REQLOG_MAX) {
-    slot = (s->reqlog_start + s->reqlog_count) % RV_REQLOG_MAX;
+  if (s->reqlog_count < SIM_REQLOG_MAX) {
+    slot = (s->reqlog_start + s->reqlog_count) % SIM_REQLOG_MAX;
     s->reqlog_count++;
   } else {
     slot = s->reqlog_start;
-    s->reqlog_start = (s->reqlog_start + 1) % RV_REQLOG_MAX;
+    s->reqlog_start = (s->reqlog_start + 1) % SIM_REQLOG_MAX;
     reqlog_entry_free(&s->reqlog[slot]);
   }
   s->reqlog[slot] = *e;
@@ -459,16 +459,16 @@ static json_t *str_or_null(const char *v) {
 }
 
 /*
-** rv_reqlog_json_locked: the logged requests, oldest first, as the body of
+** sim_reqlog_json_locked: the logged requests, oldest first, as the body of
 ** GET /__sim/requests. Only whether Authorization was present is kept.
 */
-json_t *rv_reqlog_json_locked(rv_state *s) {
+json_t *sim_reqlog_json_locked(sim_state *s) {
   json_t *data = json_array();
   size_t i;
   for (i = 0; i < s->reqlog_count; i++) {
-    const rv_reqlog *e = &s->reqlog[(s->reqlog_start + i) % RV_REQLOG_MAX];
+    const sim_reqlog *e = &s->reqlog[(s->reqlog_start + i) % SIM_REQLOG_MAX];
     json_t *o = json_object();
-    json_object_set_new(o, "listener", json_string(e->listener == RV_CDN ? "cdn" : "api"));
+    json_object_set_new(o, "listener", json_string(e->listener == SIM_CDN ? "cdn" : "api"));
     json_object_set_new(o, "method", str_or_null(e->method));
     json_object_set_new(o, "path", str_or_null(e->path));
     json_object_set_new(o, "user_agent", str_or_null(e->user_agent));

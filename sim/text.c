@@ -36,10 +36,10 @@ static size_t utf8_seq(const unsigned char *p, size_t n) {
 }
 
 /*
-** rv_utf8_count: the number of code points in the `n` bytes at `s`, or -1
+** sim_utf8_count: the number of code points in the `n` bytes at `s`, or -1
 ** when they are not valid UTF-8. Prompt limits count code points, not bytes.
 */
-long rv_utf8_count(const char *s, size_t n) {
+long sim_utf8_count(const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s;
   long count = 0;
   while (n > 0) {
@@ -53,11 +53,11 @@ long rv_utf8_count(const char *s, size_t n) {
 }
 
 /*
-** rv_clean_dup: a copy of `s` (NULL stays NULL) safe for JSON and one-line
+** sim_clean_dup: a copy of `s` (NULL stays NULL) safe for JSON and one-line
 ** logs: invalid UTF-8 bytes and control characters become '?'. Request
 ** paths arrive percent-decoded, so they can hold any byte.
 */
-char *rv_clean_dup(const char *s) {
+char *sim_clean_dup(const char *s) {
   size_t n, i = 0;
   char *out;
   if (!s) return NULL;
@@ -78,10 +78,10 @@ char *rv_clean_dup(const char *s) {
 }
 
 /*
-** rv_media_type_is: 1 when the Content-Type `header` names media type
+** sim_media_type_is: 1 when the Content-Type `header` names media type
 ** `type` (case-insensitive, parameters such as charset ignored).
 */
-int rv_media_type_is(const char *header, const char *type) {
+int sim_media_type_is(const char *header, const char *type) {
   size_t n = strlen(type);
   if (!header) return 0;
   while (*header == ' ' || *header == '\t') header++;
@@ -121,4 +121,31 @@ size_t sim_describe(const json_t *v, char *buf, size_t size) {
     n = snprintf(buf, size, "an object");
   }
   return n < 0 ? 0 : (size_t)n;
+}
+
+/*
+** sim_idem_key_check: 0 when the Idempotency-Key header value `k` follows
+** the contract's rule (docs/api-contract.md): 1 to SIM_IDEM_KEY_MAX
+** printable ASCII characters, spaces allowed inside but not at either end
+** (HTTP drops them in transit, so such a key is not the one the client
+** holds). Else -1 with the reason in `why`.
+*/
+int sim_idem_key_check(const char *k, char *why, size_t size) {
+  size_t i, n = strlen(k);
+  if (n == 0 || n > SIM_IDEM_KEY_MAX) {
+    snprintf(why, size, "Idempotency-Key: expected 1 to %d printable ASCII characters; got %zu "
+             "bytes", SIM_IDEM_KEY_MAX, n);
+    return -1;
+  }
+  for (i = 0; i < n; i++)
+    if ((unsigned char)k[i] < 0x20 || (unsigned char)k[i] > 0x7E) {
+      snprintf(why, size, "Idempotency-Key: expected printable ASCII characters; got a control "
+               "or non-ASCII byte at %zu", i);
+      return -1;
+    }
+  if (k[0] == ' ' || k[n - 1] == ' ') {
+    snprintf(why, size, "Idempotency-Key: a space at the start or end does not survive HTTP");
+    return -1;
+  }
+  return 0;
 }

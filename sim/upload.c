@@ -22,13 +22,13 @@ static const char *const upload_kinds[] = { "image", "video", "audio", NULL };
 
 /* one text field of the form */
 typedef struct form_field {
-  char v[RV_FIELD_MAX + 1];
+  char v[SIM_FIELD_MAX + 1];
   size_t len;
   int seen, too_long;
 } form_field;
 
-struct rv_upload {
-  rv_req *rq;
+struct sim_upload {
+  sim_req *rq;
   struct MHD_PostProcessor *pp;
   int pp_failed;
   /* the first problem met while streaming */
@@ -49,7 +49,7 @@ struct rv_upload {
 };
 
 /* note: keep the first streaming error of `up` */
-static void note(struct rv_upload *up, const char *field, const char *msg) {
+static void note(struct sim_upload *up, const char *field, const char *msg) {
   if (up->has_err) return;
   up->has_err = 1;
   snprintf(up->err_field, sizeof up->err_field, "%s", field);
@@ -61,7 +61,7 @@ static void note(struct rv_upload *up, const char *field, const char *msg) {
 ** allowed, from the kind and model fields seen so far (they may come
 ** after the file).
 */
-static long long provisional_limit(const struct rv_upload *up) {
+static long long provisional_limit(const struct sim_upload *up) {
   const sim_catalog *c = up->rq->s->catalog;
   const char *kind = up->kind.seen ? up->kind.v : NULL;
   const sim_model *m = up->model.seen ? sim_model_find(c, up->model.v) : NULL;
@@ -70,7 +70,7 @@ static long long provisional_limit(const struct rv_upload *up) {
 }
 
 /* take_file_bytes: append `size` bytes of the file part, or just count them */
-static void take_file_bytes(struct rv_upload *up, const char *data, size_t size) {
+static void take_file_bytes(struct sim_upload *up, const char *data, size_t size) {
   if (up->head_len < HEAD_MAX) {
     size_t n = HEAD_MAX - up->head_len < size ? HEAD_MAX - up->head_len : size;
     memcpy(up->head + up->head_len, data, n);
@@ -108,7 +108,7 @@ static void take_file_bytes(struct rv_upload *up, const char *data, size_t size)
 /* take_field_bytes: append to a text field, remembering when it overflows */
 static void take_field_bytes(form_field *f, const char *data, size_t size) {
   f->seen = 1;
-  if (f->len + size > RV_FIELD_MAX) {
+  if (f->len + size > SIM_FIELD_MAX) {
     f->too_long = 1;
     return;
   }
@@ -126,7 +126,7 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
                                const char *filename, const char *content_type,
                                const char *transfer_encoding, const char *data,
                                uint64_t off, size_t size) {
-  struct rv_upload *up = cls;
+  struct sim_upload *up = cls;
   (void)kind;
   (void)content_type;
   (void)transfer_encoding;
@@ -143,7 +143,7 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
     }
     if (!up->file_started) {
       up->file_started = 1;
-      up->filename = rv_clean_dup(filename);
+      up->filename = sim_clean_dup(filename);
     }
     if (size > 0) take_file_bytes(up, data, size);
     return MHD_YES;
@@ -154,7 +154,7 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
     take_field_bytes(&up->client_request_id, data, size);
   else {
     char msg[256];
-    char *clean = rv_clean_dup(key);
+    char *clean = sim_clean_dup(key);
     snprintf(msg, sizeof msg, "%s: unknown form field; allowed: file, kind, model, "
              "client_request_id", clean ? clean : "?");
     note(up, clean ? clean : "?", msg);
@@ -164,26 +164,23 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 }
 
 /*
-** rv_upload_new: the upload state of request `rq` on `c`. A body that is
+** sim_upload_new: the upload state of request `rq` on `c`. A body that is
 ** not multipart/form-data is noted as an error and drained.
 */
-struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c) {
-  struct rv_upload *up = calloc(1, sizeof *up);
-  const char *ct = rv_header(c, "Content-Type");
-  const char *idem = rv_header(c, "Idempotency-Key");
+struct sim_upload *sim_upload_new(sim_req *rq, struct MHD_Connection *c) {
+  struct sim_upload *up = calloc(1, sizeof *up);
+  const char *ct = sim_header(c, "Content-Type");
+  const char *idem = sim_header(c, "Idempotency-Key");
   if (!up) return NULL;
   up->rq = rq;
-  if (idem) {   /* as for creates: 1..RV_IDEM_KEY_MAX visible ASCII characters */
-    size_t i, n = strlen(idem);
-    for (i = 0; i < n && idem[i] > 0x20 && idem[i] < 0x7f; i++) {}
-    if (n == 0 || n > RV_IDEM_KEY_MAX || i < n)
-      note(up, "Idempotency-Key", "Idempotency-Key: expected 1 to 255 visible ASCII characters");
-    else if (!(up->idem = strdup(idem)))
-      note(up, "Idempotency-Key", "Idempotency-Key: out of memory");
+  if (idem) {   /* the rule of creates */
+    char why[160];
+    if (sim_idem_key_check(idem, why, sizeof why) != 0) note(up, "Idempotency-Key", why);
+    else if (!(up->idem = strdup(idem))) note(up, "Idempotency-Key", "Idempotency-Key: out of memory");
   }
-  if (!rv_media_type_is(ct, "multipart/form-data")) {
+  if (!sim_media_type_is(ct, "multipart/form-data")) {
     char msg[320];
-    char *clean = rv_clean_dup(ct);
+    char *clean = sim_clean_dup(ct);
     snprintf(msg, sizeof msg, "Content-Type: expected multipart/form-data; got %s%s%s",
              clean ? "\"" : "", clean ? clean : "none", clean ? "\"" : "");
     free(clean);
@@ -195,14 +192,14 @@ struct rv_upload *rv_upload_new(rv_req *rq, struct MHD_Connection *c) {
   return up;
 }
 
-/* rv_upload_feed: `size` more body bytes at `data` */
-void rv_upload_feed(struct rv_upload *up, const char *data, size_t size) {
+/* sim_upload_feed: `size` more body bytes at `data` */
+void sim_upload_feed(struct sim_upload *up, const char *data, size_t size) {
   if (!up->pp || up->pp_failed) return;
   if (MHD_post_process(up->pp, data, size) != MHD_YES) up->pp_failed = 1;
 }
 
-/* rv_upload_free: release upload `up` (NULL is fine) and its buffers */
-void rv_upload_free(struct rv_upload *up) {
+/* sim_upload_free: release upload `up` (NULL is fine) and its buffers */
+void sim_upload_free(struct sim_upload *up) {
   if (!up) return;
   if (up->pp) MHD_destroy_post_processor(up->pp);
   free(up->idem);
@@ -240,7 +237,7 @@ static char *url_encode(const char *name) {
 ** sniffed type against kind, the model's MIME list and size limit. 0 with
 ** *rule_out / *mime_out / *model_out set, or -1 with the error in `r`.
 */
-static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char **mime_out,
+static int check_form(sim_req *rq, struct sim_upload *up, sim_reply *r, const char **mime_out,
                       const sim_model **model_out) {
   sim_upload_rule rule;
   const sim_model *m = NULL;
@@ -249,17 +246,17 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
   char list[256];
   size_t used = 0;
   if (up->has_err) {
-    rv_reply_error(rq, r, 400, "validation_failed", up->err_field, "%s", up->err);
+    sim_reply_error(rq, r, 400, "validation_failed", up->err_field, "%s", up->err);
     return -1;
   }
   if (up->pp_failed) {
-    rv_reply_error(rq, r, 400, "validation_failed", "body",
+    sim_reply_error(rq, r, 400, "validation_failed", "body",
                    "body: malformed multipart/form-data");
     return -1;
   }
-  if (!up->kind.seen || up->kind.too_long || !rv_listed(upload_kinds, up->kind.v)) {
-    char *clean = rv_clean_dup(up->kind.v);
-    rv_reply_error(rq, r, 400, "validation_failed", "kind",
+  if (!up->kind.seen || up->kind.too_long || !sim_listed(upload_kinds, up->kind.v)) {
+    char *clean = sim_clean_dup(up->kind.v);
+    sim_reply_error(rq, r, 400, "validation_failed", "kind",
                    "kind: required, one of \"image\", \"video\", \"audio\"; got %s%s%s",
                    up->kind.seen ? "\"" : "", up->kind.seen && clean ? clean : "nothing",
                    up->kind.seen ? "\"" : "");
@@ -269,8 +266,8 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
   if (up->model.seen) {
     m = up->model.too_long ? NULL : sim_model_find(rq->s->catalog, up->model.v);
     if (!m) {
-      char *clean = rv_clean_dup(up->model.v);
-      rv_reply_error(rq, r, 400, "validation_failed", "model",
+      char *clean = sim_clean_dup(up->model.v);
+      sim_reply_error(rq, r, 400, "validation_failed", "model",
                      "model: unknown model \"%s\"; known: %s", clean ? clean : "?",
                      sim_model_ids(rq->s->catalog, 0, ids, sizeof ids));
       free(clean);
@@ -278,38 +275,38 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
     }
   }
   if (up->client_request_id.seen) {
-    long n = rv_utf8_count(up->client_request_id.v, up->client_request_id.len);
-    if (up->client_request_id.too_long || n < 0 || n > RV_CLIENT_ID_MAX) {
-      rv_reply_error(rq, r, 400, "validation_failed", "client_request_id",
-                     "client_request_id: at most %d characters", RV_CLIENT_ID_MAX);
+    long n = sim_utf8_count(up->client_request_id.v, up->client_request_id.len);
+    if (up->client_request_id.too_long || n < 0 || n > SIM_CLIENT_ID_MAX) {
+      sim_reply_error(rq, r, 400, "validation_failed", "client_request_id",
+                     "client_request_id: at most %d characters", SIM_CLIENT_ID_MAX);
       return -1;
     }
   }
   if (!up->file_started) {
-    rv_reply_error(rq, r, 400, "validation_failed", "file",
+    sim_reply_error(rq, r, 400, "validation_failed", "file",
                    "file: required, a file part with a filename (curl -F file=@path)");
     return -1;
   }
   if (up->size == 0) {
-    rv_reply_error(rq, r, 400, "validation_failed", "file", "file: the file is empty (0 bytes)");
+    sim_reply_error(rq, r, 400, "validation_failed", "file", "file: the file is empty (0 bytes)");
     return -1;
   }
   mime = sim_sniff(up->head, up->head_len, &sniffed);
   if (!mime) {
-    rv_reply_error(rq, r, 400, "validation_failed", "file",
+    sim_reply_error(rq, r, 400, "validation_failed", "file",
                    "file: unrecognized file type: the first bytes match none of JPEG, PNG, "
                    "WebP, MP4, QuickTime, WebM, MP3, WAV, OGG, AAC, M4A");
     return -1;
   }
   if (strcmp(sniffed, up->kind.v) != 0) {
-    rv_reply_error(rq, r, 400, "validation_failed", "kind",
+    sim_reply_error(rq, r, 400, "validation_failed", "kind",
                    "kind: the file is %s %s (%s by its signature) but kind is \"%s\"",
                    sniffed[0] == 'i' || sniffed[0] == 'a' ? "an" : "a", sniffed, mime,
                    up->kind.v);
     return -1;
   }
   if (sim_upload_rule_get(m, up->kind.v, &rule) != 0) {
-    rv_reply_error(rq, r, 400, "validation_failed", "kind",
+    sim_reply_error(rq, r, 400, "validation_failed", "kind",
                    "kind: %s files are not accepted for model %s", up->kind.v,
                    m ? m->id : "(none)");
     return -1;
@@ -322,20 +319,20 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
       if (k < 0) break;
       used += (size_t)k;
     }
-    rv_reply_error(rq, r, 400, "validation_failed", "file",
+    sim_reply_error(rq, r, 400, "validation_failed", "file",
                    "file: %s is not accepted for %s uploads%s%s (accepted: %s)", mime,
                    up->kind.v, m ? " to " : "", m ? m->id : "", list);
     return -1;
   }
   if ((long long)up->size > rule.max_bytes) {
-    rv_reply_error(rq, r, 400, "validation_failed", "file",
+    sim_reply_error(rq, r, 400, "validation_failed", "file",
                    "file: %llu bytes is over the %lld MB (%lld bytes) limit for %s uploads%s%s",
-                   up->size, rule.max_bytes / RV_MB, rule.max_bytes, up->kind.v,
+                   up->size, rule.max_bytes / SIM_MB, rule.max_bytes, up->kind.v,
                    m ? " to " : "", m ? m->id : "");
     return -1;
   }
   if (up->dropped || !up->data) {
-    rv_reply_error(rq, r, 500, "internal_error", "file", "file: could not be stored");
+    sim_reply_error(rq, r, 500, "internal_error", "file", "file: could not be stored");
     return -1;
   }
   *mime_out = mime;
@@ -344,27 +341,27 @@ static int check_form(rv_req *rq, struct rv_upload *up, rv_reply *r, const char 
 }
 
 /* find_idem_file_locked: the file uploaded by `owner` with Idempotency-Key `k` */
-static rv_file *find_idem_file_locked(rv_state *s, const char *owner, const char *k) {
+static sim_file *find_idem_file_locked(sim_state *s, const char *owner, const char *k) {
   size_t i;
   for (i = 0; i < s->nfiles; i++) {
-    rv_file *f = s->files[i];
+    sim_file *f = s->files[i];
     if (f->idem_key && strcmp(f->idem_key, k) == 0 && strcmp(f->owner, owner) == 0) return f;
   }
   return NULL;
 }
 
 /*
-** rv_upload_finish: the whole body of upload `up` (request `rq`) has
+** sim_upload_finish: the whole body of upload `up` (request `rq`) has
 ** arrived: check it, store the file and answer 201 with its object in `r`.
 */
-void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
+void sim_upload_finish(sim_req *rq, struct sim_upload *up, sim_reply *r) {
   const char *mime;
   const sim_model *m;
   double duration = -1;
   char sha[65], *enc, *url;
   size_t url_len;
-  rv_state *s = rq->s;
-  rv_file *f;
+  sim_state *s = rq->s;
+  sim_file *f;
   if (up->pp) {
     if (MHD_destroy_post_processor(up->pp) != MHD_YES) up->pp_failed = 1;
     up->pp = NULL;
@@ -374,33 +371,33 @@ void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
     int webm = strcmp(mime, "video/webm") == 0;
     duration = webm ? sim_webm_duration(up->data, up->len) : sim_mp4_duration(up->data, up->len);
     if (duration < 0) {
-      rv_reply_error(rq, r, 400, "validation_failed", "file",
+      sim_reply_error(rq, r, 400, "validation_failed", "file",
                      "file: cannot read the video's duration (%s)",
                      webm ? "no Segment/Info/Duration element" : "no readable moov/mvhd box");
       return;
     }
   }
   rv_sha256_hex(up->data, up->len, sha);
-  rv_lock(s);
+  sim_lock(s);
   /* an upload retried with its Idempotency-Key stores nothing twice */
   if (up->idem && (f = find_idem_file_locked(s, rq->caller.key, up->idem)) != NULL) {
     if (strcmp(f->sha256, sha) == 0 && strcmp(f->kind, up->kind.v) == 0) {
       s->idempotent_replays++;
-      rv_reply_json(r, 201, rv_file_json(f));
+      sim_reply_json(r, 201, sim_file_json(f));
       r->replayed = 1;
     } else {
-      rv_reply_error(rq, r, 409, "idempotency_conflict", "Idempotency-Key",
+      sim_reply_error(rq, r, 409, "idempotency_conflict", "Idempotency-Key",
                      "Idempotency-Key \"%s\" was already used for another upload (file %s); "
                      "use a new key for a new upload", up->idem, f->id);
     }
-    rv_unlock(s);
+    sim_unlock(s);
     return;
   }
-  f = rv_file_add_locked(s);
+  f = sim_file_add_locked(s);
   if (!f || !(f->owner = strdup(rq->caller.key))) {
     if (f) s->nfiles--, free(f);
-    rv_unlock(s);
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    sim_unlock(s);
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
     return;
   }
   f->name = up->filename ? up->filename : strdup("file");
@@ -417,8 +414,8 @@ void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
     free(f->url);
     free(f->owner);
     free(f);
-    rv_unlock(s);
-    rv_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
+    sim_unlock(s);
+    sim_reply_error(rq, r, 500, "internal_error", NULL, "out of memory");
     return;
   }
   memcpy(f->kind, up->kind.v, strlen(up->kind.v) + 1);   /* checked: a listed kind */
@@ -429,12 +426,12 @@ void rv_upload_finish(rv_req *rq, struct rv_upload *up, rv_reply *r) {
   f->duration = duration;
   if (duration >= 0) {
     memcpy(f->token, "dt_", 3);
-    rv_random_hex_locked(s, f->token + 3, 16);
+    sim_random_hex_locked(s, f->token + 3, 16);
   }
   memcpy(f->sha256, sha, sizeof f->sha256);
   f->idem_key = up->idem;
   up->idem = NULL;
   (void)m;
-  rv_reply_json(r, 201, rv_file_json(f));
-  rv_unlock(s);
+  sim_reply_json(r, 201, sim_file_json(f));
+  sim_unlock(s);
 }

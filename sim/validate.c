@@ -29,12 +29,12 @@ static const char *const ref_keys[] = {
 ** fail: fill `err` with `field` and the message from `fmt`; returns -1 so
 ** that checks read `return fail(...)`.
 */
-static int fail(rv_verr *err, const char *field, const char *fmt, ...)
+static int fail(sim_verr *err, const char *field, const char *fmt, ...)
 #if defined(__GNUC__)
   __attribute__((format(printf, 3, 4)))
 #endif
   ;
-static int fail(rv_verr *err, const char *field, const char *fmt, ...) {
+static int fail(sim_verr *err, const char *field, const char *fmt, ...) {
   va_list ap;
   snprintf(err->field, sizeof err->field, "%s", field);
   va_start(ap, fmt);
@@ -109,7 +109,7 @@ static const char *num_text(const json_t *v, char *buf, size_t size) {
 ** and max), boolean (true or false). A type this simulator does not know
 ** takes any value but null.
 */
-static int check_param(const json_t *p, const char *key, const json_t *v, rv_verr *err) {
+static int check_param(const json_t *p, const char *key, const json_t *v, sim_verr *err) {
   const char *type = json_string_value(json_object_get(p, "type"));
   char field[160], got[128], opts[512], lo[40], hi[40];
   snprintf(field, sizeof field, "params.%s", key);
@@ -126,7 +126,7 @@ static int check_param(const json_t *p, const char *key, const json_t *v, rv_ver
     long n;
     if (!json_is_string(v))
       return fail(err, field, "%s: expected a string; got %s", field, got);
-    n = rv_utf8_count(json_string_value(v), json_string_length(v));
+    n = sim_utf8_count(json_string_value(v), json_string_length(v));
     if (n < 0) return fail(err, field, "%s: not valid UTF-8", field);
     if (json_is_integer(ml) && n > json_integer_value(ml))
       return fail(err, field, "%s: at most %" JSON_INTEGER_FORMAT " characters; got %ld", field,
@@ -167,7 +167,7 @@ static const json_t *limit_mimes(const sim_model *m, const char *kind) {
 ** check_reference: the shape of item `i` of referenceMediaItems for model
 ** `m`: the keys, a URL, a kind the model takes, a MIME type of its limits.
 */
-static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_verr *err) {
+static int check_reference(const sim_model *m, size_t i, const json_t *item, sim_verr *err) {
   char base[96], field[160], got[128], opts[256];
   const char *k, *kind;
   const json_t *v, *kinds = json_object_get(m->refs, "kinds");
@@ -178,7 +178,7 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
                 "durationSeconds?, durationToken?}; got %s", base, got);
   }
   json_object_foreach((json_t *)item, k, v) {
-    if (!rv_listed(ref_keys, k)) {
+    if (!sim_listed(ref_keys, k)) {
       snprintf(field, sizeof field, "%s.%s", base, k);
       return fail(err, field, "%s: unknown field%s; allowed: %s", field,
                   strchr(k, '_') ? " (reference items use camelCase)" : "",
@@ -232,7 +232,7 @@ static int check_reference(const sim_model *m, size_t i, const json_t *item, rv_
 ** verify_token_locked: a video reference `item` (index `i`) must carry a
 ** durationToken this simulator issued for the file at its url.
 */
-static int verify_token_locked(rv_state *s, size_t i, const json_t *item, rv_verr *err) {
+static int verify_token_locked(sim_state *s, size_t i, const json_t *item, sim_verr *err) {
   char field[160];
   const char *url = json_string_value(json_object_get(item, "url"));
   const json_t *tok = json_object_get(item, "durationToken");
@@ -243,7 +243,7 @@ static int verify_token_locked(rv_state *s, size_t i, const json_t *item, rv_ver
     return fail(err, field, "%s: required for a video reference; upload the video with "
                 "POST /api/v1/files and pass its duration_token", field);
   for (j = 0; j < s->nfiles; j++) {
-    const rv_file *f = s->files[j];
+    const sim_file *f = s->files[j];
     if (f->token[0] && strcmp(f->url, url) == 0 &&
         strcmp(f->token, json_string_value(tok)) == 0) {
       double off = secs ? json_number_value(secs) - f->duration : 0;
@@ -320,8 +320,8 @@ static const char *describe_modes(const json_t *modes, char *buf, size_t size) {
 ** reference_media.modes whose counts the items match (*mode_out), then
 ** each video's duration token.
 */
-static int check_references(rv_state *s, const sim_model *m, const json_t *v,
-                            const json_t **mode_out, rv_verr *err) {
+static int check_references(sim_state *s, const sim_model *m, const json_t *v,
+                            const json_t **mode_out, sim_verr *err) {
   const char *field = "params.referenceMediaItems";
   const json_t *modes = json_object_get(m->refs, "modes"), *kinds = json_object_get(m->refs, "kinds");
   json_int_t max = json_integer_value(json_object_get(m->refs, "max_items"));
@@ -373,7 +373,7 @@ static int check_references(rv_state *s, const sim_model *m, const json_t *v,
 }
 
 /* add_warning: append `w` to out->warnings */
-static void add_warning(rv_gen *out, const char *w) {
+static void add_warning(sim_gen *out, const char *w) {
   if (!out->warnings) out->warnings = json_array();
   json_array_append_new(out->warnings, json_string(w));
 }
@@ -384,7 +384,7 @@ static void add_warning(rv_gen *out, const char *w) {
 ** service normalizes a video edit's duration), "ignored_params" are kept
 ** but reported as ignored. Each leaves a warning on the task.
 */
-static void apply_mode(const json_t *mode, rv_gen *out) {
+static void apply_mode(const json_t *mode, sim_gen *out) {
   const char *name = json_string_value(json_object_get(mode, "mode")), *k;
   const json_t *ignored = json_object_get(mode, "ignored_params");
   json_t *cap;
@@ -415,8 +415,8 @@ static void apply_mode(const json_t *mode, rv_gen *out) {
 ** check_params: the params object `params` (may be NULL) for model `m`;
 ** sets out->params to the normalized copy and out->warnings.
 */
-static int check_params(rv_state *s, const sim_model *m, const json_t *params, rv_gen *out,
-                        rv_verr *err) {
+static int check_params(sim_state *s, const sim_model *m, const json_t *params, sim_gen *out,
+                        sim_verr *err) {
   char got[128], keys[512], opts[512];
   const char *k;
   json_t *v;
@@ -456,12 +456,12 @@ static int check_params(rv_state *s, const sim_model *m, const json_t *params, r
 }
 
 /*
-** rv_validate_generation_locked: check create body `body` against the
+** sim_validate_generation_locked: check create body `body` against the
 ** catalog of `s` (whose files verify duration tokens). 0 with `out` set
 ** (params and warnings are new references), or -1 with `err` set.
 */
-int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
-                                  rv_verr *err) {
+int sim_validate_generation_locked(sim_state *s, const json_t *body, sim_gen *out,
+                                  sim_verr *err) {
   char got[128], keys[128], ids[512];
   const char *k;
   const json_t *v;
@@ -475,7 +475,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     if (strcmp(k, "files") == 0)
       return fail(err, "files", "files: not accepted at the top level; reference media go "
                   "in params.referenceMediaItems (upload them with POST /api/v1/files)");
-    if (!rv_listed(top_keys, k))
+    if (!sim_listed(top_keys, k))
       return fail(err, k, "%s: unknown top-level field; allowed: %s (model controls go in "
                   "params)", k, quoted_list(top_keys, 0, keys, sizeof keys));
   }
@@ -505,7 +505,7 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
                   "characters", out->model->prompt_max);
     if (!json_is_string(v) || json_string_length(v) == 0)
       return fail(err, "prompt", "prompt: expected a non-empty string; got %s", got);
-    count = rv_utf8_count(json_string_value(v), json_string_length(v));
+    count = sim_utf8_count(json_string_value(v), json_string_length(v));
     if (count < 0)
       return fail(err, "prompt", "prompt: not valid UTF-8");
     if (count > out->model->prompt_max)
@@ -518,10 +518,10 @@ int rv_validate_generation_locked(rv_state *s, const json_t *body, rv_gen *out,
     if (!json_is_string(v))
       return fail(err, "client_request_id", "client_request_id: expected a string; got %s",
                   got);
-    count = rv_utf8_count(json_string_value(v), json_string_length(v));
-    if (count < 0 || count > RV_CLIENT_ID_MAX)
+    count = sim_utf8_count(json_string_value(v), json_string_length(v));
+    if (count < 0 || count > SIM_CLIENT_ID_MAX)
       return fail(err, "client_request_id", "client_request_id: at most %d characters "
-                  "(code points); got %ld", RV_CLIENT_ID_MAX, count);
+                  "(code points); got %ld", SIM_CLIENT_ID_MAX, count);
   }
   if (check_params(s, out->model, json_object_get(body, "params"), out, err) != 0) {
     json_decref(out->params);

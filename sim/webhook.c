@@ -262,7 +262,7 @@ static int push(void ***v, size_t *n, size_t *cap, void *p) {
 }
 
 /* sim_webhook_find_locked: the live endpoint `id` of `owner`, or NULL */
-sim_webhook *sim_webhook_find_locked(rv_state *s, const char *owner, const char *id) {
+sim_webhook *sim_webhook_find_locked(sim_state *s, const char *owner, const char *id) {
   size_t i;
   for (i = 0; i < s->nwebhooks; i++) {
     sim_webhook *w = s->webhooks[i];
@@ -275,7 +275,7 @@ sim_webhook *sim_webhook_find_locked(rv_state *s, const char *owner, const char 
 ** sim_webhook_add_locked: a new endpoint of `owner` with a fresh id and
 ** secret (strings still to be set by the caller), or NULL.
 */
-sim_webhook *sim_webhook_add_locked(rv_state *s, const char *owner) {
+sim_webhook *sim_webhook_add_locked(sim_state *s, const char *owner) {
   sim_webhook *w = calloc(1, sizeof *w);
   void **v = (void **)s->webhooks;
   if (!w || !(w->owner = strdup(owner)) ||
@@ -286,18 +286,18 @@ sim_webhook *sim_webhook_add_locked(rv_state *s, const char *owner) {
   }
   s->webhooks = (sim_webhook **)v;
   memcpy(w->id, "whend_", 6);
-  rv_random_hex_locked(s, w->id + 6, 12);
+  sim_random_hex_locked(s, w->id + 6, 12);
   sim_webhook_new_secret_locked(s, w);
-  rv_iso_now(w->created_at);
+  sim_iso_now(w->created_at);
   memcpy(w->updated_at, w->created_at, sizeof w->updated_at);
   pthread_cond_broadcast(&s->webhook_cv);   /* the worker now has work to watch */
   return w;
 }
 
 /* sim_webhook_new_secret_locked: a fresh signing secret for `w` */
-void sim_webhook_new_secret_locked(rv_state *s, sim_webhook *w) {
+void sim_webhook_new_secret_locked(sim_state *s, sim_webhook *w) {
   memcpy(w->secret, "whsec_", 6);
-  rv_random_hex_locked(s, w->secret + 6, 16);
+  sim_random_hex_locked(s, w->secret + 6, 16);
 }
 
 /* webhook_free: release endpoint `w` */
@@ -310,7 +310,7 @@ static void webhook_free(sim_webhook *w) {
 }
 
 /* sim_webhook_remove_locked: delete endpoint `w`; its pending deliveries go too */
-void sim_webhook_remove_locked(rv_state *s, sim_webhook *w) {
+void sim_webhook_remove_locked(sim_state *s, sim_webhook *w) {
   size_t i;
   for (i = 0; i < s->nwebhooks; i++) {
     if (s->webhooks[i] != w) continue;
@@ -330,7 +330,7 @@ void sim_webhook_remove_locked(rv_state *s, sim_webhook *w) {
 }
 
 /* event_find_locked: the event `id`, or NULL */
-static sim_event *event_find_locked(rv_state *s, const char *id) {
+static sim_event *event_find_locked(sim_state *s, const char *id) {
   size_t i;
   for (i = 0; i < s->nevents; i++)
     if (strcmp(s->events[i]->id, id) == 0) return s->events[i];
@@ -341,7 +341,7 @@ static sim_event *event_find_locked(rv_state *s, const char *id) {
 ** queue_locked: a pending delivery of event `e` to endpoint `w`, attempt
 ** `attempt`, due `delay` seconds from now; NULL when out of memory.
 */
-static sim_delivery *queue_locked(rv_state *s, const sim_webhook *w, const sim_event *e,
+static sim_delivery *queue_locked(sim_state *s, const sim_webhook *w, const sim_event *e,
                                   int attempt, double delay) {
   sim_delivery *d = calloc(1, sizeof *d);
   void **v = (void **)s->deliveries;
@@ -351,14 +351,14 @@ static sim_delivery *queue_locked(rv_state *s, const sim_webhook *w, const sim_e
   }
   s->deliveries = (sim_delivery **)v;
   memcpy(d->id, "whdel_", 6);
-  rv_random_hex_locked(s, d->id + 6, 12);
+  sim_random_hex_locked(s, d->id + 6, 12);
   snprintf(d->endpoint_id, sizeof d->endpoint_id, "%s", w->id);
   snprintf(d->event_id, sizeof d->event_id, "%s", e->id);
   snprintf(d->event_type, sizeof d->event_type, "%s", e->type);
   d->attempt = attempt;
   d->state = SIM_DELIVERY_PENDING;
-  d->due = rv_mono_now() + delay;
-  rv_iso_now(d->created_at);
+  d->due = sim_mono_now() + delay;
+  sim_iso_now(d->created_at);
   pthread_cond_broadcast(&s->webhook_cv);
   return d;
 }
@@ -367,7 +367,7 @@ static sim_delivery *queue_locked(rv_state *s, const sim_webhook *w, const sim_e
 ** event_add_locked: a new event of `type` for `owner` with `data` (taken);
 ** NULL when out of memory.
 */
-static sim_event *event_add_locked(rv_state *s, const char *owner, const char *type,
+static sim_event *event_add_locked(sim_state *s, const char *owner, const char *type,
                                    json_t *data) {
   sim_event *e = calloc(1, sizeof *e);
   void **v = (void **)s->events;
@@ -380,9 +380,9 @@ static sim_event *event_add_locked(rv_state *s, const char *owner, const char *t
   }
   s->events = (sim_event **)v;
   memcpy(e->id, "evt_", 4);
-  rv_random_hex_locked(s, e->id + 4, 12);
+  sim_random_hex_locked(s, e->id + 4, 12);
   snprintf(e->type, sizeof e->type, "%s", type);
-  rv_iso_now(e->created_at);
+  sim_iso_now(e->created_at);
   e->data = data;
   return e;
 }
@@ -392,12 +392,12 @@ static sim_event *event_add_locked(rv_state *s, const char *owner, const char *t
 ** its event and queue a delivery to each active endpoint of its key that
 ** subscribes to the type.
 */
-void sim_webhook_task_final_locked(rv_state *s, const rv_task *t) {
-  const char *type = t->status == RV_SUCCEEDED ? "generation.succeeded" : "generation.failed";
+void sim_webhook_task_final_locked(sim_state *s, const sim_task *t) {
+  const char *type = t->status == SIM_SUCCEEDED ? "generation.succeeded" : "generation.failed";
   sim_event *e;
   size_t i;
   if (s->nwebhooks == 0) return;
-  e = event_add_locked(s, t->owner, type, rv_task_json_locked(s, t));
+  e = event_add_locked(s, t->owner, type, sim_task_json_locked(s, t));
   if (!e) return;
   for (i = 0; i < s->nwebhooks; i++) {
     const sim_webhook *w = s->webhooks[i];
@@ -414,7 +414,7 @@ void sim_webhook_task_final_locked(rv_state *s, const rv_task *t) {
 ** sim_webhook_test_locked: a webhook.test event for endpoint `w`, queued
 ** at once whatever its status; the pending delivery, or NULL.
 */
-sim_delivery *sim_webhook_test_locked(rv_state *s, const sim_webhook *w) {
+sim_delivery *sim_webhook_test_locked(sim_state *s, const sim_webhook *w) {
   sim_event *e = event_add_locked(s, w->owner, "webhook.test",
                                   json_pack("{s:s,s:s,s:s}", "object", "webhook_test",
                                             "endpoint_id", w->id, "message",
@@ -428,7 +428,7 @@ int sim_webhook_types_ok(const json_t *v) {
   if (!json_is_array(v) || json_array_size(v) == 0) return 0;
   for (i = 0; i < json_array_size(v); i++) {
     const json_t *t = json_array_get(v, i);
-    if (!json_is_string(t) || !rv_listed(event_types, json_string_value(t))) return 0;
+    if (!json_is_string(t) || !sim_listed(event_types, json_string_value(t))) return 0;
     for (j = 0; j < i; j++)
       if (json_equal(json_array_get(v, j), (json_t *)t)) return 0;
   }
@@ -436,13 +436,14 @@ int sim_webhook_types_ok(const json_t *v) {
 }
 
 /* sim_webhook_events_json_locked: the events of `owner`, newest first */
-json_t *sim_webhook_events_json_locked(rv_state *s, const char *owner) {
+json_t *sim_webhook_events_json_locked(sim_state *s, const char *owner) {
   json_t *data = json_array();
   size_t i;
   for (i = s->nevents; i-- > 0;) {
     const sim_event *e = s->events[i];
+    json_t *o;
     if (strcmp(e->owner, owner) != 0) continue;
-    json_t *o = sim_event_json(e);
+    o = sim_event_json(e);
     json_object_set_new(o, "object", json_string("event"));
     json_array_append_new(data, o);
   }
@@ -450,7 +451,7 @@ json_t *sim_webhook_events_json_locked(rv_state *s, const char *owner) {
 }
 
 /* sim_webhook_deliveries_json_locked: the attempts for endpoint `id`, newest first */
-json_t *sim_webhook_deliveries_json_locked(rv_state *s, const char *id) {
+json_t *sim_webhook_deliveries_json_locked(sim_state *s, const char *id) {
   json_t *data = json_array();
   size_t i;
   for (i = s->ndeliveries; i-- > 0;)
@@ -473,7 +474,7 @@ static void event_free(sim_event *e) {
 }
 
 /* sim_webhooks_clear_locked: no endpoints, events or deliveries (reset) */
-void sim_webhooks_clear_locked(rv_state *s) {
+void sim_webhooks_clear_locked(sim_state *s) {
   size_t i;
   for (i = 0; i < s->nwebhooks; i++) webhook_free(s->webhooks[i]);
   for (i = 0; i < s->nevents; i++) event_free(s->events[i]);
@@ -492,7 +493,7 @@ void sim_webhooks_clear_locked(rv_state *s) {
 
 /* what one attempt needs outside the lock */
 typedef struct attempt {
-  rv_state *s;
+  sim_state *s;
   char id[40];
   char *url;
   char *body;
@@ -539,9 +540,9 @@ static int stop_check(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
   (void)dn;
   (void)ut;
   (void)un;
-  rv_lock(at->s);
+  sim_lock(at->s);
   stop = at->s->stopping;
-  rv_unlock(at->s);
+  sim_unlock(at->s);
   return stop;
 }
 
@@ -550,7 +551,7 @@ static void perform(attempt *at, double timeout) {
   CURL *h = curl_easy_init();
   struct curl_slist *hdrs = NULL;
   CURLcode rc;
-  double t0 = rv_mono_now();
+  double t0 = sim_mono_now();
   if (!h) {
     snprintf(at->error, sizeof at->error, "out of memory");
     return;
@@ -574,7 +575,7 @@ static void perform(attempt *at, double timeout) {
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, at);
   curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
   rc = curl_easy_perform(h);
-  at->ms = (long)((rv_mono_now() - t0) * 1000);
+  at->ms = (long)((sim_mono_now() - t0) * 1000);
   if (rc == CURLE_OK) {
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &at->status);
     if (at->status >= 300 && at->status < 400)
@@ -590,7 +591,7 @@ static void perform(attempt *at, double timeout) {
 }
 
 /* delivery_find_locked: the delivery `id`, or NULL */
-static sim_delivery *delivery_find_locked(rv_state *s, const char *id) {
+static sim_delivery *delivery_find_locked(sim_state *s, const char *id) {
   size_t i;
   for (i = 0; i < s->ndeliveries; i++)
     if (strcmp(s->deliveries[i]->id, id) == 0) return s->deliveries[i];
@@ -602,8 +603,8 @@ static sim_delivery *delivery_find_locked(rv_state *s, const char *id) {
 ** sending, with its URL and body copied into `at`; 1, or 0 with *next set
 ** to the seconds until the next one is due (or -1: none pending).
 */
-static int take_due_locked(rv_state *s, attempt *at, double *next) {
-  double now = rv_mono_now();
+static int take_due_locked(sim_state *s, attempt *at, double *next) {
+  double now = sim_mono_now();
   size_t i;
   *next = -1;
   for (i = 0; i < s->ndeliveries; i++) {
@@ -636,14 +637,14 @@ static int take_due_locked(rv_state *s, attempt *at, double *next) {
       continue;
     }
     d->state = SIM_DELIVERY_SENDING;
-    rv_iso_now(d->attempted_at);
+    sim_iso_now(d->attempted_at);
     return 1;
   }
   return 0;
 }
 
 /* record_locked: the outcome of attempt `at`; a failure is retried with backoff */
-static void record_locked(rv_state *s, const attempt *at) {
+static void record_locked(sim_state *s, const attempt *at) {
   sim_delivery *d = delivery_find_locked(s, at->id);
   sim_webhook *w;
   int ok = !at->error[0] && at->status >= 200 && at->status < 300;
@@ -656,10 +657,10 @@ static void record_locked(rv_state *s, const attempt *at) {
   w = sim_webhook_find_locked(s, NULL, d->endpoint_id);
   if (!w) return;
   if (ok) {
-    rv_iso_now(w->last_success_at);
+    sim_iso_now(w->last_success_at);
     return;
   }
-  rv_iso_now(w->last_failure_at);
+  sim_iso_now(w->last_failure_at);
   w->failure_count++;
   if (d->attempt < s->webhook_max_attempts) {
     const sim_event *e = event_find_locked(s, d->event_id);
@@ -676,18 +677,18 @@ static void record_locked(rv_state *s, const attempt *at) {
 ** what is due, one attempt at a time, outside the lock.
 */
 static void *worker(void *cls) {
-  rv_state *s = cls;
-  rv_lock(s);
+  sim_state *s = cls;
+  sim_lock(s);
   while (!s->stopping) {
     attempt at;
     double next;
     struct timespec until;
-    if (s->nwebhooks > 0) rv_tasks_advance_all_locked(s);
+    if (s->nwebhooks > 0) sim_tasks_advance_all_locked(s);
     if (take_due_locked(s, &at, &next)) {
       double timeout = s->webhook_timeout;
-      rv_unlock(s);
+      sim_unlock(s);
       perform(&at, timeout);
-      rv_lock(s);
+      sim_lock(s);
       record_locked(s, &at);
       free(at.url);
       free(at.body);
@@ -706,23 +707,23 @@ static void *worker(void *cls) {
     }
     pthread_cond_timedwait(&s->webhook_cv, &s->mu, &until);
   }
-  rv_unlock(s);
+  sim_unlock(s);
   return NULL;
 }
 
 /* sim_webhooks_start: start the delivery worker of `s`; 0 or -1 */
-int sim_webhooks_start(rv_state *s) {
+int sim_webhooks_start(sim_state *s) {
   if (pthread_create(&s->webhook_thread, NULL, worker, s) != 0) return -1;
   s->webhook_running = 1;
   return 0;
 }
 
 /* sim_webhooks_stop: stop and join the worker (s->stopping must be set) */
-void sim_webhooks_stop(rv_state *s) {
+void sim_webhooks_stop(sim_state *s) {
   if (!s->webhook_running) return;
-  rv_lock(s);
+  sim_lock(s);
   pthread_cond_broadcast(&s->webhook_cv);
-  rv_unlock(s);
+  sim_unlock(s);
   pthread_join(s->webhook_thread, NULL);
   s->webhook_running = 0;
 }

@@ -108,6 +108,18 @@ describe("files API", function()
       assert.truthy(r.content_type:find("multipart/form-data", 1, true))
     end)
 
+    it("counts client_request_id in code points, as creates do, and needs UTF-8", function()
+      assert(client:upload(video, { client_request_id = ("é"):rep(128) }))
+      local before = #requests()
+      for _, id in ipairs{ ("é"):rep(129), "caf\233" } do
+        local file, err = client:upload(video, { client_request_id = id })
+        assert.is_nil(file)
+        assert.are.equal("validation_failed", err.code)
+        assert.are.equal("client_request_id", err.field)
+      end
+      assert.are.equal(before, #requests())
+    end)
+
     it("reads either spelling of the file object's fields", function()
       sim:fault{ method = "POST", path = "/api/v1/files", action = "respond", status = 201,
         body = '{"file_id":"file_x","url":"http://127.0.0.1:1/f.mp4","kind":"video","name":"f.mp4",'

@@ -142,3 +142,114 @@ describe("integers on the wire", function()
     assert.are.equal("9007199254740991 bytes", err.got)
   end)
 end)
+
+describe("rivya.json.decode_object", function()
+  local core = require "rivya.core"
+  local TASK = '{"id":"task_5219d1fe","status":"queued","model":"wan-2-7-video","reserved_credits":80,'
+    .. '"final_credits":0,"created_at":"2026-11-29T12:11:04.116Z","updated_at":"2026-11-29T12:11:04.116Z",'
+    .. '"result":null,"error":null}'
+
+  -- deep equality with math types: 80 and 80.0 differ here
+  local function same(a, b)
+    if type(a) ~= type(b) then return false end
+    if type(a) == "number" then return compat.math_type(a) == compat.math_type(b) and (a == b or a ~= a and b ~= b) end
+    if type(a) ~= "table" then return a == b end
+    for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+    for k in pairs(b) do if a[k] == nil then return false end end
+    return true
+  end
+
+  it("decodes a task answer in one pass (core.json_object) to what json.decode gives", function()
+    local fast = core.json_object(TASK)
+    assert.is_table(fast)
+    assert.is_true(same(json.decode(TASK), fast))
+    assert.are.equal("integer", compat.math_type(fast.reserved_credits))
+    assert.is_nil(fast.result)
+    assert.are.same(fast, json.decode_object(TASK))
+  end)
+
+  it("builds tables no larger than json.decode's", function()
+    local function heap_of(decode)
+      local keep = {}
+      collectgarbage()
+      collectgarbage()
+      local base = collectgarbage("count")
+      for i = 1, 1000 do keep[i] = decode(TASK) end
+      collectgarbage()
+      local kb = collectgarbage("count") - base
+      assert.are.equal(1000, #keep)
+      return kb
+    end
+    local tidy, fast = heap_of(json.decode), heap_of(core.json_object)
+    assert.is_true(fast <= tidy * 1.02, ("json.decode %.0f KB, core.json_object %.0f KB"):format(tidy, fast))
+  end)
+
+  it("leaves what it does not take to json.decode, with the same result", function()
+    for _, text in ipairs({
+      '{"a":1.5}', '{"a":1e3}', '{"a":"tab\\there"}', '{"a":"\\u00e9"}', '{"a":[1,null,3]}',
+      '{"a":12345678901234567}', '{"a":01}', '[1,2]', '"s"', '{"a":1}x', '{"a":1,}', '{"a" 1}',
+      '{"a":tru}', '{"a":"unterminated}', '{"a":"ctl\1"}', '', '{', '{"a":-}', '{"a":NaN}',
+      '{"a":Infinity}', ('{"a":'):rep(70) .. '1' .. ('}'):rep(70),
+    }) do
+      assert.is_nil(core.json_object(text), text)
+      local want, werr = json.decode(text)
+      local got, gerr = json.decode_object(text)
+      assert.is_true(same(want, got), text)
+      assert.are.equal(werr == nil, gerr == nil, text)
+    end
+  end)
+
+  it("agrees with json.decode on 3,000 generated documents and their mutations", function()
+    -- a fixed seed: the same documents every run
+    local seed = 12345
+    local function rand(n)
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return seed % n + 1
+    end
+    local WORDS = { '"id"', '"status"', '"a"', '"b"', '""', '"é"', '"x y"', '"a"' }
+    local function value(depth)
+      local k = rand(depth > 4 and 6 or 9)
+      if k == 1 then return tostring(rand(1000) - 500) end
+      if k == 2 then return ({ "0", "-0", "123456789012345", "1234567890123456", "2.5", "1e2" })[rand(6)] end
+      if k == 3 then return WORDS[rand(#WORDS)] end
+      if k == 4 then return ({ "true", "false", "null" })[rand(3)] end
+      if k == 5 then return '"with\\nescape"' end
+      if k == 6 then return "null" end
+      if k <= 8 then
+        local parts = {}
+        for i = 1, rand(5) - 1 do parts[i] = WORDS[rand(#WORDS)] .. ":" .. value(depth + 1) end
+        return "{" .. table.concat(parts, ",") .. "}"
+      end
+      local parts = {}
+      for i = 1, rand(5) - 1 do parts[i] = value(depth + 1) end
+      return "[" .. table.concat(parts, ", ") .. "]"
+    end
+    local fast_taken = 0
+    for i = 1, 3000 do
+      local parts = {}
+      for j = 1, rand(6) - 1 do parts[j] = WORDS[rand(#WORDS)] .. " : " .. value(1) end
+      local text = "{" .. table.concat(parts, ",") .. "}"
+      if i % 3 == 0 then   -- a mutation: a byte dropped, doubled or replaced
+        local at = rand(#text)
+        local m = rand(3)
+        text = text:sub(1, at - 1) .. (m == 2 and text:sub(at, at):rep(2) or m == 3 and "]" or "")
+          .. text:sub(at + 1)
+      end
+      local fast = core.json_object(text)
+      local want = json.decode(text)
+      if fast then
+        fast_taken = fast_taken + 1
+        assert.is_true(same(want, fast), text)
+      end
+      assert.is_true(same(want, (json.decode_object(text))), text)
+    end
+    assert.is_true(fast_taken > 500, "fast path taken " .. fast_taken .. " times")
+  end)
+
+  it("returns nil rather than raising on an array too long for the Lua stack", function()
+    local text = '{"a":[' .. ("1,"):rep(1200000) .. '1]}'
+    local ok, v = pcall(core.json_object, text)
+    assert.is_true(ok, tostring(v))
+    assert.is_true(v == nil or #v.a == 1200001)
+  end)
+end)

@@ -91,7 +91,7 @@ describe("the SQLite binding", function()
   it("locks a folder against a second process and names the holder's pid", function()
     local path = dir .. "/lock"
     local lock = assert(core.lock(path))
-    local p = io.popen(("%s -e %s"):format(helper.LUA, helper.sh_quote(
+    local p = io.popen((helper.LUA .. " -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; local l, e, pid = core.lock(" .. ("%q"):format(path)
       .. "); io.write(tostring(l), ' ', tostring(pid))")))
     local out = p:read("*a")
@@ -100,7 +100,7 @@ describe("the SQLite binding", function()
     assert.are.equal("nil " .. self_pid, out)
     lock:unlock()
     lock:unlock()
-    p = io.popen(("%s -e %s"):format(helper.LUA, helper.sh_quote(
+    p = io.popen((helper.LUA .. " -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; io.write(tostring(core.lock(" .. ("%q"):format(path) .. ") ~= nil))")))
     out = p:read("*a")
     p:close()

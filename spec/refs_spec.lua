@@ -67,7 +67,12 @@ describe("rivya.refs", function()
     code, out, err = rivya_cli({ "batch", dir .. "/jobs.jsonl", "--dry-run" })
     assert.are.equal(3, code, out .. err)
     assert.truthy(err:find(message, 1, true), err)
-    assert.are.equal(0, sim:ledger().requests)
+    -- nothing sent but the client's one catalog fetch (GET /api/v1/models)
+    local sent = 0
+    for _, r in ipairs(sim:control("GET", "requests").data) do
+      if not (r.method == "GET" and r.path == "/api/v1/models") then sent = sent + 1 end
+    end
+    assert.are.equal(0, sent)
   end)
 
   it("stats, sniffs and validates a create's request once, local references included", function()
@@ -83,14 +88,14 @@ describe("rivya.refs", function()
         return f(...)
       end
     end
-    for _, name in ipairs({ "stat", "read_head", "sniff" }) do count(core, name) end
+    for _, name in ipairs({ "stat", "open_upload", "sniff" }) do count(core, name) end
     count(methods, "validate")
     local ok, task, err = pcall(client.create, client, { model = "wan-2-7-video", prompt = "From night to sunrise",
       params = { referenceMediaItems = { PNG, JPEG } } })
     for _, f in ipairs(restore) do f() end
     assert.is_true(ok, tostring(task))
     assert.is_table(task, tostring(err))
-    assert.are.same({ stat = 2, read_head = 2, sniff = 2, validate = 1 }, counts)
+    assert.are.same({ stat = 2, open_upload = 2, sniff = 2, validate = 1 }, counts)   -- each file opened once
     local items = sim:ledger().tasks[1].params.referenceMediaItems
     assert.are.same({ "image/png", "image/jpeg" }, { items[1].mimeType, items[2].mimeType })
     assert.are.equal(2, sim:ledger().files)

@@ -424,6 +424,22 @@ describe("rivya-sim", function()
       assert.are.equal(79, ledger.credits)
     end)
 
+    it("takes Idempotency-Keys of printable ASCII with inner spaces, refuses the rest", function()
+      local s1, t1 = create({}, { headers = { ["Idempotency-Key"] = "batch 7 line 3" } })
+      local s2, t2 = create({}, { headers = { ["Idempotency-Key"] = "batch 7 line 3" } })
+      assert.are.equal(201, s1)
+      assert.are.equal(201, s2)
+      assert.are.equal(t1.id, t2.id)
+      assert.are.equal("batch 7 line 3", sim:ledger().tasks[1].idempotency_key)
+      for _, key in ipairs{ "caf\195\169", ("k"):rep(256), "tab\there" } do
+        local status, json = create({}, { headers = { ["Idempotency-Key"] = key } })
+        assert_error(status, json, 400, "validation_failed")
+        assert.are.equal("Idempotency-Key", json.error.field)
+      end
+      assert.are.equal(201, (create({}, { headers = { ["Idempotency-Key"] = ("k"):rep(255) } })))
+      assert.are.equal(2, sim:ledger().tasks_created)
+    end)
+
     it("replays the same task for the same Idempotency-Key and body, charging once", function()
       local s1, t1 = create({}, { headers = { ["Idempotency-Key"] = "idem-1" } })
       local s2, t2, h2 = create({}, { headers = { ["Idempotency-Key"] = "idem-1" } })
@@ -759,6 +775,19 @@ describe("rivya-sim", function()
       assert.are.equal(sample:sub(1, 1000), body)
     end)
 
+    it("oversized: size bytes, behind the given body when there is one", function()
+      sim:fault{ path = "/videos/", listener = "cdn", action = "oversized", size = 3000000,
+        body_base64 = "AAAAGGZ0eXBpc29tAAAAAA==" }
+      local status, headers, body = helper.curl{ url = sim.cdn_url .. "/videos/x.mp4" }
+      assert.are.equal(200, status)
+      assert.are.equal("3000000", headers["content-length"])
+      assert.are.equal(3000000, #body)
+      assert.are.equal("\0\0\0\24ftypisom\0\0\0\0xxxx", body:sub(1, 20))
+      sim:fault{ path = "/api/v1/credits", action = "oversized", size = 100 }
+      local _, json = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(("x"):rep(100 - 11), json.data)
+    end)
+
     it("respond: body_base64 carries binary bytes, NUL included", function()
       sim:fault{ path = "/videos/", listener = "cdn", action = "respond", status = 200,
         content_type = "video/mp4", body_base64 = "AAAAGGZ0eXBpc29tAAAAAA==" }
@@ -907,6 +936,19 @@ describe("rivya-sim", function()
       assert.matches("duration", json.error.message)
     end)
 
+    it("sniffs MPEG-4 audio brands M4A and M4B (.m4b audiobooks) as audio/mp4", function()
+      for _, brand in ipairs{ "M4A ", "M4B " } do
+        local path = fixture("book.m4b", "\0\0\0\24ftyp" .. brand .. "\0\0\0\0isom")
+        local status, file = upload(path, { kind = "audio" })
+        assert.are.equal(201, status)
+        assert.are.equal("audio/mp4", file.mime_type)
+        local json
+        status, json = upload(path, { kind = "video" })
+        assert_error(status, json, 400, "validation_failed")
+        assert.are.equal("kind", json.error.field)
+      end
+    end)
+
     it("rejects a kind that does not match the signature, naming both", function()
       local status, json = upload(fixture("c.png", PNG_SIG .. "x"), { kind = "video" })
       assert_error(status, json, 400, "validation_failed")
@@ -995,17 +1037,16 @@ describe("rivya-sim command line", function()
 
   it("--catalog FILE serves and obeys another catalog", function()
     local path = tmp .. "/catalog.json"
-    helper.write_file(path, cjson.encode{ object = "list", data = { {
-      id = "tiny-video", display_name = "Tiny", category = "video", runtime = "async_task",
-      base_credits = 7, billing_type = "FIXED", supported_modes = { "text-to-video" },
-      max_prompt_length = 10, reference_media = cjson.null,
-      params = { { key = "fps", type = "select", required = false, options = { "12", "24" } },
-                 { key = "mood", type = "vibe", required = false } },
-      api_status = "available", api_input_status = "available_text",
-      supported_api_inputs = { "text" }, requires_files_api = false,
-      requires_upload_for_modes = cjson.empty_array, url_input_supported = false,
-      file_kinds = cjson.empty_array, chat_capabilities = cjson.null, notices = cjson.empty_array,
-    } } })
+    helper.write_file(path, [[{"object": "list", "data": [{
+      "id": "tiny-video", "display_name": "Tiny", "category": "video", "runtime": "async_task",
+      "base_credits": 7, "billing_type": "FIXED", "supported_modes": ["text-to-video"],
+      "max_prompt_length": 10, "reference_media": null,
+      "params": [{"key": "fps", "type": "select", "required": false, "options": ["12", "24"]},
+                 {"key": "mood", "type": "vibe", "required": false}],
+      "api_status": "available", "api_input_status": "available_text",
+      "supported_api_inputs": ["text"], "requires_files_api": false,
+      "requires_upload_for_modes": [], "url_input_supported": false, "file_kinds": [],
+      "chat_capabilities": null, "notices": []}]}]])
     local sim = helper.start_sim{ args = { "--catalog", path, "--task-seconds", "0" } }
     local ok, err = pcall(function()
       local status, json = sim:api("GET", "/api/v1/models", nil, { key = false })

@@ -425,6 +425,9 @@ describe("core.validate", function()
       rejects(req(nil, { idempotency_key = "ключ" }), "idempotency_key")
       rejects(req(nil, { idempotency_key = "a\r\nX-Evil: 1" }), "idempotency_key")
       rejects(req(nil, { idempotency_key = 7 }), "idempotency_key")
+      -- HTTP would drop these spaces: the key sent would not be the key held
+      rejects(req(nil, { idempotency_key = " lead" }), "idempotency_key")
+      rejects(req(nil, { idempotency_key = "trail " }), "idempotency_key")
     end)
 
     it("reject params that are not a table", function()

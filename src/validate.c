@@ -237,11 +237,11 @@ static void check_text(lua_State *L, int idx, const char *field,
   }
 }
 
-/* check the optional idempotency_key at `idx`: printable ASCII, <= 255 */
+/* check the optional idempotency_key at `idx`: printable ASCII, <= 255, trimmed */
 static void check_idempotency_key(lua_State *L, int idx) {
   static const char *const field = "idempotency_key";
   static const char *const expected =
-      "a non-empty string of at most 255 printable ASCII characters";
+      "a non-empty string of at most 255 printable ASCII characters, no space at either end";
   size_t len, i;
   const char *s;
   if (lua_type(L, idx) != LUA_TSTRING) rv_fail_value(L, field, expected, idx);
@@ -254,6 +254,8 @@ static void check_idempotency_key(lua_State *L, int idx) {
   for (i = 0; i < len; i++)
     if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7E)
       rv_fail_value(L, field, expected, idx);
+  /* HTTP drops a leading or trailing space in transit (docs/api-contract.md) */
+  if (s[0] == ' ' || s[len - 1] == ' ') rv_fail_value(L, field, expected, idx);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -26,6 +26,18 @@ function json.decode(text)
   return tidy(v, null)
 end
 
+local object = core.json_object
+
+--- Decode an API answer expected to be a JSON object: what json.decode
+-- gives, or nil, message. Its common shapes take one pass in C, straight
+-- into exact-size tables (core.json_object); the rest (fractions,
+-- escapes, ...) go through json.decode, with the same result.
+function json.decode_object(text)
+  local v = object(text)
+  if v then return v end
+  return json.decode(text)
+end
+
 -- lua-cjson writes every number with "%.14g": 2^53 would go out as
 -- 9.007199254741e+15, and an integer of 15+ digits rounded, on every Lua
 -- (5.1, 5.2 and LuaJIT have no integers; 5.3/5.4's are written as floats).

@@ -1,5 +1,6 @@
 --- rivya.cli.cmd.sweep: `rivya sweep`.
 local errors = require "rivya.errors"
+local cli_catalog = require "rivya.cli.catalog"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
 local request = require "rivya.cli.request"
@@ -46,7 +47,7 @@ local function command(ctx, a, specs)
       params.referenceMediaItems = {}
       for k, path in ipairs(a.ref) do params.referenceMediaItems[k] = path end
     end
-    jobs[i] = { n = i, values = values, output_name = table.concat(name, "_") .. ".mp4",
+    jobs[i] = { n = i, values = values, output_name = table.concat(name, "_") .. "." .. cli_catalog.expected_ext(model),
       req = { model = model, prompt = values.prompt or prompts[1], params = params } }
   end
   local prepared = runner.prepare(ctx, jobs, "variant")
@@ -100,10 +101,12 @@ local function add_to_parser(parser, specs)
   local c = parser:command("sweep", "Render the grid of variations of a prompt, with an index.html contact sheet.")
   c:argument("prompt", "The prompt(s): several prompts are one more dimension."):args("+")
   flags.request_flags(c, specs, true)
-  c:option("-c --concurrency", "Variants in flight at once.", "4"):convert(flags.whole):argname("<n>")
+  c:option("-c --concurrency", "Variants in flight at once.", "4")
+    :convert(flags.whole_of("--concurrency", 1)):argname("<n>")
   c:option("-d --out-dir", "Videos, state file and index.html (default ./sweep)."):argname("<dir>")
   c:flag("--dry-run", "Validate, print the variants and the total credits; send nothing.")
   c:flag("--retry-failed", "Run variants whose task failed again (a new task, new credits).")
+  c:flag("--allow-partial", "Start even when the balance cannot pay for every new task.")
   flags.common_flags(c, { wait = true })
   return c
 end
