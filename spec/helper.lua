@@ -235,7 +235,7 @@ function helper.cli(sim, dir, args, o)
     stdin = dir .. "/stdin"
     helper.write_file(stdin, o.stdin)
   end
-  local _, how, code = os.execute(("cd %s && %s <%s >%s 2>%s"):format(sh_quote(o.cwd or dir), cmd,
+  local _, how, code = compat.execute(("cd %s && %s <%s >%s 2>%s"):format(sh_quote(o.cwd or dir), cmd,
     sh_quote(stdin), sh_quote(dir .. "/out"), sh_quote(dir .. "/err")))
   local r = { code = how == "exit" and code or -1, out = read_file(dir .. "/out") or "",
     err = read_file(dir .. "/err") or "", json = {} }
