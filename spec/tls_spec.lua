@@ -129,10 +129,8 @@ describe("TLS", function()
     assert.are.equal(1, ledger.files)
     assert.are.equal(0, ledger.cdn_auth_violations)
     assert.are.equal(1, ledger.cdn_connections)
-    -- every API call, polls and the upload included, went over one TLS
-    -- connection; the catalog fetch before the create has one of its own,
-    -- closed after it (client.lua's _catalog: a create never starts on a
-    -- connection libcurl might silently re-send it on)
+    -- every API call, polls and the upload included, went over one TLS connection; the
+    -- live catalog is fetched once per client on a connection of its own, closed after
     assert.are.equal(2, ledger.connections)
   end)
 
