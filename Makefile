@@ -150,7 +150,7 @@ lint:
 spec: build
 	@mkdir -p $(BUILD); rm -rf $(BUILD)/sim-logs; mkdir -p $(BUILD)/sim-logs
 	@set -o pipefail; rc=0; \
-	RIVYA_SIM_LOGS=$(CURDIR)/$(BUILD)/sim-logs \
+	RIVYA_SIM_LOGS=$(CURDIR)/$(BUILD)/sim-logs XDG_STATE_HOME=$(CURDIR)/$(BUILD)/state \
 	  $(BUSTED) --lua=$(LUA) $(BUSTED_ARGS) 2>&1 | tee $(BUILD)/busted.log || rc=$$?; \
 	line=$$(grep -aE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors?' $(BUILD)/busted.log | tail -1); \
 	ok=$$(echo "$$line" | sed -E 's/.*\b([0-9]+) success.*/\1/'); \

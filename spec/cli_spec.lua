@@ -73,7 +73,7 @@ describe("the rivya command", function()
   local function command_line(args, o)
     o = o or {}
     local env = { RIVYA_BASE_URL = sim.url, RIVYA_API_KEY = helper.KEY, RIVYA_POLL_INTERVAL = "0.05",
-      TERM = "dumb" }
+      TERM = "dumb", XDG_STATE_HOME = tmp .. "/state" }   -- the catalog cache, never the real home
     for k, v in pairs(o.env or {}) do env[k] = v end
     local unset, set = {}, {}
     for k, v in pairs(env) do

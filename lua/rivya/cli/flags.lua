@@ -6,9 +6,10 @@ local compat = require "rivya.compat"
 
 local MAX_VARIANTS = util.MAX_VARIANTS
 
-local function param_specs()
+-- the flags of `models` (catalog objects; default the snapshot's)
+local function param_specs(models)
   local seen, specs = {}, {}
-  for _, model in ipairs(rivya.models()) do
+  for _, model in ipairs(models or rivya.models()) do
     for _, p in ipairs(model.params or {}) do
       p.name = p.name or p.key        -- catalog objects name a param `key`
       if type(p.name) == "string" and not seen[p.name] then
@@ -27,6 +28,7 @@ end
 
 -- a select whose options are exactly "true" and "false": --name [BOOL] and --no-name
 local function is_boolean(p)
+  if p.type == "boolean" then return true end
   if p.type ~= "select" or type(p.options) ~= "table" or #p.options ~= 2 then return false end
   local set = { [p.options[1]] = true, [p.options[2]] = true }
   return set["true"] == true and set["false"] == true
@@ -46,7 +48,7 @@ local function param_help(p, list_mode)
     h = h .. (h:match("[.!?]$") and " " or ". ") .. ("%s %s..%s"):format(p.integer and "Integer" or "Number",
       tostring(p.min or "-inf"), tostring(p.max or "inf"))
   end
-  if p.default then h = h .. " (service default " .. p.default .. ")" end
+  if p.default then h = h .. " (service default " .. tostring(p.default) .. ")" end
   h = h .. "."
   if list_mode then
     h = h .. (p.type == "text" and " Repeat to sweep several values."

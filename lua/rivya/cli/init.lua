@@ -20,6 +20,7 @@ local compat = require "rivya.compat"
 local flags = require "rivya.cli.flags"
 local status = require "rivya.cli.status"
 local context = require "rivya.cli.context"
+local cli_catalog = require "rivya.cli.catalog"
 
 local cli = {}
 
@@ -29,7 +30,7 @@ local EXIT = util.EXIT
 --- The commands, in the order --help lists them: each is the module
 -- rivya.cli.cmd.NAME with add_to_parser(parser, specs) and command(ctx, a, specs).
 local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
-  "estimate", "batch", "sweep" }
+  "estimate", "batch", "sweep", "webhooks" }
 local commands = {}
 for _, name in ipairs(COMMANDS) do commands[name] = require("rivya.cli.cmd." .. name) end
 
@@ -90,7 +91,23 @@ function cli.main(argv, env, streams)
       return EXIT.usage
     end
   end
+  cli_catalog.begin(ctx)
+  -- --model ID: that model's own flags (the live catalog's, for a model the
+  -- snapshot does not know)
+  local model
+  for i, v in ipairs(argv) do
+    if v == "--" then break end
+    model = v == "--model" and argv[i + 1] or v:match("^%-%-model=(.*)$") or model
+  end
   local specs = flags.param_specs()
+  if model and not cli_catalog.offline(model) then
+    local m, merr = cli_catalog.model(model)
+    if not m then
+      ctx.stderr:write("rivya: ", tostring(merr):gsub("^rivya: ", ""), "\n")
+      return util.exit_code(merr)
+    end
+    specs = flags.param_specs({ m })
+  end
   local what, asked
   local function escape(w, p)
     what, asked = w, p

@@ -7,6 +7,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
+local cli_catalog = require "rivya.cli.catalog"
 local flags = require "rivya.cli.flags"
 local compat = require "rivya.compat"
 local request = require "rivya.cli.request"
@@ -117,7 +118,8 @@ local function read_batch(path)
   f:close()
   local width = math.max(2, #tostring(n))
   for _, job in ipairs(jobs) do
-    job.output_name = job.output_name or ("line-%0" .. width .. "d.mp4"):format(job.n)
+    job.output_name = job.output_name
+      or ("line-%0" .. width .. "d.%s"):format(job.n, cli_catalog.expected_ext(job.req.model))
     if outputs[job.output_name] then
       return nil, errors.new("validation_failed", ("line %d: output %s is also line %d's"):format(job.n,
         job.output_name, outputs[job.output_name]), { field = "output" }), EXIT.invalid

@@ -1,7 +1,7 @@
 --- rivya.cli.request: a request from the command line, checked offline
 -- with the library's schema before anything is sent.
-local rivya = require "rivya"
 local refs = require "rivya.refs"
+local cli_catalog = require "rivya.cli.catalog"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
 
@@ -13,12 +13,15 @@ local shallow_copy = util.shallow_copy
 -- upload. With `credits`, also what a run reserves.
 -- Returns prepared (rivya.refs), the body as printed, credits | nil, err.
 local function check_request(req, base_dir, credits)
-  local prepared, err = refs.prepare(req, { base_dir = base_dir })
+  -- the snapshot for the models it knows (offline), else the live catalog
+  local cat, cerr = cli_catalog.for_model(req.model)
+  if not cat then return nil, cerr end
+  local prepared, err = refs.prepare(req, { base_dir = base_dir, catalog = cat })
   if not prepared then return nil, err end
   local n
   if credits then
-    n, err = rivya.estimate(prepared.req)
-    if not n then return nil, err end
+    n, err = cat:estimate(prepared.req)
+    if not n and err.code ~= "unknown" then return nil, err end   -- unknown: billing not FIXED
   end
   -- show the local files in what is printed: they are uploaded at run time
   local shown = prepared.body

@@ -16,7 +16,7 @@ local AUTH_CODES = { api_key_missing = true, api_key_invalid = true, api_key_rev
 --- The exit status for a rivya error table.
 local function exit_code(err)
   local code = type(err) == "table" and err.code
-  if code == "validation_failed" then return EXIT.invalid end
+  if code == "validation_failed" or code == "webhook_url_rejected" then return EXIT.invalid end
   if AUTH_CODES[code] then return EXIT.auth end
   if code == "insufficient_credits" then return EXIT.credits end
   -- 6 is for a wait's deadline (the task keeps running); a request that

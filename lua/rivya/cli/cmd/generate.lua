@@ -4,6 +4,7 @@ local flags = require "rivya.cli.flags"
 local request = require "rivya.cli.request"
 local steps = require "rivya.cli.task"
 local context = require "rivya.cli.context"
+local cli_catalog = require "rivya.cli.catalog"
 
 local EXIT = util.EXIT
 
@@ -31,11 +32,13 @@ local function command(ctx, a, specs)
       steps.print(ctx, a, task)
       return EXIT.ok
     end
-    local out = a.out or (task.id .. ".mp4")
+    -- the default name takes the extension of what is downloaded (.png, .mp3, ...)
+    local out = a.out or (task.id .. "." .. cli_catalog.expected_ext(req.model))
     ctx.current_out = out
     local final
     final, err = steps.wait_and_download(ctx, a, client, task, out, p)
     if not final then return steps.failure(ctx, a, err, { output = nil }) end
+    if not a.out then out = cli_catalog.name_after_media(out, task.id) end
     steps.print(ctx, a, final, { output = out, idempotency_key = task.idempotency_key })
     return EXIT.ok
   end)
@@ -45,7 +48,7 @@ local function add_to_parser(parser, specs)
   local c = parser:command("generate", "Create a video: upload references, create the task, wait, download.")
   c:argument("prompt", "The prompt ('-' reads it from stdin).")
   flags.request_flags(c, specs)
-  c:option("-o --out", "Where to save the video (default ./<task id>.mp4)."):argname("<file>")
+  c:option("-o --out", "Where to save the result (default ./<task id>.<extension of the media>)."):argname("<file>")
   c:option("--client-request-id", "Your own id for tracing the request."):argname("<id>")
   c:option("--idempotency-key", "Reuse a key to make a retried command replay the same task."):argname("<key>")
   c:flag("--no-wait", "Print the created task and exit (then: rivya wait ID --out FILE).")

@@ -3,6 +3,7 @@ local rivya = require "rivya"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
 local context = require "rivya.cli.context"
+local cli_catalog = require "rivya.cli.catalog"
 local compat = require "rivya.compat"
 
 local EXIT = util.EXIT
@@ -12,11 +13,13 @@ local function command(ctx, a)
   if a.offline then
     models = rivya.models()
   else
-    local client, cerr = ctx:client(false)
-    if not client then return context.client_fail(ctx, cerr) end
+    -- the live catalog, cached on disk next to the ledger (--refresh: fetch it now)
     local err
-    models, err = client:models()
-    if not models then return ctx:fail(err) end
+    models, err = cli_catalog.load(a.refresh)
+    if not models then
+      if err.code == "config" then return context.client_fail(ctx, err) end
+      return ctx:fail(err)
+    end
   end
   for _, m in ipairs(models) do
     if a.json then
@@ -34,8 +37,9 @@ local function command(ctx, a)
 end
 
 local function add_to_parser(parser)
-  local c = parser:command("models", "List the models (the service's catalog, or --offline the known schemas).")
-  c:flag("--offline", "The schemas this rivya knows, without the network.")
+  local c = parser:command("models", "List the models: id, category, modes, credits, status (--json: the objects).")
+  c:flag("--offline", "The catalog snapshot this rivya ships, without the network.")
+  c:flag("--refresh", "Fetch the catalog now, not the cached one (kept RIVYA_CATALOG_TTL s, 3600).")
   flags.common_flags(c)
   return c
 end

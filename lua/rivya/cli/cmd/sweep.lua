@@ -1,5 +1,6 @@
 --- rivya.cli.cmd.sweep: `rivya sweep`.
 local errors = require "rivya.errors"
+local cli_catalog = require "rivya.cli.catalog"
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
 local request = require "rivya.cli.request"
@@ -46,7 +47,7 @@ local function command(ctx, a, specs)
       params.referenceMediaItems = {}
       for k, path in ipairs(a.ref) do params.referenceMediaItems[k] = path end
     end
-    jobs[i] = { n = i, values = values, output_name = table.concat(name, "_") .. ".mp4",
+    jobs[i] = { n = i, values = values, output_name = table.concat(name, "_") .. "." .. cli_catalog.expected_ext(model),
       req = { model = model, prompt = values.prompt or prompts[1], params = params } }
   end
   local prepared = runner.prepare(ctx, jobs, "variant")
