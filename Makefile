@@ -87,7 +87,7 @@ export RIVYA_EMBED := $(CURDIR)/$(BUILD)/rivya-embed
 # the interpreter the specs run their subprocesses with (bin/rivya, examples)
 export RIVYA_LUA := $(LUA)
 
-.PHONY: all build setup test test-all check lint spec rockspec-check demo install uninstall clean bench docs embed \
+.PHONY: all build setup env test test-all check lint spec rockspec-check demo install uninstall clean bench docs embed \
   setup-dev test-asan test-valgrind fuzz fuzz-smoke fuzz-build fuzz-merge
 
 all: build
@@ -179,6 +179,11 @@ rockspec-check: build
 	  LUA_CPATH="$$tree/lib/lua/$(LUA_VERSION)/?.so;;"; \
 	  $(LUA) -e 'local r = require "rivya"; assert(r.VERSION)' && "$$tree/bin/rivya" --version >/dev/null && \
 	  echo "rockspec-check: ok"
+
+# The paths to run bin/rivya and Lua scripts from this checkout: eval "$(make -s env)"
+env:
+	@echo "export LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;'"
+	@echo "export LUA_CPATH='$(CURDIR)/$(BUILD)/?.so;;'"
 
 # The whole suite: lint, the -Werror build, the rockspec install, busted (last line: N passed, M failed).
 test: setup

@@ -365,8 +365,8 @@ describe("the rivya command", function()
       local r = ok(run({ "generate", "a boat", "--ref", PNG, "-o", "tty.mp4" }, { cwd = d, tty = true,
         env = { TERM = "xterm" } }))
       -- script(1) puts stdout and stderr of the pseudo-terminal on its stdout
-      assert.truthy(r.out:find("\r\27[K", 1, true))
-      assert.truthy(r.out:find("\r\27%[Kprocessing  task_%w+  %d+:%d%d"), r.out)
+      assert.truthy(r.out:find("\27[K", 1, true))
+      assert.truthy(r.out:find("\rprocessing  task_%w+  %d+:%d%d"), r.out)
       assert.truthy(r.out:find("uploading first_frame.png  [####################] 100%", 1, true), r.out)
       assert.truthy(r.out:find("downloading  task_%w+  %[####################%] 100%%"), r.out)
       assert.is_true(is_mp4(d .. "/tty.mp4"))

@@ -196,6 +196,42 @@ function helper.client(sim, ...)
   return require("rivya").new(o)
 end
 
+--- Run bin/rivya against `sim` in a scratch directory `dir`. o.env
+-- overrides the environment (false unsets), o.stdin feeds it, o.cwd runs it
+-- elsewhere, o.pty = {cols = n} runs it on a pseudo-terminal of that width
+-- (script(1): stdout and stderr then both arrive in out). Returns
+-- {code =, out =, err =, json = the stdout lines that are JSON objects}.
+function helper.cli(sim, dir, args, o)
+  o = o or {}
+  local env = { RIVYA_BASE_URL = sim.url, RIVYA_API_KEY = helper.KEY, RIVYA_POLL_INTERVAL = "0.05",
+    TERM = "dumb", XDG_STATE_HOME = dir .. "/state", RIVYA_LEDGER = dir .. "/ledger.db" }
+  for k, v in pairs(o.env or {}) do env[k] = v end
+  local unset, set = {}, {}
+  for k, v in pairs(env) do
+    if v == false then unset[#unset + 1] = "-u " .. k else set[#set + 1] = sh_quote(k .. "=" .. v) end
+  end
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = sh_quote(a) end
+  local cmd = ("env %s %s %s %s"):format(table.concat(unset, " "), table.concat(set, " "),
+    sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "))
+  if o.pty then
+    cmd = ("script -qfec %s /dev/null"):format(sh_quote(("stty cols %d rows 24; exec %s"):format(o.pty.cols, cmd)))
+  end
+  local stdin = "/dev/null"
+  if o.stdin then
+    stdin = dir .. "/stdin"
+    helper.write_file(stdin, o.stdin)
+  end
+  local _, how, code = os.execute(("cd %s && %s <%s >%s 2>%s"):format(sh_quote(o.cwd or dir), cmd,
+    sh_quote(stdin), sh_quote(dir .. "/out"), sh_quote(dir .. "/err")))
+  local r = { code = how == "exit" and code or -1, out = read_file(dir .. "/out") or "",
+    err = read_file(dir .. "/err") or "", json = {} }
+  for line in r.out:gmatch("[^\n]+") do
+    if line:sub(1, 1) == "{" then r.json[#r.json + 1] = cjson.decode(line) end
+  end
+  return r
+end
+
 --- Stop with SIGTERM and wait for the exit; returns true when it exited by itself.
 function Sim:stop()
   if not self.pid then return true end

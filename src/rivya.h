@@ -188,6 +188,7 @@ const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime
 /* local files for uploads (file.c) */
 int rv_file_open(lua_State *L);      /* pushes core.stat, core.read_head */
 int rv_tidy_open(lua_State *L);      /* pushes core.json_tidy (tidy.c) */
+int rv_term_open(lua_State *L);      /* pushes core.isatty, core.term_size (term.c) */
 
 /* durable state (db.c): pushes core.db_open (SQLite), core.lock, core.sha256_file */
 int rv_db_open(lua_State *L);

@@ -390,9 +390,10 @@ static int push_failure(lua_State *L, const rv_transfer *T) {
     lua_pushfstring(L, "cannot write the file: %s", strerror(T->out_error));
   else if (T->not_media)
     lua_pushliteral(L, "the answer is not an image, video or audio file (no known signature)");
+  else if (T->errbuf[0] != '\0')   /* libcurl's detail ends with its general message */
+    lua_pushstring(L, T->errbuf);
   else
-    lua_pushfstring(L, "%s%s%s", curl_easy_strerror(T->result),
-                    T->errbuf[0] ? ": " : "", T->errbuf);
+    lua_pushstring(L, curl_easy_strerror(T->result));
   lua_pushinteger(L, T->status);
   return 4;
 }

@@ -51,13 +51,13 @@ local OPTIONS = {
 
 -- the options of a call given none: shared, never written to
 local NO_OPTIONS = setmetatable({}, {
-  __newindex = function() error("rivya: internal: NO_OPTIONS is read-only", 2) end,
+  __newindex = function() errors.misuse("rivya: internal: NO_OPTIONS is read-only") end,
 })
 
 local function check_options(where, opts, allowed)
   if opts == nil then return NO_OPTIONS end
   if type(opts) ~= "table" then
-    error(("%s: options must be a table, got %s"):format(where, type(opts)), 3)
+    errors.misuse(("%s: options must be a table, got %s"):format(where, type(opts)))
   end
   for k, v in pairs(opts) do
     local want = allowed[k]
@@ -66,16 +66,16 @@ local function check_options(where, opts, allowed)
       for name in pairs(allowed) do names[#names + 1] = name end
       table.sort(names)
       local hint = type(k) == "string" and core.suggest(k, names)
-      error(("%s: unknown option '%s'%s"):format(where, tostring(k),
-        hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
+      errors.misuse(("%s: unknown option '%s'%s"):format(where, tostring(k),
+        hint and ("; did you mean '" .. hint .. "'?") or ""))
     end
     if want == "seconds" then
       if type(v) ~= "number" or not (v >= 0 and v < math.huge) then
-        error(("%s: option '%s' must be a finite number of seconds >= 0, got %s"):format(where, k,
-          type(v) == "number" and tostring(v) or type(v)), 3)
+        errors.misuse(("%s: option '%s' must be a finite number of seconds >= 0, got %s"):format(where, k,
+          type(v) == "number" and tostring(v) or type(v)))
       end
     elseif want ~= "any" and type(v) ~= want then
-      error(("%s: option '%s' must be a %s, got %s"):format(where, k, want, type(v)), 3)
+      errors.misuse(("%s: option '%s' must be a %s, got %s"):format(where, k, want, type(v)))
     end
   end
   return opts
@@ -89,18 +89,18 @@ end
 -- "https://host:port" from a base URL; raises on anything else
 local function parse_origin(url, allow_http)
   local scheme, hostport, rest = url:match("^(%a[%w+.-]*)://([^/?#]+)(.*)$")
-  if not scheme then error("rivya.new: base_url must look like https://host, got '" .. url .. "'", 3) end
+  if not scheme then errors.misuse("rivya.new: base_url must look like https://host, got '" .. url .. "'") end
   scheme = scheme:lower()
-  if hostport:find("@", 1, true) then error("rivya.new: base_url must not carry credentials", 3) end
-  if rest ~= "" and rest ~= "/" then error("rivya.new: base_url must not have a path, got '" .. rest .. "'", 3) end
+  if hostport:find("@", 1, true) then errors.misuse("rivya.new: base_url must not carry credentials") end
+  if rest ~= "" and rest ~= "/" then errors.misuse("rivya.new: base_url must not have a path, got '" .. rest .. "'") end
   local host = hostport:match("^(%[[^%]]+%])") or hostport:match("^([^:]+)")
   if scheme == "http" then
     if not is_loopback(host) and allow_http ~= host then
-      error(("rivya.new: refusing plain http:// to %s (the API key would travel in clear); "
-        .. "use https, or pass allow_http = %q to opt in"):format(host, host), 3)
+      errors.misuse(("rivya.new: refusing plain http:// to %s (the API key would travel in clear); "
+        .. "use https, or pass allow_http = %q to opt in"):format(host, host))
     end
   elseif scheme ~= "https" then
-    error("rivya.new: base_url scheme must be https (or http on loopback), got " .. scheme, 3)
+    errors.misuse("rivya.new: base_url scheme must be https (or http on loopback), got " .. scheme)
   end
   return scheme .. "://" .. hostport
 end
@@ -133,7 +133,7 @@ local function check_ca_file(path)
     why = (ferr or not pem) and (ferr or "not readable")
       or (not pem:find("-----BEGIN CERTIFICATE-----", 1, true) and "no PEM certificate in it")
   end
-  if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
+  if why then errors.misuse(("rivya.new: ca_file: cannot use %s: %s"):format(path, why)) end
 end
 
 -- opts.ledger: a path, true (the default path; none when RIVYA_LEDGER=off), an
@@ -144,10 +144,10 @@ function Client._open_ledger(spec)
   local path = spec
   if spec == true then path = Ledger.default_path() if not path then return nil end
   elseif type(spec) ~= "string" then
-    error("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec), 4)
+    errors.misuse("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec))
   end
   local ledger, err = Ledger.open(path)
-  if not ledger then error("rivya.new: ledger: " .. tostring(err.message or err), 4) end
+  if not ledger then errors.misuse("rivya.new: ledger: " .. tostring(err.message or err)) end
   return ledger
 end
 
@@ -161,8 +161,8 @@ local function check_key(key)
   if key == "" then return nil end
   local at = key:find("[%c%s]")
   if at then
-    error(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
-      .. "of printable characters)"):format(at), 3)
+    errors.misuse(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
+      .. "of printable characters)"):format(at))
   end
   return key
 end
@@ -186,7 +186,7 @@ function Client.new(opts)
   self.user_agent = (opts.user_agent and (opts.user_agent .. " ") or "")
     .. ("rivya-lua/%s (%s; %s)"):format(core.VERSION, _VERSION, core.curl_version:match("^%S+") or "libcurl")
   if compat.math_type(self.max_retries) ~= "integer" or self.max_retries < 0 then
-    error("rivya.new: max_retries must be a non-negative integer", 2)
+    errors.misuse("rivya.new: max_retries must be a non-negative integer")
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
   self.ledger = nil
@@ -208,8 +208,8 @@ function Client:__tostring()
 end
 
 local function check_open(self)
-  if getmetatable(self) ~= Client then error("rivya: method called without a client (use client:method)", 3) end
-  if self.closed then error("rivya: attempt to use a closed client", 3) end
+  if getmetatable(self) ~= Client then errors.misuse("rivya: method called without a client (use client:method)") end
+  if self.closed then errors.misuse("rivya: attempt to use a closed client") end
 end
 
 --- Backoff before retry number `attempt` (0-based): base·2^attempt capped,
@@ -285,12 +285,16 @@ local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large =
 -- Returns the decoded body (or status, headers for raw) | nil, err.
 function Client:_exchange(spec, o, deadline)
   deadline = deadline or o.deadline
-  local attempt = 0
+  local attempt, last = 0, nil
   while true do
     if deadline then
       local left = deadline - now()
       if left <= 0 then
-        return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
+        -- after failed attempts, the last one's cause is the news
+        local e = self:_timeout(spec, "the call's deadline passed before the request could be sent"
+          .. (last and ("; attempt %d of it failed: %s"):format(attempt, last.message) or ""))
+        e.attempts = attempt > 0 and attempt or nil
+        return nil, e
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
@@ -327,7 +331,12 @@ function Client:_exchange(spec, o, deadline)
       -- a DELETE may answer 204 or 200 without a body
       if o.empty_ok and (body == nil or body == "") then close_transfer(t) return {} end
       local v = json.decode_object(body)
-      if type(v) == "table" then close_transfer(t) return v end
+      if type(v) == "table" then
+        -- the headers only for who asks (a create: was it replayed?)
+        local headers = o.headers and t:headers() or nil
+        close_transfer(t)
+        return v, headers
+      end
       local headers = t:headers()
       close_transfer(t)
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
@@ -352,6 +361,7 @@ function Client:_exchange(spec, o, deadline)
     -- on_retry({attempt = n (1 for the first retry), delay = seconds, error = err}):
     -- what a progress display shows while the client keeps trying
     if self.on_retry then self.on_retry({ attempt = attempt + 1, delay = delay, error = err }) end
+    last = err
     sched.sleep(delay, self.waiter)
     attempt = attempt + 1
   end
@@ -359,6 +369,7 @@ end
 
 -- what _api asks of _exchange: shared, never written to
 local DECODE, DECODE_EMPTY_OK = { decode = true }, { decode = true, empty_ok = true }
+local DECODE_HEADERS = { decode = true, headers = true }
 
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
 -- true), deadline (monotonic seconds; call_timeout from now at the latest).
@@ -384,7 +395,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY, close = o.close,
-  }, o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
+  }, o.headers and DECODE_HEADERS or o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -423,7 +434,7 @@ end
 -- | nil, err: validated against the live catalog (any model it lists).
 function Client:validate(req)
   check_open(self)
-  if type(req) ~= "table" then error("client:validate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("client:validate: expected a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   return cat:validate(req)
@@ -433,7 +444,7 @@ end
 -- when its billing is FIXED (else code "unknown"), after validation.
 function Client:estimate(req)
   check_open(self)
-  if type(req) ~= "table" then error("client:estimate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("client:estimate: expected a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   return cat:estimate(req)
@@ -473,7 +484,7 @@ local function check_task(v)
 end
 
 local function check_id(id)
-  if type(id) ~= "string" then error("rivya: task id must be a string, got " .. type(id), 3) end
+  if type(id) ~= "string" then errors.misuse("rivya: task id must be a string, got " .. type(id)) end
   if not valid_id(id) then
     return nil, errors.new("validation_failed",
       ("task id: expected letters, digits, '_' or '-'; got %q"):format(id:sub(1, 80)), { field = "id" })
@@ -537,7 +548,7 @@ end
 -- upload with a given Idempotency-Key (a ledger's recorded one) or a new one
 function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
-    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
+    errors.misuse("client:upload: kind must be image, video or audio, got " .. opts.kind)
   end
   -- a model's own limits come from the live catalog, fetched once the file
   -- passed its local checks
@@ -594,6 +605,18 @@ function Client:_upload(source, opts, key)
   return normalize_file(v)
 end
 
+--- The uploaded file `id` ("file_..."): its object as client:upload
+-- returned it (GET /api/v1/files/{id}).
+function Client:file(id)
+  check_open(self)
+  local ok, err = check_id(id)
+  if not ok then return nil, err end
+  local v
+  v, err = self:_api("GET", "/files/" .. id)
+  if not v then return nil, err end
+  return normalize_file(v)
+end
+
 -- Upload the local files of a prepared request (rivya.refs) that are not
 -- attached yet, attaching each. rec (with a ledger): {ledger, key = the
 -- create's key, uploads = recorded uploads by position}: a file recorded as
@@ -630,6 +653,14 @@ function Client:_upload_references(prepared, rec, deadline)
   return true
 end
 
+-- task.replayed = true when the answer says the key's earlier task was
+-- given back (the Idempotent-Replayed header): nothing new was reserved
+local function mark_replay(task, headers)
+  if type(headers) == "table" and tostring(headers["idempotent-replayed"]):lower() == "true" then
+    task.replayed = true
+  end
+end
+
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
 -- an invalid request sends nothing. Every create carries an Idempotency-Key
 -- (req.idempotency_key or a fresh one) that all its retries reuse. With a
@@ -638,12 +669,12 @@ end
 -- o (internal): output (where generate will save it), job, attempt, key.
 function Client:create(req, o)
   check_open(self)
-  if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("rivya: create expects a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   -- local reference paths are inspected and the request validated once,
   -- before the first upload: a request that would fail sends nothing
-  local prepared, perr = refs.prepare(req, { catalog = cat })
+  local prepared, perr = refs.prepare(req, { catalog = cat, resolve = function(id) return self:file(id) end })
   if not prepared then return nil, perr end
   if self.ledger then return self:_create_recorded(prepared, o or NO_OPTIONS, cat) end
   local deadline = o and o.deadline
@@ -653,12 +684,14 @@ function Client:create(req, o)
   if not body then return nil, berr end
   local warnings = prepared.warnings
   local key = prepared.idempotency_key or ("rivya-" .. core.random_hex(16))
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline,
+    headers = true })
   -- creating again with this key can never charge twice, whatever happened
   if not v then
     err.idempotency_key = key
     return nil, err
   end
+  local replayed = err
   local task, terr = check_task(v)
   if not task then
     terr.idempotency_key = key
@@ -669,6 +702,7 @@ function Client:create(req, o)
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
   end
   task.idempotency_key = key
+  mark_replay(task, replayed)
   return task
 end
 
@@ -722,12 +756,14 @@ function Client:_create_recorded(prepared, o, cat)
       return nil, berr
     end
   end
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key,
+    deadline = o.deadline, headers = true })
   if not v then
     err.idempotency_key = key
     if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
     return nil, err
   end
+  local replayed = err
   local task, terr = check_task(v)
   if not task then
     ledger:unanswered(key)
@@ -735,6 +771,7 @@ function Client:_create_recorded(prepared, o, cat)
     return nil, terr
   end
   task.idempotency_key = key
+  mark_replay(task, replayed)
   ok, lerr = ledger:answered(key, task)
   if not ok then
     lerr.task, lerr.idempotency_key = task, key
@@ -776,6 +813,17 @@ local function final_result(task)
   return nil, errors.new("generation_failed", msg, { task = task })
 end
 
+-- What a failed poll says about why a wait ran out: a request that failed
+-- (it has attempts) is the news; "no time left to send one" is not, when
+-- an earlier poll failed for a reason.
+local function poll_cause(err, cause)
+  if err.attempts or not cause then
+    local n = err.attempts or 1
+    return ("the last poll failed: %s, after %d attempt%s"):format(err.message, n, n == 1 and "" or "s")
+  end
+  return cause
+end
+
 local function wait_timeout(id, last, why)
   return errors.new("timeout", ("task %s not final after the wait deadline%s"):format(id,
     why and " (" .. why .. ")" or ""), { task = last })
@@ -796,13 +844,12 @@ end
 -- passed). Inside gather it runs on a stand-in coroutine (sched.park_call)
 -- with a transfer slot taken at the end of the pause (sched.park_sleep):
 -- thousands of polls due at once queue in line with small stacks.
-function Client:_poll(id, deadline, last)
+function Client:_poll(id, deadline)
   local task, err = self:_get(id, deadline)
   sched.unreserve(self.session)
   if task then return task end
   if not TRANSIENT[err.code] then return nil, err end
-  if now() >= deadline then return nil, wait_timeout(id, last, err.message) end
-  return false
+  return false, err   -- the caller polls again, or names it when its deadline has come
 end
 
 -- The id and the last known state of task_or_id | nil, err.
@@ -823,15 +870,15 @@ function Client:wait(task_or_id, opts)
   local id, last = task_ref(task_or_id)
   if not id then return nil, last end
   if FINAL[last and last.status] then return final_result(last) end
-  local deadline, polls = now() + (opts.timeout or self.wait_timeout), 0
+  local deadline, polls, cause = now() + (opts.timeout or self.wait_timeout), 0, nil
   while true do
     local left = deadline - now()
-    if left <= 0 then return nil, wait_timeout(id, last) end
+    if left <= 0 then return nil, wait_timeout(id, last, cause) end
     if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
       yield(WAIT)
     end
     polls = polls + 1
-    local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+    local parked, task, err = park_call({ Client._poll, self, id, deadline })
     if parked then task, err = unpark(yield(WAIT)) end
     if task then
       local changed = task.status ~= (last and last.status)   -- last.status: the status seen so far
@@ -842,6 +889,9 @@ function Client:wait(task_or_id, opts)
       end
     elseif task == nil then
       return nil, err
+    else
+      -- a transient failure: polled again, and named if the deadline comes first
+      cause = poll_cause(err, cause)
     end
   end
 end
@@ -855,7 +905,7 @@ function Client:updates(task_or_id, opts)
   -- PUC Lua 5.1 calls a for-in iterator across a C boundary: no yield from it
   if sched.in_gather() or self.waiter then compat.check_yieldable("client:updates", 2) end
   local id, last = task_ref(task_or_id)
-  local deadline, polls, finished = now() + (opts.timeout or self.wait_timeout), 0, false
+  local deadline, polls, finished, cause = now() + (opts.timeout or self.wait_timeout), 0, false, nil
   return function()
     if finished then return nil end
     if not id then
@@ -872,13 +922,13 @@ function Client:updates(task_or_id, opts)
       local left = deadline - now()
       if left <= 0 then
         finished = true
-        return false, wait_timeout(id, last)
+        return false, wait_timeout(id, last, cause)
       end
       if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
         yield(WAIT)
       end
       polls = polls + 1
-      local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+      local parked, task, err = park_call({ Client._poll, self, id, deadline })
       if parked then task, err = unpark(yield(WAIT)) end
       if task then
         local changed = task.status ~= (last and last.status)
@@ -887,6 +937,8 @@ function Client:updates(task_or_id, opts)
       elseif task == nil then
         finished = true
         return false, err
+      else
+        cause = poll_cause(err, cause)
       end
     end
   end
@@ -997,9 +1049,21 @@ local DOWNLOAD_OPTIONS = { on_progress = "function", timeout = "seconds" }
 function Client:download(task_or_url, path, opts)
   check_open(self)
   if type(path) ~= "string" or path == "" then
-    error("rivya: download expects a destination path string, got " .. type(path), 2)
+    errors.misuse("rivya: download expects a destination path string, got "
+      .. (path == "" and "an empty string" or type(path)))
   end
   opts = check_options("client:download", opts, DOWNLOAD_OPTIONS)
+  if type(task_or_url) == "string" and not task_or_url:match("^%a[%w+.-]*://") then
+    -- a task id: fetched, and it must have succeeded
+    local task, terr = self:get(task_or_url)
+    if not task then return nil, terr end
+    if task.status == "failed" then return final_result(task) end
+    if task.status ~= "succeeded" then
+      return nil, errors.new("validation_failed", ("task %s is %s, not succeeded yet: wait for it first")
+        :format(task.id, tostring(task.status)), { field = "task", task = task })
+    end
+    task_or_url = task
+  end
   local url = task_or_url
   if type(task_or_url) == "table" then
     local r = task_or_url.result
@@ -1010,7 +1074,7 @@ function Client:download(task_or_url, path, opts)
         { field = "task" })
     end
   elseif type(url) ~= "string" then
-    error("rivya: download expects a task or a URL, got " .. type(task_or_url), 2)
+    errors.misuse("rivya: download expects a task or a URL, got " .. type(task_or_url))
   end
   if not url:match("^[hH][tT][tT][pP][sS]?://") then
     return nil, errors.new("validation_failed", "expected an http(s) URL, got " .. url:sub(1, 80), { field = "url" })

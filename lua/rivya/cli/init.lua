@@ -14,6 +14,7 @@
 --   130 interrupted (SIGINT)
 local argparse = require "argparse"
 local rivya = require "rivya"
+local core = require "rivya.core"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
 local compat = require "rivya.compat"
@@ -65,14 +66,23 @@ local function getenv_of(env)
   return function(name) return env[name] end
 end
 
+-- The live line's width, asked at each redraw: the terminal's own (so a
+-- resize is followed), else $COLUMNS, else 80; streams.width for tests.
+local function width_of(ctx, streams)
+  local columns = tonumber(ctx.getenv("COLUMNS") or "")
+  columns = columns and math.max(math.floor(columns), 20) or 80
+  if streams.width then return function() return streams.width end end
+  if ctx.stderr ~= io.stderr then return function() return columns end end
+  return function() return core.term_size(2) or columns end
+end
+
 local function stderr_mode(ctx, a, streams)
   if a.quiet then return "quiet" end
   if streams.tty ~= nil then return streams.tty and "tty" or "plain" end
   if ctx.stderr ~= io.stderr then return "plain" end
   local term = ctx.getenv("TERM")
   if not term or term == "" or term == "dumb" then return "plain" end
-  -- asked once per run; the shell inherits our stderr
-  return compat.execute("test -t 2") and "tty" or "plain"
+  return core.isatty(2) and "tty" or "plain"
 end
 
 --- Run the rivya command. argv: the arguments (without the program name);
@@ -116,6 +126,12 @@ function cli.main(argv, env, streams)
   local parser = build_parser(specs, function(p)
     p:add_help({ action = function() escape("help", p) end })
   end, escape)
+  argv = flags.join_negative(argv, specs)
+  ctx.json = false
+  for _, v in ipairs(argv) do
+    if v == "--" then break end
+    if v == "--json" then ctx.json = true end
+  end
   local parsed, ok, a = pcall(parser.pparse, parser, argv)
   if not parsed and not what then error(ok, 0) end
   if what == "help" then
@@ -130,7 +146,9 @@ function cli.main(argv, env, streams)
     for _, v in ipairs(argv) do
       if commands[v] then cmd = v break end
     end
-    ctx.stderr:write("rivya: ", tostring(a), "\nTry 'rivya ", cmd and (cmd .. " ") or "", "--help'.\n")
+    local message = tostring(a)
+    if ctx.json then ctx:emit({ error = { code = "usage", message = message } }) end
+    ctx.stderr:write("rivya: ", util.printable(message), "\nTry 'rivya ", cmd and (cmd .. " ") or "", "--help'.\n")
     return EXIT.usage
   end
   if not a.command then
@@ -138,22 +156,13 @@ function cli.main(argv, env, streams)
     return EXIT.usage
   end
   ctx.command = a.command
-  local width = tonumber(ctx.getenv("COLUMNS") or "")
-  ctx.status = status.new(ctx.stderr, stderr_mode(ctx, a, streams), width and math.max(width, 20) or 80)
-  if a.interval == nil and ctx.getenv("RIVYA_POLL_INTERVAL") then
-    a.interval = tonumber(ctx.getenv("RIVYA_POLL_INTERVAL"))
-    if not a.interval then return ctx:usage("RIVYA_POLL_INTERVAL must be a number of seconds") end
-  end
-  for _, name in ipairs({ "interval", "timeout" }) do
-    if a[name] ~= nil and (type(a[name]) ~= "number" or not (a[name] > 0 and a[name] < math.huge)) then
-      return ctx:usage(("--%s must be a positive number of seconds"):format(name))
+  ctx.status = status.new(ctx.stderr, stderr_mode(ctx, a, streams), width_of(ctx, streams))
+  local env_interval = ctx.getenv("RIVYA_POLL_INTERVAL")
+  if a.interval == nil and env_interval and env_interval ~= "" then
+    a.interval = tonumber(env_interval)
+    if not a.interval or not (a.interval > 0 and a.interval < math.huge) then
+      return ctx:usage(("RIVYA_POLL_INTERVAL: expected a positive number of seconds, got '%s'"):format(env_interval))
     end
-  end
-  if a.command == "batch" or a.command == "sweep" then
-    if not a.concurrency then return ctx:usage("--concurrency must be a whole number") end
-  end
-  if a.command == "estimate" and (not a.count or a.count < 1) then
-    return ctx:usage("--count must be a positive whole number")
   end
 
   local done, code = compat.xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)

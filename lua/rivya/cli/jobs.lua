@@ -90,18 +90,24 @@ end
 -- defaulting to the first known model and an optional `output` file name.
 -- Returns jobs | nil, message, exit status.
 local function read_batch(path)
+  local st = core.stat(path)
+  if st and st.type ~= "file" then
+    return nil, ("cannot read the batch file: %s is a %s, not a JSONL file"):format(path, st.type), EXIT.usage
+  end
   local f, ferr = io.open(path, "rb")
   if not f then return nil, "cannot read the batch file: " .. tostring(ferr), EXIT.usage end
   local jobs, n, outputs = {}, 0, {}
   local base = dirname(path)
   for line in f:lines() do
     n = n + 1
+    -- a UTF-8 byte order mark (some editors write one) is not part of line 1's JSON
+    if n == 1 then line = line:gsub("^\239\187\191", "") end
     if line:match("%S") then
       local req, derr = json.decode(line)
       if type(req) ~= "table" or req[1] ~= nil then
         f:close()
         return nil, errors.new("validation_failed", ("line %d: expected a JSON object per line%s"):format(n,
-          derr and (": " .. derr) or ""), { field = "line " .. n }), EXIT.invalid
+          derr and (": " .. derr) or "")), EXIT.invalid
       end
       local output = req.output
       req.output = nil
@@ -171,9 +177,9 @@ end
 local function prepare_jobs(ctx, jobs, label)
   local seen, bad = {}, 0
   for _, job in ipairs(jobs) do
-    local prepared, body, credits = request.check(job.req, job.base_dir, true)
+    local prepared, body, credits = request.check(ctx, job.req, job.base_dir, true)
     if not prepared then
-      ctx:fail(body, ("%s %d: "):format(label, job.n))
+      ctx:fail(body, ("%s %d: "):format(label, job.n), { [label] = job.n })
       bad = bad + 1
     else
       job.prepared, job.body, job.warnings, job.credits = prepared, body, prepared.warnings, credits

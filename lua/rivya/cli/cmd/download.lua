@@ -9,6 +9,7 @@ local context = require "rivya.cli.context"
 local EXIT = util.EXIT
 
 local function command(ctx, a)
+  if a.file == "" then return ctx:usage("FILE: a destination path is needed, got ''") end
   local client, cerr = ctx:client(true)
   if not client then return context.client_fail(ctx, cerr) end
   local p = { id = a.id, phase = "downloading" }
@@ -21,11 +22,13 @@ local function command(ctx, a)
         task.status == "failed" and ("task %s failed: %s"):format(task.id,
           type(task.error) == "table" and tostring(task.error.message) or "no result")
         or ("task %s is %s, not succeeded yet: `rivya wait %s --out %s` waits and downloads")
-          :format(task.id, task.status, task.id, a.file), { task = task })
+          :format(task.id, task.status, util.shell_word(task.id), util.shell_word(a.file)), { task = task })
       return steps.failure(ctx, a, e)
     end
     local path
+    steps.transfer_begins(p, "downloading", nil)
     path, err = client:download(task, a.file, { on_progress = steps.progress(ctx, p) })
+    steps.transfer_ends(p)
     if not path then return ctx:fail(err) end
     local st = core.stat(path)
     if a.json then

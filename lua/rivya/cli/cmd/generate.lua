@@ -11,7 +11,7 @@ local EXIT = util.EXIT
 local function command(ctx, a, specs)
   local req, uerr = request.from_args(ctx, a, specs)
   if not req then return ctx:usage(uerr) end
-  local prepared, perr = request.check(req)
+  local prepared, perr = request.check(ctx, req)
   if not prepared then return ctx:fail(perr) end
   ctx:warnings(prepared.warnings)
   local client, cerr = ctx:client(true)
@@ -27,7 +27,12 @@ local function command(ctx, a, specs)
     task, err = client:create(prepared)
     if not task then return ctx:fail(err) end
     ctx.current_task = task.id
-    ctx.status:event(("created %s (%d credits reserved)"):format(task.id, task.reserved_credits or 0))
+    if task.replayed then
+      ctx.status:note(("replayed %s: created earlier under this idempotency key; nothing new reserved")
+        :format(task.id))
+    else
+      ctx.status:note(("created %s (%d credits reserved)"):format(task.id, task.reserved_credits or 0))
+    end
     if a.no_wait then
       steps.print(ctx, a, task)
       return EXIT.ok
