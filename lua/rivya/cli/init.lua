@@ -11,7 +11,7 @@
 --   2 usage error (flags, unreadable input, configuration) · 3 validation error
 --   4 authentication or permission (no key, invalid/revoked/expired, scope)
 --   5 insufficient credits · 6 timed out (the task keeps running server-side)
---   130 interrupted (SIGINT)
+--   130 interrupted (SIGINT) · 143 terminated (SIGTERM); both remove temporary files
 local argparse = require "argparse"
 local rivya = require "rivya"
 local core = require "rivya.core"
@@ -30,8 +30,8 @@ local EXIT = util.EXIT
 
 --- The commands, in the order --help lists them: each is the module
 -- rivya.cli.cmd.NAME with add_to_parser(parser, specs) and command(ctx, a, specs).
-local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
-  "estimate", "batch", "sweep", "webhooks" }
+local COMMANDS = { "generate", "upload", "status", "wait", "download", "tasks", "resume", "credits", "models",
+  "validate", "estimate", "batch", "sweep", "webhooks" }
 local commands = {}
 for _, name in ipairs(COMMANDS) do commands[name] = require("rivya.cli.cmd." .. name) end
 
@@ -41,6 +41,7 @@ Environment:
   RIVYA_BASE_URL       the API origin (default https://rivya.ai)
   RIVYA_POLL_INTERVAL  seconds between status polls (default: the documented pace)
   RIVYA_TIMEOUT        seconds for one API request (default 60; a call with retries: twice that)
+  RIVYA_LEDGER         the ledger of tasks (default ~/.local/state/rivya/ledger.db; off: none)
 
 Exit status: 0 ok, 1 runtime failure (generation failed, network, API, I/O),
 2 usage error, 3 validation error, 4 authentication or permission,
@@ -167,11 +168,14 @@ function cli.main(argv, env, streams)
 
   local done, code = compat.xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
   if ctx.client_obj then ctx.client_obj:close() end
+  if ctx.ledger_obj then ctx.ledger_obj:close() end
   if done then return code end
   ctx.status:clear()
   local message = tostring(code)
-  if message:match("interrupted!") then
-    ctx.stderr:write("rivya: interrupted")
+  local signal = errors.is(code) and code.code == "interrupted" and code.signal
+    or (message:match("terminated!") and "SIGTERM") or (message:match("interrupted!") and "SIGINT")
+  if signal then
+    ctx.stderr:write(signal == "SIGTERM" and "rivya: terminated" or "rivya: interrupted")
     if ctx.resume_hint then
       ctx.stderr:write("; ", ctx.resume_hint)
     elseif ctx.current_task then
@@ -179,7 +183,7 @@ function cli.main(argv, env, streams)
         util.sh_quote(ctx.current_out or "FILE"))
     end
     ctx.stderr:write("\n")
-    return EXIT.interrupted
+    return signal == "SIGTERM" and EXIT.terminated or EXIT.interrupted
   end
   if errors.is(code) then return ctx:fail(code) end
   ctx.stderr:write("rivya: internal error: ", message, "\n")
