@@ -77,6 +77,7 @@ function Ctx:client(need_key)
       return nil, errors.new("config", "RIVYA_BASE_URL: " .. message)
     end
     self.client_obj = c
+    require("rivya.cli.catalog").seed(c)   -- the catalog this run loaded, not fetched twice
   end
   return self.client_obj
 end
