@@ -175,7 +175,7 @@ static const char *build_mime(lua_State *L, rv_transfer *T, int t) {
 ** origin), timeout, connect_timeout, stall (seconds without a byte),
 ** max_body (bytes), follow (bool: follow redirects), output (path),
 ** media (bool: the output must start with an image/video/audio signature),
-** close (bool: the connection is not kept for another transfer).
+** close (bool: a fresh connection, not kept for another transfer).
 */
 int rv_transfer_start(lua_State *L) {
   rv_session *S = rv_check_session(L, 1);
@@ -242,9 +242,12 @@ int rv_transfer_start(lua_State *L) {
   T->stall_ms = seconds_to_ms(rv_opt_number(L, 2, "stall", 0));
   T->last_ms = rv_now_ms();
   T->media = rv_opt_bool(L, 2, "media");
-  /* close the connection after this transfer (the catalog fetch: the next
-     request, a create, starts on a connection of its own) */
-  if (rv_opt_bool(L, 2, "close")) curl_easy_setopt(T->easy, CURLOPT_FORBID_REUSE, 1L);
+  /* a connection of its own, closed after this transfer (the catalog fetch:
+     it neither closes a warm connection nor leaves one for the next request) */
+  if (rv_opt_bool(L, 2, "close")) {
+    curl_easy_setopt(T->easy, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(T->easy, CURLOPT_FORBID_REUSE, 1L);
+  }
   if (rv_opt_bool(L, 2, "follow")) {
     /* only transfers without the key may follow: the key never leaves the API */
     if (auth) return luaL_error(L, "rivya: an authenticated request cannot follow redirects");
