@@ -126,21 +126,37 @@ describe("rivya.gather", function()
     assert.are.equal("outer 1", order[4])
   end)
 
-  it("lets a gathered function yield plainly with coroutine.yield and go on", function()
+  it("lets a gathered function yield plainly with a bare coroutine.yield() and go on", function()
     local order = {}
     local results = rivya.gather({
       function()
         order[#order + 1] = "a1"
-        local got = coroutine.yield("ignored")
+        coroutine.yield()
         order[#order + 1] = "a2"
         coroutine.yield()
-        return "done", got
+        return "done"
       end,
       function() order[#order + 1] = "b" return "b" end,
     })
-    assert.are.same({ n = 2, "done", nil }, results[1])
+    assert.are.same({ n = 1, "done" }, results[1])
     assert.are.same({ n = 1, "b" }, results[2])
     assert.are.same({ "a1", "b", "a2" }, order)
+  end)
+
+  it("fails a gathered function that yields values (they would go nowhere), and runs the others", function()
+    local went_on = false
+    local results = rivya.gather({
+      function()
+        coroutine.yield("x", 1)
+        went_on = true
+        return "never"
+      end,
+      function() rivya.sleep(0.01) return "b" end,
+    })
+    assert.is_nil(results[1][1])
+    assert.matches("coroutine.yield(x, ...) inside gather: rivya owns the yields there", results[1][2], 1, true)
+    assert.is_false(went_on)   -- the function's coroutine is not resumed again
+    assert.are.same({ n = 1, "b" }, results[2])
   end)
 
   it("lets a gathered function run its own coroutines, where rivya calls block", function()
@@ -249,11 +265,22 @@ describe("rivya.sleep", function()
   end)
 
   it("raises when seconds is not a number", function()
-    assert.has_error(function() rivya.sleep("1") end, "rivya.sleep: seconds must be a number, got string")
+    assert.has_error(function() rivya.sleep("1") end, "rivya.sleep: seconds must be a finite number >= 0, got string")
   end)
 
-  it("takes zero and negative seconds as no wait at all", function()
+  it("raises for negative, NaN and infinite seconds, at the caller's line, inside gather too", function()
+    for _, v in ipairs({ -1, 0 / 0, math.huge, -math.huge }) do
+      local ok, err = pcall(function() rivya.sleep(v) end)
+      assert.is_false(ok)
+      assert.matches("^spec/concurrency_spec%.lua:%d+: rivya%.sleep: seconds must be a finite number >= 0", err)
+    end
     local results = rivya.gather({ function() rivya.sleep(0) rivya.sleep(-1) return "ok" end })
+    assert.is_nil(results[1][1])
+    assert.matches("rivya.sleep: seconds must be a finite number >= 0, got -1", results[1][2], 1, true)
+  end)
+
+  it("takes zero seconds as no wait at all", function()
+    local results = rivya.gather({ function() rivya.sleep(0) return "ok" end })
     assert.are.same({ n = 1, "ok" }, results[1])
   end)
 end)

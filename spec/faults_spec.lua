@@ -202,6 +202,29 @@ local FAULTS = {
     transient = "success", persistent = "bad_response", commits = true,
   },
   {
+    -- a partial answer is never the result, nor a download's file
+    name = "a 206 Partial Content",
+    fault = function() return { action = "respond", status = 206, content_type = "text/plain",
+      headers = { ["Content-Range"] = "bytes 0-11/3732" }, body = "partial body" } end,
+    transient = "success", persistent = "bad_response",
+  },
+  {
+    name = "a 203 with an HTML body",
+    fault = function() return { action = "respond", status = 203, content_type = "text/html",
+      body = "<html><body>cached elsewhere</body></html>" } end,
+    transient = "success", persistent = "bad_response",
+  },
+  {
+    -- API answers may be compressed (libcurl decodes them, and this one
+    -- does not decode); a download never asks, so it is taken as bytes,
+    -- which are no media
+    name = "a gzip Content-Encoding sent unasked",
+    fault = function() return { action = "respond", status = 200, content_type = "application/json",
+      headers = { ["Content-Encoding"] = "gzip" }, body = "this is not gzip at all" } end,
+    transient = "success", persistent = "network",
+    download = { persistent = "bad_response" },
+  },
+  {
     -- API requests never follow a redirect (the key stays with the API);
     -- downloads follow it to another host, without Authorization
     name = "a redirect to another host",
@@ -626,7 +649,7 @@ describe("hardening against hostile input", function()
     -- bin/rivya with `env` (RIVYA_BASE_URL, RIVYA_API_KEY, ...) under a 60 s
     -- guard; returns the exit status (124: still running at the guard), stdout, stderr
     local function rivya_cli(args, env)
-      local set = {}
+      local set = { helper.sh_quote("RIVYA_LEDGER=" .. dir .. "/ledger.db") }
       for k, v in pairs(env) do set[#set + 1] = helper.sh_quote(k .. "=" .. v) end
       local quoted = {}
       for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end

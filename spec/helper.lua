@@ -196,6 +196,42 @@ function helper.client(sim, ...)
   return require("rivya").new(o)
 end
 
+--- Run bin/rivya against `sim` in a scratch directory `dir`. o.env
+-- overrides the environment (false unsets), o.stdin feeds it, o.cwd runs it
+-- elsewhere, o.pty = {cols = n} runs it on a pseudo-terminal of that width
+-- (script(1): stdout and stderr then both arrive in out). Returns
+-- {code =, out =, err =, json = the stdout lines that are JSON objects}.
+function helper.cli(sim, dir, args, o)
+  o = o or {}
+  local env = { RIVYA_BASE_URL = sim.url, RIVYA_API_KEY = helper.KEY, RIVYA_POLL_INTERVAL = "0.05",
+    TERM = "dumb", XDG_STATE_HOME = dir .. "/state", RIVYA_LEDGER = dir .. "/ledger.db" }
+  for k, v in pairs(o.env or {}) do env[k] = v end
+  local unset, set = {}, {}
+  for k, v in pairs(env) do
+    if v == false then unset[#unset + 1] = "-u " .. k else set[#set + 1] = sh_quote(k .. "=" .. v) end
+  end
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = sh_quote(a) end
+  local cmd = ("env %s %s %s %s"):format(table.concat(unset, " "), table.concat(set, " "),
+    sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "))
+  if o.pty then
+    cmd = ("script -qfec %s /dev/null"):format(sh_quote(("stty cols %d rows 24; exec %s"):format(o.pty.cols, cmd)))
+  end
+  local stdin = "/dev/null"
+  if o.stdin then
+    stdin = dir .. "/stdin"
+    helper.write_file(stdin, o.stdin)
+  end
+  local _, how, code = os.execute(("cd %s && %s <%s >%s 2>%s"):format(sh_quote(o.cwd or dir), cmd,
+    sh_quote(stdin), sh_quote(dir .. "/out"), sh_quote(dir .. "/err")))
+  local r = { code = how == "exit" and code or -1, out = read_file(dir .. "/out") or "",
+    err = read_file(dir .. "/err") or "", json = {} }
+  for line in r.out:gmatch("[^\n]+") do
+    if line:sub(1, 1) == "{" then r.json[#r.json + 1] = cjson.decode(line) end
+  end
+  return r
+end
+
 --- Stop with SIGTERM and wait for the exit; returns true when it exited by itself.
 function Sim:stop()
   if not self.pid then return true end
@@ -275,6 +311,60 @@ function Sim:control(method, path, body)
   local status, json = self:api(method, "/__sim/" .. path, body, { key = false })
   assert(status >= 200 and status < 300, "control " .. path .. " answered " .. status)
   return json
+end
+
+--- Start spec/rawserver.lua (a scripted HTTP server, its own lua5.4
+-- process) answering with `config` (see that file). Returns
+-- { port, url, log (path of the request heads), stop() }.
+function helper.rawserver(config)
+  local function literal(v)
+    if type(v) == "string" then return ("%q"):format(v) end
+    return tostring(v)
+  end
+  local dir = helper.tmpdir()
+  config.log = config.log or (dir .. "/requests")
+  local lines = { "return {" }
+  for k, v in pairs(config) do
+    local val
+    if type(v) == "table" then
+      local parts = {}
+      for kk, vv in pairs(v) do
+        parts[#parts + 1] = (type(kk) == "number" and "" or ("[%q] = "):format(kk)) .. literal(vv)
+      end
+      val = "{ " .. table.concat(parts, ", ") .. " }"
+    else
+      val = literal(v)
+    end
+    lines[#lines + 1] = ("  %s = %s,"):format(k, val)
+  end
+  lines[#lines + 1] = "}"
+  helper.write_file(dir .. "/config.lua", table.concat(lines, "\n") .. "\n")
+  local lua = os.getenv("RIVYA_REAL_LUA") or "lua5.4"
+  local out, pidf = dir .. "/stdout", dir .. "/pid"
+  assert(compat.execute(("%s %s %s >%s 2>%s & echo $! >%s"):format(sh_quote(lua),
+    sh_quote(helper.ROOT .. "/spec/rawserver.lua"), sh_quote(dir .. "/config.lua"), sh_quote(out),
+    sh_quote(dir .. "/stderr"), sh_quote(pidf))))
+  local port
+  for _ = 1, 400 do
+    port = tonumber((read_file(out) or ""):match("^(%d+)\n"))
+    if port then break end
+    helper.sleep(0.025)
+  end
+  local pid = tonumber((read_file(pidf) or ""):match("%d+"))
+  assert(port, "rawserver did not start: " .. (read_file(dir .. "/stderr") or ""))
+  return {
+    port = port, url = "http://127.0.0.1:" .. port, log = config.log,
+    requests = function()
+      local heads = {}
+      for head in (read_file(config.log) or ""):gmatch("(.-)%-%-\n") do heads[#heads + 1] = head end
+      return heads
+    end,
+    stop = function()
+      if pid then compat.execute("kill " .. pid .. " 2>/dev/null") end
+      pid = nil
+      helper.rmrf(dir)
+    end,
+  }
 end
 
 function Sim:ledger() return self:control("GET", "ledger") end

@@ -32,6 +32,7 @@ LUALIB_API int luaopen_rivya_core(lua_State *L) {
   rv_http_open(L);
   rv_file_open(L);
   rv_tidy_open(L);
+  rv_term_open(L);
   rv_db_open(L);
   lua_pushliteral(L, RV_VERSION);
   lua_setfield(L, -2, "VERSION");

@@ -33,6 +33,8 @@ local DEFAULTS = {
   stall_timeout = 30,      -- a download with no byte for this long fails
   wait_timeout = 900,      -- client:wait's total deadline, seconds
   max_connections = 16,    -- per host
+  max_download_bytes = 2 * 1024 * 1024 * 1024,   -- a larger download fails (bad_response)
+  min_download_rate = 1024,  -- bytes a second over each stall_timeout window, else it fails
 }
 
 local MAX_API_BODY = 4 * 1024 * 1024   -- an API answer larger than this is an error
@@ -47,17 +49,18 @@ local OPTIONS = {
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
   waiter = "function", ledger = "any", on_retry = "function",
+  max_download_bytes = "number", min_download_rate = "number",
 }
 
 -- the options of a call given none: shared, never written to
 local NO_OPTIONS = setmetatable({}, {
-  __newindex = function() error("rivya: internal: NO_OPTIONS is read-only", 2) end,
+  __newindex = function() errors.misuse("rivya: internal: NO_OPTIONS is read-only") end,
 })
 
 local function check_options(where, opts, allowed)
   if opts == nil then return NO_OPTIONS end
   if type(opts) ~= "table" then
-    error(("%s: options must be a table, got %s"):format(where, type(opts)), 3)
+    errors.misuse(("%s: options must be a table, got %s"):format(where, type(opts)))
   end
   for k, v in pairs(opts) do
     local want = allowed[k]
@@ -66,16 +69,16 @@ local function check_options(where, opts, allowed)
       for name in pairs(allowed) do names[#names + 1] = name end
       table.sort(names)
       local hint = type(k) == "string" and core.suggest(k, names)
-      error(("%s: unknown option '%s'%s"):format(where, tostring(k),
-        hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
+      errors.misuse(("%s: unknown option '%s'%s"):format(where, tostring(k),
+        hint and ("; did you mean '" .. hint .. "'?") or ""))
     end
     if want == "seconds" then
       if type(v) ~= "number" or not (v >= 0 and v < math.huge) then
-        error(("%s: option '%s' must be a finite number of seconds >= 0, got %s"):format(where, k,
-          type(v) == "number" and tostring(v) or type(v)), 3)
+        errors.misuse(("%s: option '%s' must be a finite number of seconds >= 0, got %s"):format(where, k,
+          type(v) == "number" and tostring(v) or type(v)))
       end
     elseif want ~= "any" and type(v) ~= want then
-      error(("%s: option '%s' must be a %s, got %s"):format(where, k, want, type(v)), 3)
+      errors.misuse(("%s: option '%s' must be a %s, got %s"):format(where, k, want, type(v)))
     end
   end
   return opts
@@ -89,18 +92,18 @@ end
 -- "https://host:port" from a base URL; raises on anything else
 local function parse_origin(url, allow_http)
   local scheme, hostport, rest = url:match("^(%a[%w+.-]*)://([^/?#]+)(.*)$")
-  if not scheme then error("rivya.new: base_url must look like https://host, got '" .. url .. "'", 3) end
+  if not scheme then errors.misuse("rivya.new: base_url must look like https://host, got '" .. url .. "'") end
   scheme = scheme:lower()
-  if hostport:find("@", 1, true) then error("rivya.new: base_url must not carry credentials", 3) end
-  if rest ~= "" and rest ~= "/" then error("rivya.new: base_url must not have a path, got '" .. rest .. "'", 3) end
+  if hostport:find("@", 1, true) then errors.misuse("rivya.new: base_url must not carry credentials") end
+  if rest ~= "" and rest ~= "/" then errors.misuse("rivya.new: base_url must not have a path, got '" .. rest .. "'") end
   local host = hostport:match("^(%[[^%]]+%])") or hostport:match("^([^:]+)")
   if scheme == "http" then
     if not is_loopback(host) and allow_http ~= host then
-      error(("rivya.new: refusing plain http:// to %s (the API key would travel in clear); "
-        .. "use https, or pass allow_http = %q to opt in"):format(host, host), 3)
+      errors.misuse(("rivya.new: refusing plain http:// to %s (the API key would travel in clear); "
+        .. "use https, or pass allow_http = %q to opt in"):format(host, host))
     end
   elseif scheme ~= "https" then
-    error("rivya.new: base_url scheme must be https (or http on loopback), got " .. scheme, 3)
+    errors.misuse("rivya.new: base_url scheme must be https (or http on loopback), got " .. scheme)
   end
   return scheme .. "://" .. hostport
 end
@@ -133,7 +136,7 @@ local function check_ca_file(path)
     why = (ferr or not pem) and (ferr or "not readable")
       or (not pem:find("-----BEGIN CERTIFICATE-----", 1, true) and "no PEM certificate in it")
   end
-  if why then error(("rivya.new: ca_file: cannot use %s: %s"):format(path, why), 3) end
+  if why then errors.misuse(("rivya.new: ca_file: cannot use %s: %s"):format(path, why)) end
 end
 
 -- opts.ledger: a path, true (the default path; none when RIVYA_LEDGER=off), an
@@ -144,10 +147,10 @@ function Client._open_ledger(spec)
   local path = spec
   if spec == true then path = Ledger.default_path() if not path then return nil end
   elseif type(spec) ~= "string" then
-    error("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec), 4)
+    errors.misuse("rivya.new: option 'ledger' must be a path, true or false, got " .. type(spec))
   end
   local ledger, err = Ledger.open(path)
-  if not ledger then error("rivya.new: ledger: " .. tostring(err.message or err), 4) end
+  if not ledger then errors.misuse("rivya.new: ledger: " .. tostring(err.message or err)) end
   return ledger
 end
 
@@ -161,8 +164,8 @@ local function check_key(key)
   if key == "" then return nil end
   local at = key:find("[%c%s]")
   if at then
-    error(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
-      .. "of printable characters)"):format(at), 3)
+    errors.misuse(("rivya.new: api_key: a control character or whitespace at byte %d (API keys are one word "
+      .. "of printable characters)"):format(at))
   end
   return key
 end
@@ -179,6 +182,9 @@ function Client.new(opts)
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
+  -- result URLs are https only, unless the API itself is reached in plain
+  -- http (loopback or allow_http: a local simulator and its CDN)
+  self.plain_downloads = self.origin:sub(1, 7) == "http://"
   local key = check_key(opts.api_key or os.getenv("RIVYA_API_KEY"))
   self.has_key = key ~= nil
   -- only a short suffix of the key stays on the Lua side, for tostring
@@ -186,7 +192,12 @@ function Client.new(opts)
   self.user_agent = (opts.user_agent and (opts.user_agent .. " ") or "")
     .. ("rivya-lua/%s (%s; %s)"):format(core.VERSION, _VERSION, core.curl_version:match("^%S+") or "libcurl")
   if compat.math_type(self.max_retries) ~= "integer" or self.max_retries < 0 then
-    error("rivya.new: max_retries must be a non-negative integer", 2)
+    errors.misuse("rivya.new: max_retries must be a non-negative integer")
+  end
+  for _, name in ipairs({ "max_download_bytes", "min_download_rate" }) do
+    if not (self[name] >= 0 and self[name] < math.huge) then
+      errors.misuse(("rivya.new: %s must be a finite number >= 0"):format(name))
+    end
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
   self.ledger = nil
@@ -208,8 +219,8 @@ function Client:__tostring()
 end
 
 local function check_open(self)
-  if getmetatable(self) ~= Client then error("rivya: method called without a client (use client:method)", 3) end
-  if self.closed then error("rivya: attempt to use a closed client", 3) end
+  if getmetatable(self) ~= Client then errors.misuse("rivya: method called without a client (use client:method)") end
+  if self.closed then errors.misuse("rivya: attempt to use a closed client") end
 end
 
 --- Backoff before retry number `attempt` (0-based): base·2^attempt capped,
@@ -276,7 +287,7 @@ end
 
 -- transport failure kind -> error code
 local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
-  not_media = "bad_response" }
+  not_media = "bad_response", changed = "io", insecure = "bad_response" }
 
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
 -- o: deadline (monotonic seconds: the whole call's, retries and backoff
@@ -285,12 +296,16 @@ local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large =
 -- Returns the decoded body (or status, headers for raw) | nil, err.
 function Client:_exchange(spec, o, deadline)
   deadline = deadline or o.deadline
-  local attempt = 0
+  local attempt, last = 0, nil
   while true do
     if deadline then
       local left = deadline - now()
       if left <= 0 then
-        return nil, self:_timeout(spec, "the call's deadline passed before the request could be sent")
+        -- after failed attempts, the last one's cause is the news
+        local e = self:_timeout(spec, "the call's deadline passed before the request could be sent"
+          .. (last and ("; attempt %d of it failed: %s"):format(attempt, last.message) or ""))
+        e.attempts = attempt > 0 and attempt or nil
+        return nil, e
       end
       if not spec.timeout or spec.timeout == 0 or spec.timeout > left then spec.timeout = left end
     end
@@ -317,7 +332,9 @@ function Client:_exchange(spec, o, deadline)
       local code = FAILURE_CODES[kind] or "network"
       err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
-      retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
+      -- (not a download over max_download_bytes: it would only come again)
+      retryable = kind == "network" or kind == "timeout" or kind == "not_media"
+        or (kind == "too_large" and not spec.output)
     elseif status >= 200 and status < 300 then
       if not o.decode then
         local headers = t:headers()
@@ -327,7 +344,12 @@ function Client:_exchange(spec, o, deadline)
       -- a DELETE may answer 204 or 200 without a body
       if o.empty_ok and (body == nil or body == "") then close_transfer(t) return {} end
       local v = json.decode_object(body)
-      if type(v) == "table" then close_transfer(t) return v end
+      if type(v) == "table" then
+        -- the headers only for who asks (a create: was it replayed?)
+        local headers = o.headers and t:headers() or nil
+        close_transfer(t)
+        return v, headers
+      end
       local headers = t:headers()
       close_transfer(t)
       err = errors.new("bad_response", ("the API answered %d with a body that is not a JSON object (%s)")
@@ -352,6 +374,7 @@ function Client:_exchange(spec, o, deadline)
     -- on_retry({attempt = n (1 for the first retry), delay = seconds, error = err}):
     -- what a progress display shows while the client keeps trying
     if self.on_retry then self.on_retry({ attempt = attempt + 1, delay = delay, error = err }) end
+    last = err
     sched.sleep(delay, self.waiter)
     attempt = attempt + 1
   end
@@ -359,6 +382,7 @@ end
 
 -- what _api asks of _exchange: shared, never written to
 local DECODE, DECODE_EMPTY_OK = { decode = true }, { decode = true, empty_ok = true }
+local DECODE_HEADERS = { decode = true, headers = true }
 
 --- A JSON call to the API. o: body (table), idempotency_key, auth (default
 -- true), deadline (monotonic seconds; call_timeout from now at the latest).
@@ -384,7 +408,7 @@ function Client:_api(method, path, o)
     method = method, url = self.api_url .. path, headers = headers, body = body,
     auth = o.auth ~= false, timeout = self.request_timeout, connect_timeout = self.connect_timeout,
     max_body = MAX_API_BODY, close = o.close,
-  }, o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
+  }, o.headers and DECODE_HEADERS or o.empty_ok and DECODE_EMPTY_OK or DECODE, deadline)
 end
 
 -- The live catalog, fetched once per client (no key needed) and compiled
@@ -429,7 +453,7 @@ end
 -- | nil, err: validated against the live catalog (any model it lists).
 function Client:validate(req)
   check_open(self)
-  if type(req) ~= "table" then error("client:validate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("client:validate: expected a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   return cat:validate(req)
@@ -439,7 +463,7 @@ end
 -- when its billing is FIXED (else code "unknown"), after validation.
 function Client:estimate(req)
   check_open(self)
-  if type(req) ~= "table" then error("client:estimate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("client:estimate: expected a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   return cat:estimate(req)
@@ -479,7 +503,7 @@ local function check_task(v)
 end
 
 local function check_id(id)
-  if type(id) ~= "string" then error("rivya: task id must be a string, got " .. type(id), 3) end
+  if type(id) ~= "string" then errors.misuse("rivya: task id must be a string, got " .. type(id)) end
   if not valid_id(id) then
     return nil, errors.new("validation_failed",
       ("task id: expected letters, digits, '_' or '-'; got %q"):format(id:sub(1, 80)), { field = "id" })
@@ -543,7 +567,7 @@ end
 -- upload with a given Idempotency-Key (a ledger's recorded one) or a new one
 function Client:_upload(source, opts, key)
   if opts.kind and not KINDS[opts.kind] then
-    error("client:upload: kind must be image, video or audio, got " .. opts.kind, 3)
+    errors.misuse("client:upload: kind must be image, video or audio, got " .. opts.kind)
   end
   -- a model's own limits come from the live catalog, fetched once the file
   -- passed its local checks
@@ -555,8 +579,10 @@ function Client:_upload(source, opts, key)
   if cat and self.catalog_compiled then cat = self.catalog_compiled end
   -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
   local info, err = source
+  -- (a path's info is used once: its open file is closed by the upload)
   if not (refs.is_info(source) and info.catalog == cat and info.model == opts.model
-      and (opts.kind or info.kind) == info.kind and (opts.name or info.name) == info.name) then
+      and (opts.kind or info.kind) == info.kind and (opts.name or info.name) == info.name
+      and (info.file or type(info.source) ~= "string")) then
     info, err = refs.inspect(refs.is_info(source) and source.source or source, opts, cat)
     if not info then return nil, err end
   end
@@ -570,8 +596,13 @@ function Client:_upload(source, opts, key)
   if not self.has_key then
     return nil, errors.new("api_key_missing", "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
   end
+  -- every attempt streams from the descriptor refs.inspect opened: the path is
+  -- never opened again (a file swapped during a backoff is not what is sent);
+  -- closed when the upload ends (a raise in on_progress leaves it to __gc)
+  local file = info.file
+  info.file = nil
   local file_part = { name = "file", filename = info.name, type = info.mime }
-  if type(source) == "string" then file_part.path = source else file_part.data = source.data end
+  if file then file_part.file = file else file_part.data = source.data end
   local parts = { file_part, { name = "kind", data = info.kind } }
   if opts.model then parts[#parts + 1] = { name = "model", data = opts.model } end
   if opts.client_request_id then parts[#parts + 1] = { name = "client_request_id", data = opts.client_request_id } end
@@ -595,8 +626,27 @@ function Client:_upload(source, opts, key)
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
   }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
        deadline = opts.timeout and now() + opts.timeout })
-  if not v then return nil, err end
+  if file then file:close() end
+  if not v then
+    if err.code == "io" then
+      err.message = ("file: %s: %s"):format(info.name, err.message)
+      err.field = "file"
+    end
+    return nil, err
+  end
   if on_progress and reported < info.size then on_progress(info.size, info.size) end
+  return normalize_file(v)
+end
+
+--- The uploaded file `id` ("file_..."): its object as client:upload
+-- returned it (GET /api/v1/files/{id}).
+function Client:file(id)
+  check_open(self)
+  local ok, err = check_id(id)
+  if not ok then return nil, err end
+  local v
+  v, err = self:_api("GET", "/files/" .. id)
+  if not v then return nil, err end
   return normalize_file(v)
 end
 
@@ -605,8 +655,10 @@ end
 -- create's key, uploads = recorded uploads by position}: a file recorded as
 -- uploaded is not sent again (the replayed create must carry the same URL),
 -- an upload recorded but not answered is sent again under its own key, and
--- each one is recorded before it leaves. Returns true | nil, err.
-function Client:_upload_references(prepared, rec, deadline)
+-- each one is recorded before it leaves. on_upload(index, path, info) may
+-- return an on_progress for that file, and is called again with the file
+-- object once uploaded. Returns true | nil, err.
+function Client:_upload_references(prepared, rec, deadline, on_upload)
   for _, ref in ipairs(prepared:pending()) do
     local i, path, info = ref.index, ref.path, ref.info
     local done = rec and rec.uploads[i]
@@ -621,7 +673,8 @@ function Client:_upload_references(prepared, rec, deadline)
       end
       local err
       file, err = self:_upload(info, { model = info.model, kind = info.kind,
-        timeout = deadline and math.max(deadline - now(), 0) }, ukey)
+        timeout = deadline and math.max(deadline - now(), 0),
+        on_progress = on_upload and on_upload(i, path, info) or nil }, ukey)
       if not file then
         err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
         return nil, err
@@ -630,10 +683,19 @@ function Client:_upload_references(prepared, rec, deadline)
         local ok, lerr = rec.ledger:upload_done(ukey, file)
         if not ok then return nil, lerr end
       end
+      if on_upload then on_upload(i, path, info, file) end
     end
     prepared:attach(i, file)
   end
   return true
+end
+
+-- task.replayed = true when the answer says the key's earlier task was
+-- given back (the Idempotent-Replayed header): nothing new was reserved
+local function mark_replay(task, headers)
+  if type(headers) == "table" and tostring(headers["idempotent-replayed"]):lower() == "true" then
+    task.replayed = true
+  end
 end
 
 --- Create a generation task (80 credits for wan-2-7-video). Validates first:
@@ -641,30 +703,33 @@ end
 -- (req.idempotency_key or a fresh one) that all its retries reuse. With a
 -- ledger, the create is recorded before it is sent (see _create_recorded).
 -- o.deadline (monotonic seconds, core.now) bounds the call, uploads included;
--- o (internal): output (where generate will save it), job, attempt, key.
+-- o (internal): output (where generate will save it), job, attempt, key,
+-- on_upload (see _upload_references).
 function Client:create(req, o)
   check_open(self)
-  if type(req) ~= "table" then error("rivya: create expects a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("rivya: create expects a request table, got " .. type(req)) end
   local models, cat = self:_catalog()
   if not models then return nil, cat end
   -- local reference paths are inspected and the request validated once,
   -- before the first upload: a request that would fail sends nothing
-  local prepared, perr = refs.prepare(req, { catalog = cat })
+  local prepared, perr = refs.prepare(req, { catalog = cat, resolve = function(id) return self:file(id) end })
   if not prepared then return nil, perr end
   if self.ledger then return self:_create_recorded(prepared, o or NO_OPTIONS, cat) end
   local deadline = o and o.deadline
-  local uploaded, uerr = self:_upload_references(prepared, nil, deadline)
+  local uploaded, uerr = self:_upload_references(prepared, nil, deadline, o and o.on_upload)
   if not uploaded then return nil, uerr end
   local body, berr = prepared:final_body()
   if not body then return nil, berr end
   local warnings = prepared.warnings
   local key = prepared.idempotency_key or ("rivya-" .. core.random_hex(16))
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = deadline,
+    headers = true })
   -- creating again with this key can never charge twice, whatever happened
   if not v then
     err.idempotency_key = key
     return nil, err
   end
+  local replayed = err
   local task, terr = check_task(v)
   if not task then
     terr.idempotency_key = key
@@ -675,6 +740,7 @@ function Client:create(req, o)
     for _, w in ipairs(warnings) do task.warnings[#task.warnings + 1] = w end
   end
   task.idempotency_key = key
+  mark_replay(task, replayed)
   return task
 end
 
@@ -698,24 +764,27 @@ function Client:_create_recorded(prepared, o, cat)
     ident[#ident + 1] = ("%s\0%d\0%d"):format(ref.path, ref.info.size, ref.info.mtime or 0)
   end
   local hash = Ledger.digest(table.concat(ident, "\n"))
-  local key, uploads = o.key or prepared.idempotency_key, {}
+  local key = o.key or prepared.idempotency_key
   if not key then
     local row, ferr = ledger:find_sending(hash)
     if row == nil then return nil, ferr end
-    if row then
-      key = row.key
-      uploads, ferr = ledger:uploads(key)
-      if not uploads then return nil, ferr end
-    end
+    key = row and row.key
   end
   key = key or ("rivya-" .. core.random_hex(16))
+  -- the files a create under this key already carried (a resume, or a given key)
+  local uploads = {}
+  if #prepared.locals > 0 then
+    local lerr0
+    uploads, lerr0 = ledger:uploads(key)
+    if not uploads then return nil, lerr0 end
+  end
   local ok, lerr = ledger:begin{ key = key, request_hash = hash, model = req.model,
     prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
     output = o.output, job = o.job, attempt = o.attempt }
   if not ok then return nil, lerr end
   if #prepared.locals > 0 then
     local rec = { ledger = ledger, key = key, uploads = uploads }
-    local sent, uerr = self:_upload_references(prepared, rec, o.deadline)
+    local sent, uerr = self:_upload_references(prepared, rec, o.deadline, o.on_upload)
     if not sent then
       ledger:unanswered(key)
       uerr.idempotency_key = key
@@ -728,12 +797,14 @@ function Client:_create_recorded(prepared, o, cat)
       return nil, berr
     end
   end
-  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key, deadline = o.deadline })
+  local v, err = self:_api("POST", "/generations", { body = body, idempotency_key = key,
+    deadline = o.deadline, headers = true })
   if not v then
     err.idempotency_key = key
     if unanswered(err) then ledger:unanswered(key) else ledger:rejected(key, err) end
     return nil, err
   end
+  local replayed = err
   local task, terr = check_task(v)
   if not task then
     ledger:unanswered(key)
@@ -741,6 +812,7 @@ function Client:_create_recorded(prepared, o, cat)
     return nil, terr
   end
   task.idempotency_key = key
+  mark_replay(task, replayed)
   ok, lerr = ledger:answered(key, task)
   if not ok then
     lerr.task, lerr.idempotency_key = task, key
@@ -782,6 +854,17 @@ local function final_result(task)
   return nil, errors.new("generation_failed", msg, { task = task })
 end
 
+-- What a failed poll says about why a wait ran out: a request that failed
+-- (it has attempts) is the news; "no time left to send one" is not, when
+-- an earlier poll failed for a reason.
+local function poll_cause(err, cause)
+  if err.attempts or not cause then
+    local n = err.attempts or 1
+    return ("the last poll failed: %s, after %d attempt%s"):format(err.message, n, n == 1 and "" or "s")
+  end
+  return cause
+end
+
 local function wait_timeout(id, last, why)
   return errors.new("timeout", ("task %s not final after the wait deadline%s"):format(id,
     why and " (" .. why .. ")" or ""), { task = last })
@@ -802,13 +885,12 @@ end
 -- passed). Inside gather it runs on a stand-in coroutine (sched.park_call)
 -- with a transfer slot taken at the end of the pause (sched.park_sleep):
 -- thousands of polls due at once queue in line with small stacks.
-function Client:_poll(id, deadline, last)
+function Client:_poll(id, deadline)
   local task, err = self:_get(id, deadline)
   sched.unreserve(self.session)
   if task then return task end
   if not TRANSIENT[err.code] then return nil, err end
-  if now() >= deadline then return nil, wait_timeout(id, last, err.message) end
-  return false
+  return false, err   -- the caller polls again, or names it when its deadline has come
 end
 
 -- The id and the last known state of task_or_id | nil, err.
@@ -829,15 +911,15 @@ function Client:wait(task_or_id, opts)
   local id, last = task_ref(task_or_id)
   if not id then return nil, last end
   if FINAL[last and last.status] then return final_result(last) end
-  local deadline, polls = now() + (opts.timeout or self.wait_timeout), 0
+  local deadline, polls, cause = now() + (opts.timeout or self.wait_timeout), 0, nil
   while true do
     local left = deadline - now()
-    if left <= 0 then return nil, wait_timeout(id, last) end
+    if left <= 0 then return nil, wait_timeout(id, last, cause) end
     if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
       yield(WAIT)
     end
     polls = polls + 1
-    local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+    local parked, task, err = park_call({ Client._poll, self, id, deadline })
     if parked then task, err = unpark(yield(WAIT)) end
     if task then
       local changed = task.status ~= (last and last.status)   -- last.status: the status seen so far
@@ -848,6 +930,9 @@ function Client:wait(task_or_id, opts)
       end
     elseif task == nil then
       return nil, err
+    else
+      -- a transient failure: polled again, and named if the deadline comes first
+      cause = poll_cause(err, cause)
     end
   end
 end
@@ -861,7 +946,7 @@ function Client:updates(task_or_id, opts)
   -- PUC Lua 5.1 calls a for-in iterator across a C boundary: no yield from it
   if sched.in_gather() or self.waiter then compat.check_yieldable("client:updates", 2) end
   local id, last = task_ref(task_or_id)
-  local deadline, polls, finished = now() + (opts.timeout or self.wait_timeout), 0, false
+  local deadline, polls, finished, cause = now() + (opts.timeout or self.wait_timeout), 0, false, nil
   return function()
     if finished then return nil end
     if not id then
@@ -878,13 +963,13 @@ function Client:updates(task_or_id, opts)
       local left = deadline - now()
       if left <= 0 then
         finished = true
-        return false, wait_timeout(id, last)
+        return false, wait_timeout(id, last, cause)
       end
       if park_sleep(min(self:_poll_delay(polls, opts.interval), left), self.waiter, self.session) then
         yield(WAIT)
       end
       polls = polls + 1
-      local parked, task, err = park_call({ Client._poll, self, id, deadline, last })
+      local parked, task, err = park_call({ Client._poll, self, id, deadline })
       if parked then task, err = unpark(yield(WAIT)) end
       if task then
         local changed = task.status ~= (last and last.status)
@@ -893,6 +978,8 @@ function Client:updates(task_or_id, opts)
       elseif task == nil then
         finished = true
         return false, err
+      else
+        cause = poll_cause(err, cause)
       end
     end
   end
@@ -927,6 +1014,8 @@ local function check_destination(path)
   os.remove(probe)
   return true
 end
+
+Client._check_destination = check_destination
 
 -- a value raised by a user callback, as the error generate returns
 local function raised(e, task)
@@ -964,8 +1053,12 @@ function Client:generate(req, opts)
     if ledger then ledger:update(t) end
     if user_update then user_update(t) end
   end or nil
+  -- a raise in a callback comes back as an error with the task; inside a
+  -- coroutine on PUC Lua 5.1, which cannot yield across pcall, it propagates
+  local guard = (compat.yield_in_pcall or select(2, compat.running())) and pcall
+    or function(f, ...) return true, f(...) end
   local ok, final
-  ok, final, err = pcall(function()
+  ok, final, err = guard(function()
     if user_update then user_update(task) end
     return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
   end)
@@ -979,7 +1072,7 @@ function Client:generate(req, opts)
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+    ok, path, err = guard(self.download, self, final, opts.output, { on_progress = opts.on_progress,
       timeout = left() })
     if not ok then path, err = nil, raised(path, final) end
     if not path then
@@ -1003,11 +1096,23 @@ local DOWNLOAD_OPTIONS = { on_progress = "function", timeout = "seconds" }
 function Client:download(task_or_url, path, opts)
   check_open(self)
   if type(path) ~= "string" or path == "" then
-    error("rivya: download expects a destination path string, got " .. type(path), 2)
+    errors.misuse("rivya: download expects a destination path string, got "
+      .. (path == "" and "an empty string" or type(path)))
   end
   opts = check_options("client:download", opts, DOWNLOAD_OPTIONS)
-  local url = task_or_url
-  if type(task_or_url) == "table" then
+  if type(task_or_url) == "string" and not task_or_url:match("^%a[%w+.-]*://") then
+    -- a task id: fetched, and it must have succeeded
+    local task, terr = self:get(task_or_url)
+    if not task then return nil, terr end
+    if task.status == "failed" then return final_result(task) end
+    if task.status ~= "succeeded" then
+      return nil, errors.new("validation_failed", ("task %s is %s, not succeeded yet: wait for it first")
+        :format(task.id, tostring(task.status)), { field = "task", task = task })
+    end
+    task_or_url = task
+  end
+  local url, from_task = task_or_url, type(task_or_url) == "table"
+  if from_task then
     local r = task_or_url.result
     url = type(r) == "table" and (r.primary_url or (type(r.urls) == "table" and r.urls[1])) or nil
     if type(url) ~= "string" then
@@ -1016,10 +1121,17 @@ function Client:download(task_or_url, path, opts)
         { field = "task" })
     end
   elseif type(url) ~= "string" then
-    error("rivya: download expects a task or a URL, got " .. type(task_or_url), 2)
+    errors.misuse("rivya: download expects a task or a URL, got " .. type(task_or_url))
   end
   if not url:match("^[hH][tT][tT][pP][sS]?://") then
     return nil, errors.new("validation_failed", "expected an http(s) URL, got " .. url:sub(1, 80), { field = "url" })
+  end
+  -- plain http:// only when the API itself is plain http (a local simulator):
+  -- otherwise a result URL could point the client at any internal address
+  if not self.plain_downloads and not url:match("^[hH][tT][tT][pP][sS]://") then
+    return nil, errors.new(from_task and "bad_response" or "validation_failed",
+      ("refusing to download from a plain http:// URL (%s): downloads are https only"):format(url:sub(1, 80)),
+      { field = "url" })
   end
   local on_progress, last_received = opts.on_progress, -1
   local function tick(t)
@@ -1032,7 +1144,8 @@ function Client:download(task_or_url, path, opts)
   local status, err = self:_exchange({
     url = url, auth = false, follow = true, output = path, media = true,
     timeout = opts.timeout or 0, connect_timeout = self.connect_timeout,
-    stall = self.stall_timeout, max_body = 64 * 1024,
+    stall = self.stall_timeout, max_body = 64 * 1024, https_only = not self.plain_downloads,
+    max_file = self.max_download_bytes, min_rate = self.min_download_rate, rate_window = self.stall_timeout,
   }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
        deadline = opts.timeout and now() + opts.timeout or nil })
   if not status then return nil, err end

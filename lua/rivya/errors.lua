@@ -16,6 +16,19 @@ errors.is = core.is_error
 
 local idiv = require("rivya.compat").idiv
 
+--- Raise `message` for a misuse, pointing at the first caller outside
+-- rivya's own modules (lua/rivya/...): the user's line, however deep inside
+-- rivya the check sits or however it was reached (tail calls included).
+function errors.misuse(message)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info or info.what == "C" or not info.source:find("[/\\]rivya[/\\][%w_/]*%.lua$") then break end
+    level = level + 1
+  end
+  error(message, level)
+end
+
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
   Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
 

@@ -21,7 +21,7 @@ rivya.new = Client.new
 -- `ledger:tasks{status=, since=}` lists its tasks as plain tables.
 function rivya.ledger(path)
   if path ~= nil and type(path) ~= "string" then
-    error("rivya.ledger: expected a path string or nil, got " .. type(path), 2)
+    errors.misuse("rivya.ledger: expected a path string or nil, got " .. type(path))
   end
   path = path or Ledger.default_path()
   if not path then
@@ -34,14 +34,14 @@ end
 -- warnings (possibly empty) | nil, err. Offline: against the catalog
 -- snapshot rivya ships (client:validate uses the live catalog).
 function rivya.validate(req)
-  if type(req) ~= "table" then error("rivya.validate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("rivya.validate: expected a request table, got " .. type(req)) end
   return catalog.snapshot():validate(req)
 end
 
 --- Credits a run of `req` would reserve (80 for wan-2-7-video) | nil, err
 -- (code "unknown" when the model's billing is not FIXED). Offline.
 function rivya.estimate(req)
-  if type(req) ~= "table" then error("rivya.estimate: expected a request table, got " .. type(req), 2) end
+  if type(req) ~= "table" then errors.misuse("rivya.estimate: expected a request table, got " .. type(req)) end
   return catalog.snapshot():estimate(req)
 end
 
@@ -52,8 +52,15 @@ rivya.models = catalog.snapshot_models
 --- Run functions as coroutines: results[i] == table.pack(fns[i]()).
 rivya.gather = sched.gather
 
---- Sleep: yields inside gather, blocks in the kernel outside.
-rivya.sleep = sched.sleep
+--- Sleep: yields inside gather, blocks in the kernel outside. `seconds` must
+-- be a finite number >= 0 (NaN, negative or infinite durations raise).
+function rivya.sleep(seconds)
+  if type(seconds) ~= "number" or not (seconds >= 0 and seconds < math.huge) then
+    errors.misuse(("rivya.sleep: seconds must be a finite number >= 0, got %s"):format(
+      type(seconds) == "number" and tostring(seconds) or type(seconds)))
+  end
+  return sched.sleep(seconds)
+end
 
 --- Webhook events: rivya.webhook.parse(body) -> event | nil, err
 -- (unverified: act on client:confirm(event)); rivya.webhook.check_url(url).

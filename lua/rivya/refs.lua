@@ -36,17 +36,47 @@ local function file_error(message, extra)
   return nil, errors.new("validation_failed", message, e)
 end
 
+-- the checks of refs.inspect on what it read: kind, mime, catalog | nil, nil, err
+-- (a catalog function is called only once the local checks passed)
+local function judge(name, size, head, opts, cat)
+  if size == 0 then return nil, file_error(("file: %s is empty"):format(name)) end
+  local kind, mime = core.sniff(head)
+  if not kind then
+    return nil, file_error(("file: %s is not a supported image, video or audio file (unknown signature)"):format(name))
+  end
+  local ext = name:match("%.([%w]+)$")
+  local claimed = ext and EXTENSION_MIME[ext:lower()]
+  if claimed and claimed ~= mime then
+    return nil, file_error(("file: %s is named like %s but its bytes are %s"):format(name, claimed, mime),
+      { expected = claimed, got = mime })
+  end
+  if opts.kind and opts.kind ~= kind then
+    return nil, file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
+      { field = "kind", expected = opts.kind, got = kind })
+  end
+  if type(cat) == "function" then
+    local cerr
+    cat, cerr = cat()
+    if not cat then return nil, nil, cerr end
+  end
+  local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
+  if not ok then return nil, nil, lerr end
+  return kind, mime, cat
+end
+
 --- Everything known about a file before a byte is sent. `source` is a path
 -- or {data = bytes, name = "x.png"}; opts: name (for a path), kind (asked),
 -- model (its limits apply); cat the compiled catalog whose limits apply
 -- (default the snapshot rivya ships), or a function giving it (cat | nil,
 -- err), called only once the file passed its local checks. Returns info {source, name, size,
 -- kind, mime} | nil, err. Misuse raises at the caller of the function
--- calling this one. A path's info also has its mtime (the ledger's).
+-- calling this one. A path's info also has its mtime (the ledger's) and the
+-- file opened once (info.file, core.open_upload): the upload that sends it
+-- streams from it and closes it.
 function refs.inspect(source, opts, cat)
   opts = opts or {}
   cat = cat or catalog.snapshot()
-  local name, size, head, mtime
+  local name, size, head, mtime, file
   if type(source) == "string" then
     local st, serr = core.stat(source)
     if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
@@ -54,44 +84,31 @@ function refs.inspect(source, opts, cat)
       return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
     end
     if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    size, mtime = st.size, st.mtime
+    mtime = st.mtime
     name = opts.name or source:match("([^/]+)$") or source
-    local herr
-    head, herr = core.read_head(source, 64)
-    if not head then return file_error(("file: cannot read %s: %s"):format(source, herr)) end
+    -- opened once (without blocking, a regular file only): the upload streams
+    -- every attempt from this descriptor and never opens the path again
+    local ferr
+    file, ferr = core.open_upload(source)
+    if not file then return file_error(("file: cannot read %s: %s"):format(source, ferr)) end
+    size, head = file:size(), file:head(64)
   elseif type(source) == "table" then
-    if type(source.data) ~= "string" then error("rivya: upload data must be a string", 3) end
+    if type(source.data) ~= "string" then errors.misuse("rivya: upload data must be a string") end
     if type(source.name) ~= "string" or source.name == "" then
-      error("rivya: upload {data=...} needs a name string", 3)
+      errors.misuse("rivya: upload {data=...} needs a name string")
     end
     size, name, head = #source.data, source.name, source.data:sub(1, 64)
   else
-    error("rivya: upload expects a path or {data=, name=}, got " .. type(source), 3)
+    errors.misuse("rivya: upload expects a path or {data=, name=}, got " .. type(source))
   end
-  if size == 0 then return file_error(("file: %s is empty"):format(name)) end
-  local kind, mime = core.sniff(head)
+  local kind, mime, judged = judge(name, size, head, opts, cat)
   if not kind then
-    return file_error(("file: %s is not a supported image, video or audio file (unknown signature)"):format(name))
+    if file then file:close() end
+    return nil, judged
   end
-  local ext = name:match("%.([%w]+)$")
-  local claimed = ext and EXTENSION_MIME[ext:lower()]
-  if claimed and claimed ~= mime then
-    return file_error(("file: %s is named like %s but its bytes are %s"):format(name, claimed, mime),
-      { expected = claimed, got = mime })
-  end
-  if opts.kind and opts.kind ~= kind then
-    return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
-      { field = "kind", expected = opts.kind, got = kind })
-  end
-  if type(cat) == "function" then
-    local cerr
-    cat, cerr = cat()
-    if not cat then return nil, cerr end
-  end
-  local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
-  if not ok then return nil, lerr end
+  cat = judged
   return setmetatable({ source = source, name = name, size = size, kind = kind, mime = mime,
-    mtime = mtime, model = opts.model, catalog = cat }, Info)
+    mtime = mtime, model = opts.model, catalog = cat, file = file }, Info)
 end
 
 --- true when `v` came from refs.inspect
@@ -108,10 +125,33 @@ local function item_field(i)
   return ("params.referenceMediaItems[%d]"):format(i)
 end
 
+-- A reference given by URL ("https://cdn.example/first.png"): its kind and
+-- MIME type from the name's extension, as the file's own name would claim.
+-- Returns the file table | nil, err.
+local function url_reference(url, i)
+  local path = url:match("^https?://[^/?#]+(/[^?#]*)") or ""
+  local name = path:match("([^/]+)$")
+  local ext = name and name:match("%.([%w]+)$")
+  local mime = ext and EXTENSION_MIME[ext:lower()]
+  if not mime then
+    return nil, errors.new("validation_failed", ("%s: cannot tell what %s is from its name; upload the file, "
+      .. "or give its file id or {url=, kind=, mime_type=}"):format(item_field(i), url), { field = item_field(i) })
+  end
+  return { url = url, name = name, kind = mime:match("^(%a+)/"), mime_type = mime }
+end
+
+-- "file_..." names an uploaded file unless a local file has that name
+local function is_file_id(s, base_dir)
+  return s:match("^file_[%w_%-]+$") ~= nil and core.stat(join(base_dir, s)) == nil
+end
+
 --- Prepare `req` for a create: its local reference paths (strings in
 -- params.referenceMediaItems, relative to opts.base_dir) inspected once, and
 -- the request validated once against opts.catalog (default the snapshot),
--- with placeholders standing for them. Returns a
+-- with placeholders standing for them. Other references: a file table
+-- (client:upload's answer), an uploaded file's id ("file_..." or
+-- {file = id}: looked up with opts.resolve(id) -> file | nil, err) or its
+-- URL (https://..., the kind from the name's extension). Returns a
 -- prepared request — pass it to client:create as it is — | nil, err.
 -- Fields: req (the request with placeholders), body (the validated wire
 -- body), warnings, locals ({index, path, info} per local file), files (the
@@ -123,19 +163,45 @@ function refs.prepare(req, opts)
     if req.catalog == cat then return req end
     -- prepared against another catalog: judged again against this one,
     -- keeping the uploads already attached and the key it was given
-    local again, err = refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat })
+    local again, err = refs.prepare(req.original, { base_dir = req.base_dir, catalog = cat, resolve = opts.resolve })
     if not again then return nil, err end
     for i, file in pairs(req.files) do again.files[i] = file end
     again.idempotency_key = req.idempotency_key
     return again
   end
+  -- a prompt of only whitespace would be charged for nothing
+  if type(req.prompt) == "string" and req.prompt ~= "" and not req.prompt:find("%S") then
+    return nil, errors.new("validation_failed", "prompt: expected some text; got only whitespace",
+      { field = "prompt" })
+  end
   local items = type(req.params) == "table" and req.params.referenceMediaItems
-  local probe, locals = req, {}
+  local probe, locals, changed = req, {}, false
   if type(items) == "table" then
     local list = {}
     for i, item in ipairs(items) do
       list[i] = item
-      if type(item) == "string" then
+      local id = type(item) == "table" and item.url == nil and item.file
+        or type(item) == "string" and is_file_id(item, opts.base_dir) and item
+      if id then
+        if type(id) ~= "string" then
+          return nil, errors.new("validation_failed", item_field(i) .. ".file: expected a file id string",
+            { field = item_field(i) })
+        end
+        if not opts.resolve then
+          return nil, errors.new("validation_failed", ("%s: the uploaded file %s is looked up through the API, "
+            .. "which this check does not reach"):format(item_field(i), id), { field = item_field(i) })
+        end
+        local file, err = opts.resolve(id)
+        if not file then
+          err.field = err.field or item_field(i)
+          return nil, err
+        end
+        list[i], changed = file, true
+      elseif type(item) == "string" and item:match("^https?://") then
+        local file, err = url_reference(item, i)
+        if not file then return nil, err end
+        list[i], changed = file, true
+      elseif type(item) == "string" then
         local path = join(opts.base_dir, item)
         local info, err = refs.inspect(path, { model = req.model }, cat)
         if not info then
@@ -143,11 +209,11 @@ function refs.prepare(req, opts)
           return nil, err
         end
         locals[#locals + 1] = { index = i, path = path, info = info }
-        list[i] = { url = "https://placeholder.invalid/reference-" .. i, kind = info.kind, name = info.name,
-          mime_type = info.mime, duration_token = info.kind == "video" and "pending" or nil }
+        list[i], changed = { url = "https://placeholder.invalid/reference-" .. i, kind = info.kind, name = info.name,
+          mime_type = info.mime, duration_token = info.kind == "video" and "pending" or nil }, true
       end
     end
-    if #locals > 0 then
+    if changed then
       probe = {}
       for k, v in pairs(req) do probe[k] = v end
       local params = {}
@@ -196,7 +262,7 @@ function Prepared:final_body()
   for _, ref in ipairs(self.locals) do
     local file, info = self.files[ref.index], ref.info
     if type(file) ~= "table" then
-      error("rivya: internal: reference " .. ref.index .. " was not uploaded", 2)
+      errors.misuse("rivya: internal: reference " .. ref.index .. " was not uploaded")
     end
     local url, mime = file.url, file.mime_type or file.mimeType
     local token = file.duration_token or file.durationToken

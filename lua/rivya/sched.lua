@@ -9,11 +9,14 @@
 -- from the id of its transfer (the C session reports the ids of finished
 -- transfers) or from a binary heap of wake-up times, never by a scan.
 local core = require "rivya.core"
+local errors = require "rivya.errors"
 
 local sched = {}
 
 local now, create, resume, yield, running, status =
   core.now, coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+-- Lua 5.4 only: elsewhere a coroutine has no to-be-closed values to run
+local close = coroutine.close or function() end
 local compat = require "rivya.compat"
 local pack = compat.pack
 
@@ -270,7 +273,15 @@ local function resumed(self, w, co, ok, ...)
     self.count = self.count - 1
     w.group:done(w.index, ok and pack(...) or pack(nil, (...)))
   elseif ... ~= WAIT then
-    -- a plain coroutine.yield() from user code: run it again next round
+    if select("#", ...) > 0 then
+      -- coroutine.yield(v, ...) from user code: inside gather the yields are
+      -- rivya's, and those values would go nowhere. The function fails.
+      close(co)
+      return resumed(self, w, co, false, "rivya.gather: coroutine.yield(" .. tostring((...)) .. ", ...) inside "
+        .. "gather: rivya owns the yields there (a bare coroutine.yield() lets the others run; "
+        .. "run your own coroutines with coroutine.wrap inside the function)")
+    end
+    -- a bare coroutine.yield() from user code: run it again next round
     self:push_ready(w)
   end
 end
@@ -281,6 +292,26 @@ function Scheduler:run(w)
 end
 
 local BIG = 60   -- seconds: the longest single wait with no deadline at all
+
+-- The waits in the kernel return when a signal arrives (core.sleep, step and
+-- poll never restart), and lua.c's SIGINT handler (core.trap_terminate's, for
+-- SIGTERM) raises "interrupted!" ("terminated!") at the next instruction:
+-- `blocking` runs a wait and turns that into the rivya error `interrupted`.
+local function signal_error(e)
+  if type(e) == "string" then
+    if e:find("interrupted!", 1, true) then
+      return errors.new("interrupted", "interrupted by a signal (SIGINT)", { signal = "SIGINT" })
+    elseif e:find("terminated!", 1, true) then
+      return errors.new("interrupted", "terminated by a signal (SIGTERM)", { signal = "SIGTERM" })
+    end
+  end
+  return e
+end
+
+local function blocking(f, a, b)
+  local ok, e = pcall(f, a, b)
+  if not ok then error(signal_error(e), 0) end
+end
 
 --- Wait for I/O on the sessions in use or for the earliest timer (not at
 -- all when something is ready), step the sessions and wake who can run.
@@ -381,7 +412,7 @@ function Scheduler:loop()
       self:run(w)
     end
     self:tend_heap()
-    if self.count > 0 then self:wait_io() end
+    if self.count > 0 then blocking(self.wait_io, self) end
   end
 end
 
@@ -506,16 +537,23 @@ function sched.await(session, transfer, tick, on_tick, waiter, pollable)
       waiter(pollable, t)
       session:step()
     else
-      session:step(tick or 1)
+      blocking(session.step, session, tick or 1)
     end
     if on_tick then on_tick() end
   end
 end
 
+-- the rest of a sleep a harmless signal cut short is slept again
+local function sleep_until(deadline)
+  repeat
+    local left = deadline - now()
+  until left <= 0 or core.sleep(left)
+end
+
 --- Sleep `seconds`: yields inside gather, blocks in the kernel outside.
 function sched.sleep(seconds, waiter)
   if type(seconds) ~= "number" then
-    error("rivya.sleep: seconds must be a number, got " .. type(seconds), 2)
+    errors.misuse("rivya.sleep: seconds must be a number, got " .. type(seconds))
   end
   if seconds <= 0 or seconds ~= seconds then seconds = 0 end
   local w = record[running()]
@@ -529,7 +567,7 @@ function sched.sleep(seconds, waiter)
     local deadline = now() + seconds
     repeat waiter(nil, math.max(deadline - now(), 0)) until now() >= deadline
   else
-    core.sleep(seconds)
+    blocking(sleep_until, now() + seconds)
   end
 end
 
@@ -561,30 +599,30 @@ end
 -- gather, a nested gather shares its scheduler and yields until done.
 function sched.gather(fns, opts)
   if type(fns) ~= "table" then
-    error("rivya.gather: expected an array of functions, got " .. type(fns), 2)
+    errors.misuse("rivya.gather: expected an array of functions, got " .. type(fns))
   end
   opts = opts or {}
-  if type(opts) ~= "table" then error("rivya.gather: opts must be a table", 2) end
+  if type(opts) ~= "table" then errors.misuse("rivya.gather: opts must be a table") end
   for k in pairs(opts) do
     if k ~= "concurrency" and k ~= "gc_growth" then
-      error("rivya.gather: unknown option '" .. tostring(k) .. "'", 2)
+      errors.misuse("rivya.gather: unknown option '" .. tostring(k) .. "'")
     end
   end
   local gc_growth = opts.gc_growth
   if gc_growth == nil then gc_growth = 1.5 end
   if gc_growth ~= false and (type(gc_growth) ~= "number" or gc_growth ~= gc_growth or gc_growth < 1.1) then
-    error("rivya.gather: gc_growth must be a number >= 1.1 or false", 2)
+    errors.misuse("rivya.gather: gc_growth must be a number >= 1.1 or false")
   end
   local n = #fns
   for i = 1, n do
     if type(fns[i]) ~= "function" then
-      error(("rivya.gather: fns[%d] is a %s, not a function"):format(i, type(fns[i])), 2)
+      errors.misuse(("rivya.gather: fns[%d] is a %s, not a function"):format(i, type(fns[i])))
     end
   end
   local limit = opts.concurrency or n
   if compat.math_type(limit) ~= "integer" or limit < 1 then
     if limit ~= 0 or n ~= 0 then
-      error("rivya.gather: concurrency must be a positive integer", 2)
+      errors.misuse("rivya.gather: concurrency must be a positive integer")
     end
   end
   if n == 0 then return {} end

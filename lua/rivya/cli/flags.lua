@@ -150,26 +150,78 @@ local function sweep_params_from_args(a, specs)
   return fixed, dims
 end
 
+-- argparse converters that name their flag, what it takes and what was given
+local function seconds_of(flag)
+  return function(s)
+    local n = tonumber(s)
+    if not n or not (n > 0 and n < math.huge) then
+      return nil, ("%s: expected a positive number of seconds, got '%s'"):format(flag, s)
+    end
+    return n
+  end
+end
+
+local function whole_of(flag, least)
+  return function(s)
+    local n = compat.tointeger(tonumber(s))
+    if not n or n < least then
+      return nil, ("%s: expected a whole number of at least %d, got '%s'"):format(flag, least, s)
+    end
+    return n
+  end
+end
+
+-- The options that take a value which may start with '-' (a negative
+-- number): argparse would read "--seed -1" as an unknown option "-1".
+local function value_flags(specs)
+  local set = { ["--interval"] = true, ["--timeout"] = true, ["--count"] = true, ["-c"] = true,
+    ["--concurrency"] = true, ["--model"] = true, ["--ref"] = true, ["-o"] = true, ["--out"] = true }
+  for _, p in ipairs(specs) do
+    if not is_boolean(p) then set[flag_of(p.name)] = true end
+  end
+  return set
+end
+
+--- argv with "--flag -1" written "--flag=-1" for the options that take a value.
+local function join_negative(argv, specs)
+  local set, out, i = value_flags(specs), {}, 1
+  while i <= #argv do
+    local v, nxt = argv[i], argv[i + 1]
+    if v == "--" then
+      for k = i, #argv do out[#out + 1] = argv[k] end
+      break
+    end
+    if set[v] and nxt and nxt:match("^%-[%d.]") then
+      out[#out + 1] = v .. "=" .. nxt
+      i = i + 2
+    else
+      out[#out + 1] = v
+      i = i + 1
+    end
+  end
+  return out
+end
+
 local function common_flags(cmd, opts)
   opts = opts or {}
   cmd:flag("--json", "Print one JSON object per result on stdout.")
   cmd:flag("-q --quiet", "No progress on stderr (errors are still reported).")
   if opts.wait then
     cmd:option("--interval", "Seconds between status polls (default: RIVYA_POLL_INTERVAL or the documented pace).")
-      :argname("<seconds>"):convert(tonumber)
+      :argname("<seconds>"):convert(seconds_of("--interval"))
     cmd:option("--timeout", "Give up waiting after this many seconds (default 900); the task keeps running.")
-      :argname("<seconds>"):convert(tonumber)
+      :argname("<seconds>"):convert(seconds_of("--timeout"))
   end
 end
 
 local function request_flags(cmd, specs, list_mode)
   cmd:option("--model", "Model id (default " .. default_model() .. ").")
   add_param_flags(cmd, specs, list_mode)
-  cmd:option("--ref", "A reference file (image or video), uploaded first; repeat for two.")
+  cmd:option("--ref", "A reference: a local file (uploaded first), an uploaded file's id (file_...) "
+    .. "or URL; repeat for two.")
     :argname("<file>"):count("*")
 end
 
-local function whole(s) return compat.tointeger(tonumber(s)) end
 
 return {
   param_specs = param_specs,
@@ -180,5 +232,6 @@ return {
   sweep_params_from_args = sweep_params_from_args,
   common_flags = common_flags,
   request_flags = request_flags,
-  whole = whole,
+  whole_of = whole_of,
+  join_negative = join_negative,
 }

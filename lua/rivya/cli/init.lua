@@ -11,9 +11,10 @@
 --   2 usage error (flags, unreadable input, configuration) · 3 validation error
 --   4 authentication or permission (no key, invalid/revoked/expired, scope)
 --   5 insufficient credits · 6 timed out (the task keeps running server-side)
---   130 interrupted (SIGINT)
+--   130 interrupted (SIGINT) · 143 terminated (SIGTERM); both remove temporary files
 local argparse = require "argparse"
 local rivya = require "rivya"
+local core = require "rivya.core"
 local errors = require "rivya.errors"
 local util = require "rivya.cli.util"
 local compat = require "rivya.compat"
@@ -29,8 +30,8 @@ local EXIT = util.EXIT
 
 --- The commands, in the order --help lists them: each is the module
 -- rivya.cli.cmd.NAME with add_to_parser(parser, specs) and command(ctx, a, specs).
-local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
-  "estimate", "batch", "sweep", "webhooks" }
+local COMMANDS = { "generate", "upload", "status", "wait", "download", "tasks", "resume", "credits", "models",
+  "validate", "estimate", "batch", "sweep", "webhooks" }
 local commands = {}
 for _, name in ipairs(COMMANDS) do commands[name] = require("rivya.cli.cmd." .. name) end
 
@@ -40,6 +41,7 @@ Environment:
   RIVYA_BASE_URL       the API origin (default https://rivya.ai)
   RIVYA_POLL_INTERVAL  seconds between status polls (default: the documented pace)
   RIVYA_TIMEOUT        seconds for one API request (default 60; a call with retries: twice that)
+  RIVYA_LEDGER         the ledger of tasks (default ~/.local/state/rivya/ledger.db; off: none)
 
 Exit status: 0 ok, 1 runtime failure (generation failed, network, API, I/O),
 2 usage error, 3 validation error, 4 authentication or permission,
@@ -65,14 +67,23 @@ local function getenv_of(env)
   return function(name) return env[name] end
 end
 
+-- The live line's width, asked at each redraw: the terminal's own (so a
+-- resize is followed), else $COLUMNS, else 80; streams.width for tests.
+local function width_of(ctx, streams)
+  local columns = tonumber(ctx.getenv("COLUMNS") or "")
+  columns = columns and math.max(math.floor(columns), 20) or 80
+  if streams.width then return function() return streams.width end end
+  if ctx.stderr ~= io.stderr then return function() return columns end end
+  return function() return core.term_size(2) or columns end
+end
+
 local function stderr_mode(ctx, a, streams)
   if a.quiet then return "quiet" end
   if streams.tty ~= nil then return streams.tty and "tty" or "plain" end
   if ctx.stderr ~= io.stderr then return "plain" end
   local term = ctx.getenv("TERM")
   if not term or term == "" or term == "dumb" then return "plain" end
-  -- asked once per run; the shell inherits our stderr
-  return compat.execute("test -t 2") and "tty" or "plain"
+  return core.isatty(2) and "tty" or "plain"
 end
 
 --- Run the rivya command. argv: the arguments (without the program name);
@@ -116,6 +127,12 @@ function cli.main(argv, env, streams)
   local parser = build_parser(specs, function(p)
     p:add_help({ action = function() escape("help", p) end })
   end, escape)
+  argv = flags.join_negative(argv, specs)
+  ctx.json = false
+  for _, v in ipairs(argv) do
+    if v == "--" then break end
+    if v == "--json" then ctx.json = true end
+  end
   local parsed, ok, a = pcall(parser.pparse, parser, argv)
   if not parsed and not what then error(ok, 0) end
   if what == "help" then
@@ -130,7 +147,9 @@ function cli.main(argv, env, streams)
     for _, v in ipairs(argv) do
       if commands[v] then cmd = v break end
     end
-    ctx.stderr:write("rivya: ", tostring(a), "\nTry 'rivya ", cmd and (cmd .. " ") or "", "--help'.\n")
+    local message = tostring(a)
+    if ctx.json then ctx:emit({ error = { code = "usage", message = message } }) end
+    ctx.stderr:write("rivya: ", util.printable(message), "\nTry 'rivya ", cmd and (cmd .. " ") or "", "--help'.\n")
     return EXIT.usage
   end
   if not a.command then
@@ -138,31 +157,25 @@ function cli.main(argv, env, streams)
     return EXIT.usage
   end
   ctx.command = a.command
-  local width = tonumber(ctx.getenv("COLUMNS") or "")
-  ctx.status = status.new(ctx.stderr, stderr_mode(ctx, a, streams), width and math.max(width, 20) or 80)
-  if a.interval == nil and ctx.getenv("RIVYA_POLL_INTERVAL") then
-    a.interval = tonumber(ctx.getenv("RIVYA_POLL_INTERVAL"))
-    if not a.interval then return ctx:usage("RIVYA_POLL_INTERVAL must be a number of seconds") end
-  end
-  for _, name in ipairs({ "interval", "timeout" }) do
-    if a[name] ~= nil and (type(a[name]) ~= "number" or not (a[name] > 0 and a[name] < math.huge)) then
-      return ctx:usage(("--%s must be a positive number of seconds"):format(name))
+  ctx.status = status.new(ctx.stderr, stderr_mode(ctx, a, streams), width_of(ctx, streams))
+  local env_interval = ctx.getenv("RIVYA_POLL_INTERVAL")
+  if a.interval == nil and env_interval and env_interval ~= "" then
+    a.interval = tonumber(env_interval)
+    if not a.interval or not (a.interval > 0 and a.interval < math.huge) then
+      return ctx:usage(("RIVYA_POLL_INTERVAL: expected a positive number of seconds, got '%s'"):format(env_interval))
     end
-  end
-  if a.command == "batch" or a.command == "sweep" then
-    if not a.concurrency then return ctx:usage("--concurrency must be a whole number") end
-  end
-  if a.command == "estimate" and (not a.count or a.count < 1) then
-    return ctx:usage("--count must be a positive whole number")
   end
 
   local done, code = compat.xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
   if ctx.client_obj then ctx.client_obj:close() end
+  if ctx.ledger_obj then ctx.ledger_obj:close() end
   if done then return code end
   ctx.status:clear()
   local message = tostring(code)
-  if message:match("interrupted!") then
-    ctx.stderr:write("rivya: interrupted")
+  local signal = errors.is(code) and code.code == "interrupted" and code.signal
+    or (message:match("terminated!") and "SIGTERM") or (message:match("interrupted!") and "SIGINT")
+  if signal then
+    ctx.stderr:write(signal == "SIGTERM" and "rivya: terminated" or "rivya: interrupted")
     if ctx.resume_hint then
       ctx.stderr:write("; ", ctx.resume_hint)
     elseif ctx.current_task then
@@ -170,7 +183,7 @@ function cli.main(argv, env, streams)
         util.sh_quote(ctx.current_out or "FILE"))
     end
     ctx.stderr:write("\n")
-    return EXIT.interrupted
+    return signal == "SIGTERM" and EXIT.terminated or EXIT.interrupted
   end
   if errors.is(code) then return ctx:fail(code) end
   ctx.stderr:write("rivya: internal error: ", message, "\n")

@@ -10,13 +10,18 @@ local shallow_copy = util.shallow_copy
 --- Check `req` offline through rivya.refs, as client:create does: local
 -- paths in params.referenceMediaItems (relative to base_dir) inspected and
 -- validated once, so a request that would fail sends nothing, not even an
--- upload. With `credits`, also what a run reserves.
+-- upload. With `credits`, also what a run reserves. Uploaded files named
+-- by id are looked up through ctx's client (the only network use here).
 -- Returns prepared (rivya.refs), the body as printed, credits | nil, err.
-local function check_request(req, base_dir, credits)
+local function check_request(ctx, req, base_dir, credits)
   -- the snapshot for the models it knows (offline), else the live catalog
   local cat, cerr = cli_catalog.for_model(req.model)
   if not cat then return nil, cerr end
-  local prepared, err = refs.prepare(req, { base_dir = base_dir, catalog = cat })
+  local prepared, err = refs.prepare(req, { base_dir = base_dir, catalog = cat, resolve = function(id)
+    local client, ccerr = ctx:client(true)
+    if not client then return nil, ccerr end
+    return client:file(id)
+  end })
   if not prepared then return nil, err end
   local n
   if credits then

@@ -7,7 +7,7 @@ local idiv = compat.idiv
 
 --- Exit statuses (README, "The rivya command").
 local EXIT = { ok = 0, failure = 1, usage = 2, invalid = 3, auth = 4, credits = 5, timeout = 6,
-  interrupted = 130 }
+  interrupted = 130, terminated = 143 }
 
 --- API error codes that mean authentication or permission (exit 4).
 local AUTH_CODES = { api_key_missing = true, api_key_invalid = true, api_key_revoked = true,
@@ -29,13 +29,17 @@ end
 local function error_object(err)
   if type(err) ~= "table" then return { code = "internal", message = tostring(err) } end
   return { code = err.code, message = err.message, field = err.field, status = err.status,
-    request_id = err.request_id }
+    request_id = err.request_id, attempts = err.attempts, idempotency_key = err.idempotency_key }
 end
 
 -- "rivya: code: message" without the module's own prefix repeated
 local function error_line(err)
   local s = tostring(err)
   if s:sub(1, 7) ~= "rivya: " then s = "rivya: " .. s end
+  -- say that it was tried again, when it was
+  if type(err) == "table" and compat.math_type(err.attempts) == "integer" and err.attempts > 1 then
+    s = s .. (" (tried %d times)"):format(err.attempts)
+  end
   return s
 end
 
@@ -143,7 +147,29 @@ local function body_text(v)
   return (canonical(v):gsub("\\/", "/"))
 end
 
+-- A server's text made safe to print on a terminal: control characters
+-- (C0, DEL, C1) become visible escapes, so an answer cannot move the cursor,
+-- clear the screen or hide a line. Tabs and newlines too: one line stays one.
+-- With keep_tabs, tabs stay (the separators of a tab-separated line).
+local function printable(s, keep_tabs)
+  s = tostring(s)
+  if not s:find("[%c\127\194]") then return s end
+  return (s:gsub("[%c\127]", function(c)
+    if keep_tabs and c == "\t" then return c end
+    return ("\\x%02x"):format(c:byte())
+  end):gsub("\194([\128-\159])", function(c) return ("\\u{%x}"):format(c:byte()) end))
+end
+
+-- a word for the shell: unchanged when it is plainly safe, else single-quoted
+local function shell_word(s)
+  s = tostring(s)
+  if s:match("^[%w_%-%.,/:=@%+]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 return {
+  printable = printable,
+  shell_word = shell_word,
   EXIT = EXIT,
   AUTH_CODES = AUTH_CODES,
   MAX_VARIANTS = 1000,   -- the most variants a sweep (or values a range) expands to

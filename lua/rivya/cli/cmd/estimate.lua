@@ -15,15 +15,15 @@ local function command(ctx, a, specs)
       return ctx:fail(err)
     end
     for _, job in ipairs(jobs) do
-      local prepared, berr, credits = request.check(job.req, job.base_dir, true)
-      if not prepared then return ctx:fail(berr, ("line %d: "):format(job.n)) end
+      local prepared, berr, credits = request.check(ctx, job.req, job.base_dir, true)
+      if not prepared then return ctx:fail(berr, ("line %d: "):format(job.n), { line = job.n }) end
       total, runs = total + credits, runs + 1
     end
   else
     if not a.prompt then return ctx:usage("estimate needs a PROMPT (and flags), or --batch FILE.jsonl") end
     local req, uerr = request.from_args(ctx, a, specs)
     if not req then return ctx:usage(uerr) end
-    local prepared, err, credits = request.check(req, nil, true)
+    local prepared, err, credits = request.check(ctx, req, nil, true)
     if not prepared then return ctx:fail(err) end
     runs = a.count
     total = credits * runs
@@ -40,7 +40,7 @@ local function add_to_parser(parser, specs)
   local c = parser:command("estimate", "Credits a run (or --count runs, or a batch) would reserve. Offline.")
   c:argument("prompt", "The prompt."):args("?")
   flags.request_flags(c, specs)
-  c:option("--count", "Number of runs.", "1"):convert(flags.whole):argname("<n>")
+  c:option("--count", "Number of runs.", "1"):convert(flags.whole_of("--count", 1)):argname("<n>")
   c:option("--batch", "A batch file (JSONL) instead of a prompt."):argname("<file.jsonl>")
   flags.common_flags(c)
   return c

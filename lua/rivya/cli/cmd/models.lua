@@ -29,8 +29,11 @@ local function command(ctx, a)
       local modes = type(m.supported_modes) == "table" and table.concat(m.supported_modes, ",") or "-"
       local credits = compat.math_type(m.base_credits) == "integer"
         and (m.base_credits .. (m.billing_type == "FIXED" and "" or " " .. tostring(m.billing_type))) or "?"
-      ctx:out(table.concat({ tostring(m.id), tostring(m.category or "-"), modes ~= "" and modes or "-",
-        credits, tostring(m.api_status or "-") }, "\t"))
+      -- each field printable on its own: a tab inside one must not make a column
+      local fields = { tostring(m.id), tostring(m.category or "-"), modes ~= "" and modes or "-",
+        credits, tostring(m.api_status or "-") }
+      for i, f in ipairs(fields) do fields[i] = util.printable(f) end
+      ctx:out(table.concat(fields, "\t"))
     end
   end
   return EXIT.ok

@@ -15,7 +15,7 @@ local function command(ctx, a)
     if task then
       steps.print(ctx, a, task)
     else
-      code = ctx:fail(err, id .. ": ")
+      code = ctx:fail(err, id .. ": ", { id = id })
     end
   end
   return code

@@ -10,7 +10,8 @@ local function command(ctx, a)
   local model = a.model ~= "" and a.model or nil
   local client, cerr = ctx:client(true)
   if not client then return context.client_fail(ctx, cerr) end
-  local p = { phase = "uploading " .. util.basename(a.file) }
+  local p = {}
+  steps.transfer_begins(p, "uploading " .. util.basename(a.file), nil)
   ctx.status.render = steps.render(p)
   return ctx:live(function()
     local file, err = client:upload(a.file, { kind = a.kind, model = model, on_progress = steps.progress(ctx, p) })

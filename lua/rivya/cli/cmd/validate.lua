@@ -8,7 +8,7 @@ local EXIT = util.EXIT
 local function command(ctx, a, specs)
   local req, uerr = request.from_args(ctx, a, specs)
   if not req then return ctx:usage(uerr) end
-  local prepared, body, credits = request.check(req, nil, true)
+  local prepared, body, credits = request.check(ctx, req, nil, true)
   if not prepared then return ctx:fail(body) end
   local warnings = prepared.warnings
   if a.json then

@@ -14,7 +14,11 @@ local function command(ctx, a)
   ctx.current_task, ctx.current_out = a.id, a.out
   return ctx:live(function()
     local task, err = client:get(a.id)
-    if not task then return ctx:fail(err) end
+    if not task then
+      -- a server that does not answer now may later: the wait polls on
+      if err.status ~= nil and err.status < 500 and err.status ~= 429 then return ctx:fail(err) end
+      task = { id = a.id }
+    end
     local final
     final, err = steps.wait_and_download(ctx, a, client, task, a.out, p)
     if not final then return steps.failure(ctx, a, err) end
