@@ -449,24 +449,28 @@ function Client:models()
   return catalog.copy(models)
 end
 
+-- client:validate and client:estimate: `req` checked by the live catalog's
+-- method `name`.
+local function with_catalog(self, req, name)
+  check_open(self)
+  if type(req) ~= "table" then
+    errors.misuse(("client:%s: expected a request table, got %s"):format(name, type(req)))
+  end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat[name](cat, req)
+end
+
 --- The exact JSON-ready body a create of `req` would send, and its warnings
 -- | nil, err: validated against the live catalog (any model it lists).
 function Client:validate(req)
-  check_open(self)
-  if type(req) ~= "table" then errors.misuse("client:validate: expected a request table, got " .. type(req)) end
-  local models, cat = self:_catalog()
-  if not models then return nil, cat end
-  return cat:validate(req)
+  return with_catalog(self, req, "validate")
 end
 
 --- Credits a run of `req` would reserve | nil, err: the model's base_credits
 -- when its billing is FIXED (else code "unknown"), after validation.
 function Client:estimate(req)
-  check_open(self)
-  if type(req) ~= "table" then errors.misuse("client:estimate: expected a request table, got " .. type(req)) end
-  local models, cat = self:_catalog()
-  if not models then return nil, cat end
-  return cat:estimate(req)
+  return with_catalog(self, req, "estimate")
 end
 
 --- The current credit balance, an integer.

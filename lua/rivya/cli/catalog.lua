@@ -11,6 +11,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local catalog = require "rivya.catalog"
 local errors = require "rivya.errors"
+local Ledger = require "rivya.ledger"
 
 local M = {}
 
@@ -42,13 +43,8 @@ function M.path(getenv)
   if ledger and ledger ~= "" and ledger ~= "off" then
     return (ledger:match("^(.*)/[^/]*$") or ".") .. "/catalog.json"
   end
-  local state = getenv("XDG_STATE_HOME")
-  if not state or state == "" then
-    local home = getenv("HOME")
-    if not home or home == "" then return nil end
-    state = home .. "/.local/state"
-  end
-  return state .. "/rivya/catalog.json"
+  local dir = Ledger.state_dir(getenv)
+  return dir and dir .. "/catalog.json"
 end
 
 local function read_cache(path, origin, ttl)
