@@ -434,6 +434,12 @@ function Client:_catalog()
   return models, self.catalog_compiled
 end
 
+-- Use `models` (catalog objects, compiled as `compiled`) as this client's
+-- catalog: the CLI's, read from its disk cache. Only before the first fetch.
+function Client:_use_catalog(models, compiled)
+  if not self.catalog_models then self.catalog_models, self.catalog_compiled = models, compiled end
+end
+
 --- The live model catalog: the documented objects of GET /api/v1/models
 -- (no key needed), fetched once per client; fresh tables on each call.
 function Client:models()

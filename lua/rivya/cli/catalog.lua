@@ -94,7 +94,14 @@ function M.load(refresh)
     write_cache(path, origin, models)
   end
   run.models, run.compiled = models, catalog.compile(models)
+  if ctx.client_obj then M.seed(ctx.client_obj) end
   return run.models, run.compiled
+end
+
+--- Give `client` the catalog this run loaded (from the cache or fetched),
+-- so its creates check against the very catalog the command did.
+function M.seed(client)
+  if run.models then client:_use_catalog(run.models, run.compiled) end
 end
 
 --- The compiled catalog that checks a request for model `id`: the snapshot
