@@ -148,6 +148,8 @@ lint:
 	$(LUACHECK) -q lua spec examples bin/rivya $(wildcard bench) $(wildcard fuzz/*.lua)
 	@for l in $(filter-out lua5.4,$(LUA_ALL)); do command -v $$l >/dev/null || continue; \
 	  { find lua spec examples bench -name '*.lua'; ls fuzz/*.lua bin/rivya; } | $$l -e '$(PARSE_CHECK)' || exit 1; done
+	@! grep -rnP '(?<!\\)\\x[0-9A-Fa-f]{2}' --include='*.lua' lua spec examples bench bin \
+	  || { echo "lint: \\x escapes above: PUC Lua 5.1 reads \\xe9 as the letters xe9 (write \\233)"; exit 1; }
 
 # busted's output and every simulator's stderr (kept in $(BUILD)/sim-logs by
 # spec/helper.lua) are scanned for the specs' API keys: a leak is a failure.
