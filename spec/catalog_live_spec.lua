@@ -15,10 +15,7 @@ describe("the live catalog", function()
   local sim, dir
 
   local function new_client(o)
-    local opts = { api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.05,
-      poll_interval = 0.05 }
-    for k, v in pairs(o or {}) do opts[k] = v end
-    return rivya.new(opts)
+    return helper.client(sim, o)
   end
 
   local function requests(method, path)
