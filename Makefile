@@ -70,8 +70,9 @@ DEB_PACKAGES += luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2
 DEB_PACKAGES += libsqlite3-dev sqlite3
 # the concurrency specs drive rivya from two real event loops
 DEB_PACKAGES += lua-cqueues lua-luv
-# spec/sim_spec.lua receives rivya-sim's webhook deliveries on a lua-socket server, and
-# spec/rawserver.lua (transfer_spec's scripted server) is one;
+# spec/sim_spec.lua receives rivya-sim's webhook deliveries on a lua-socket server,
+# spec/rawserver.lua (transfer_spec's scripted server) is one, and spec/faults_spec.lua
+# holds a lua-socket listener that never answers;
 # rivya-sim's gzip fault compresses with zlib
 DEB_PACKAGES += lua-socket zlib1g-dev
 # make bench only: hyperfine, GNU time, and Debian's lua-curl (built for Lua
