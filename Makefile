@@ -70,7 +70,8 @@ DEB_PACKAGES += luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2
 DEB_PACKAGES += libsqlite3-dev sqlite3
 # the concurrency specs drive rivya from two real event loops
 DEB_PACKAGES += lua-cqueues lua-luv
-# spec/sim_spec.lua receives rivya-sim's webhook deliveries on a lua-socket server;
+# spec/sim_spec.lua receives rivya-sim's webhook deliveries on a lua-socket server, and
+# spec/rawserver.lua (transfer_spec's scripted server) is one;
 # rivya-sim's gzip fault compresses with zlib
 DEB_PACKAGES += lua-socket zlib1g-dev
 # make bench only: hyperfine, GNU time, and Debian's lua-curl (built for Lua
@@ -286,7 +287,7 @@ test-valgrind: setup-dev
 # committed corpus fuzz/corpus/<target>, new inputs going to $(FUZZ_BUILD)/corpus.
 FUZZ_CC ?= clang
 FUZZ_FLAGS ?= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_TARGETS := validate json sniff sim
+FUZZ_TARGETS := validate json sniff sim media
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%_fuzz)
@@ -308,6 +309,12 @@ $(FUZZ_BUILD)/json_fuzz: fuzz/json_fuzz.c fuzz/json_fuzz.lua $(CORE_SRC) $(FUZZ_
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -DRV_ROOT='"$(CURDIR)"' $(CURL_CFLAGS) -o $@ $< \
 	  $(filter-out src/transfer.c,$(CORE_SRC)) $(LUA_LIBS) $(CURL_LIBS) $(SQLITE_LIBS) -lpthread -lm
+
+# the download checks: whole-file structure (sniff.c) and the temp file (download.c)
+$(FUZZ_BUILD)/media_fuzz: fuzz/media_fuzz.c src/sniff.c src/download.c $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) $(CURL_CFLAGS) -o $@ $< src/sniff.c src/download.c \
+	  $(LUA_LIBS) $(CURL_LIBS) -lm
 
 $(FUZZ_BUILD)/sim_fuzz: fuzz/sim_fuzz.c fuzz/fuzz.h $(SIM_SRC) $(SIM_SHARED) $(wildcard sim/*.h) $(FUZZ_BUILD)/sim_catalog.c
 	@mkdir -p $(dir $@)

@@ -154,3 +154,30 @@ local sniff = {
   aac = "\255\241\80\128\2\31\252", ogg = "OggS\0\2\0\0\0\0\0\0\0\0", text = "<!doctype html>",
 }
 for name, data in pairs(sniff) do write("sniff", name, data) end
+
+-- ---- media: whole files as a download receives them --------------------------
+-- (flag byte first: "\1" also runs the download path; then the file)
+
+local function be32(n) return string.pack(">I4", n) end
+local function le32(n) return string.pack("<I4", n) end
+local IEND = be32(0) .. "IEND\174\66\96\130"
+local FMT = "fmt " .. le32(16) .. string.pack("<I2I2I4I4I2I2", 1, 1, 8000, 8000, 1, 8)
+local DATA = "data" .. le32(8) .. ("\128"):rep(8)
+local WAV = "RIFF" .. le32(4 + #FMT + #DATA) .. "WAVE" .. FMT .. DATA
+local OGG = "OggS\0\6" .. ("\0"):rep(8) .. le32(1) .. le32(0) .. le32(0) .. "\1\10" .. ("v"):rep(10)
+local WEBM_SMALL = "\26\69\223\163\135\66\130\132webm\24\83\128\103\148" .. ("\0"):rep(20)
+local FRAME = "\255\251\144\0" .. ("\0"):rep(413)
+local ADTS = "\255\241\80\128\2\63\252" .. ("a"):rep(10)
+local media = {
+  mp4 = MP4, mp4_html = MP4:sub(1, 32) .. "<html><body>502</body></html>",
+  mp4_large = MP4:sub(1, 32) .. be32(1) .. "mdat" .. be32(0) .. be32(24) .. ("\0"):rep(8),
+  png = PNG .. IEND, png_open = PNG, jpeg = JPEG .. "\255\217",
+  wav = WAV, webp = "RIFF" .. le32(12) .. "WEBPVP8 " .. le32(0),
+  ogg = OGG, webm = WEBM, webm_small = WEBM_SMALL,
+  mp3 = "ID3\4\0\0\0\0\0\0" .. FRAME .. FRAME, mp3_tag = FRAME .. "TAG" .. ("\0"):rep(125),
+  aac = ADTS .. ADTS,
+}
+for name, data in pairs(media) do
+  write("media", name, "\0" .. data)
+  write("media", name .. "_saved", "\1" .. data)
+end

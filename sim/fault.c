@@ -13,7 +13,8 @@
 **   truncate            send half the body, close
 **   invalid_json        a cut JSON body as application/json
 **   wrong_content_type  the real body as text/html
-**   oversized           a 200 body of size bytes (64 MB) of JSON-like filler
+**   oversized           a 200 body of size bytes (64 MB) of JSON-like filler,
+**                       or body/body_base64 (a media header) then filler
 **   drip                the real body one byte every delay_ms (1000)
 **   huge_header         the real answer with one header of size bytes (200 KB)
 **   gzip                Content-Encoding: gzip: the real body compressed, or
@@ -300,15 +301,23 @@ typedef struct stream {
   long delay_ms;        /* SLICE: silence before giving up; DRIP: between bytes */
   z_stream z;           /* ZEROS_GZIP */
   uint64_t fed;         /* ZEROS_GZIP: zero bytes fed so far */
+  size_t prefix_len;    /* FILLER: bytes of data before the filler */
   int z_open, z_done;
 } stream;
 
-/* filler: the oversized body: {"data":"xxxx...x"} of `len` bytes, bytes at `pos` */
+/*
+** filler: the oversized body, bytes at `pos`: {"data":"xxxx...x"} of `len`
+** bytes, or the fault's body (an MP4 box, say) followed by x's to `len`.
+*/
 static void filler(const stream *st, uint64_t pos, char *buf, size_t n) {
   static const char head[] = "{\"data\":\"";
   static const char tail[] = "\"}";
   size_t i;
   memset(buf, 'x', n);
+  if (st->data) {
+    for (i = 0; i < n && pos + i < st->prefix_len; i++) buf[i] = (char)st->data[pos + i];
+    return;
+  }
   if (st->len < sizeof head - 1 + sizeof tail - 1) return;
   for (i = 0; i < n; i++) {
     uint64_t at = pos + i;
@@ -472,6 +481,17 @@ struct MHD_Response *sim_fault_response(sim_state *s, const sim_fault *f, unsign
       *status = 200;
       *ct = "application/json";
       st = stream_new(s, MODE_FILLER, NULL, 1);
+      if (st && f->has_body) {
+        /* the request's fault is freed before MHD is done: the stream keeps its own copy */
+        st->data = malloc(f->body_len ? f->body_len : 1);
+        st->data_static = 0;
+        if (!st->data) {
+          stream_free(st);
+          return NULL;
+        }
+        memcpy(st->data, f->body, f->body_len);
+        st->prefix_len = f->body_len;
+      }
       if (st) st->len = st->cut = size;
       return from_stream(st, size);
     }

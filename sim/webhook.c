@@ -441,8 +441,9 @@ json_t *sim_webhook_events_json_locked(sim_state *s, const char *owner) {
   size_t i;
   for (i = s->nevents; i-- > 0;) {
     const sim_event *e = s->events[i];
+    json_t *o;
     if (strcmp(e->owner, owner) != 0) continue;
-    json_t *o = sim_event_json(e);
+    o = sim_event_json(e);
     json_object_set_new(o, "object", json_string("event"));
     json_array_append_new(data, o);
   }

@@ -202,6 +202,29 @@ local FAULTS = {
     transient = "success", persistent = "bad_response", commits = true,
   },
   {
+    -- a partial answer is never the result, nor a download's file
+    name = "a 206 Partial Content",
+    fault = function() return { action = "respond", status = 206, content_type = "text/plain",
+      headers = { ["Content-Range"] = "bytes 0-11/3732" }, body = "partial body" } end,
+    transient = "success", persistent = "bad_response",
+  },
+  {
+    name = "a 203 with an HTML body",
+    fault = function() return { action = "respond", status = 203, content_type = "text/html",
+      body = "<html><body>cached elsewhere</body></html>" } end,
+    transient = "success", persistent = "bad_response",
+  },
+  {
+    -- API answers may be compressed (libcurl decodes them, and this one
+    -- does not decode); a download never asks, so it is taken as bytes,
+    -- which are no media
+    name = "a gzip Content-Encoding sent unasked",
+    fault = function() return { action = "respond", status = 200, content_type = "application/json",
+      headers = { ["Content-Encoding"] = "gzip" }, body = "this is not gzip at all" } end,
+    transient = "success", persistent = "network",
+    download = { persistent = "bad_response" },
+  },
+  {
     -- API requests never follow a redirect (the key stays with the API);
     -- downloads follow it to another host, without Authorization
     name = "a redirect to another host",

@@ -313,6 +313,60 @@ function Sim:control(method, path, body)
   return json
 end
 
+--- Start spec/rawserver.lua (a scripted HTTP server, its own lua5.4
+-- process) answering with `config` (see that file). Returns
+-- { port, url, log (path of the request heads), stop() }.
+function helper.rawserver(config)
+  local function literal(v)
+    if type(v) == "string" then return ("%q"):format(v) end
+    return tostring(v)
+  end
+  local dir = helper.tmpdir()
+  config.log = config.log or (dir .. "/requests")
+  local lines = { "return {" }
+  for k, v in pairs(config) do
+    local val
+    if type(v) == "table" then
+      local parts = {}
+      for kk, vv in pairs(v) do
+        parts[#parts + 1] = (type(kk) == "number" and "" or ("[%q] = "):format(kk)) .. literal(vv)
+      end
+      val = "{ " .. table.concat(parts, ", ") .. " }"
+    else
+      val = literal(v)
+    end
+    lines[#lines + 1] = ("  %s = %s,"):format(k, val)
+  end
+  lines[#lines + 1] = "}"
+  helper.write_file(dir .. "/config.lua", table.concat(lines, "\n") .. "\n")
+  local lua = os.getenv("RIVYA_REAL_LUA") or "lua5.4"
+  local out, pidf = dir .. "/stdout", dir .. "/pid"
+  assert(compat.execute(("%s %s %s >%s 2>%s & echo $! >%s"):format(sh_quote(lua),
+    sh_quote(helper.ROOT .. "/spec/rawserver.lua"), sh_quote(dir .. "/config.lua"), sh_quote(out),
+    sh_quote(dir .. "/stderr"), sh_quote(pidf))))
+  local port
+  for _ = 1, 400 do
+    port = tonumber((read_file(out) or ""):match("^(%d+)\n"))
+    if port then break end
+    helper.sleep(0.025)
+  end
+  local pid = tonumber((read_file(pidf) or ""):match("%d+"))
+  assert(port, "rawserver did not start: " .. (read_file(dir .. "/stderr") or ""))
+  return {
+    port = port, url = "http://127.0.0.1:" .. port, log = config.log,
+    requests = function()
+      local heads = {}
+      for head in (read_file(config.log) or ""):gmatch("(.-)%-%-\n") do heads[#heads + 1] = head end
+      return heads
+    end,
+    stop = function()
+      if pid then compat.execute("kill " .. pid .. " 2>/dev/null") end
+      pid = nil
+      helper.rmrf(dir)
+    end,
+  }
+end
+
 function Sim:ledger() return self:control("GET", "ledger") end
 function Sim:reset() return self:control("POST", "reset", {}) end
 function Sim:fault(f) return self:control("POST", "faults", f) end

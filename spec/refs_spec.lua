@@ -88,14 +88,14 @@ describe("rivya.refs", function()
         return f(...)
       end
     end
-    for _, name in ipairs({ "stat", "read_head", "sniff" }) do count(core, name) end
+    for _, name in ipairs({ "stat", "open_upload", "sniff" }) do count(core, name) end
     count(methods, "validate")
     local ok, task, err = pcall(client.create, client, { model = "wan-2-7-video", prompt = "From night to sunrise",
       params = { referenceMediaItems = { PNG, JPEG } } })
     for _, f in ipairs(restore) do f() end
     assert.is_true(ok, tostring(task))
     assert.is_table(task, tostring(err))
-    assert.are.same({ stat = 2, read_head = 2, sniff = 2, validate = 1 }, counts)
+    assert.are.same({ stat = 2, open_upload = 2, sniff = 2, validate = 1 }, counts)   -- each file opened once
     local items = sim:ledger().tasks[1].params.referenceMediaItems
     assert.are.same({ "image/png", "image/jpeg" }, { items[1].mimeType, items[2].mimeType })
     assert.are.equal(2, sim:ledger().files)

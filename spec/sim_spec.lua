@@ -775,6 +775,19 @@ describe("rivya-sim", function()
       assert.are.equal(sample:sub(1, 1000), body)
     end)
 
+    it("oversized: size bytes, behind the given body when there is one", function()
+      sim:fault{ path = "/videos/", listener = "cdn", action = "oversized", size = 3000000,
+        body_base64 = "AAAAGGZ0eXBpc29tAAAAAA==" }
+      local status, headers, body = helper.curl{ url = sim.cdn_url .. "/videos/x.mp4" }
+      assert.are.equal(200, status)
+      assert.are.equal("3000000", headers["content-length"])
+      assert.are.equal(3000000, #body)
+      assert.are.equal("\0\0\0\24ftypisom\0\0\0\0xxxx", body:sub(1, 20))
+      sim:fault{ path = "/api/v1/credits", action = "oversized", size = 100 }
+      local _, json = sim:api("GET", "/api/v1/credits")
+      assert.are.equal(("x"):rep(100 - 11), json.data)
+    end)
+
     it("respond: body_base64 carries binary bytes, NUL included", function()
       sim:fault{ path = "/videos/", listener = "cdn", action = "respond", status = 200,
         content_type = "video/mp4", body_base64 = "AAAAGGZ0eXBpc29tAAAAAA==" }

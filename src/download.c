@@ -12,13 +12,29 @@
 
 #include "http.h"
 
+/*
+** The destination may be a regular file (replaced) or nothing: a device,
+** FIFO, socket or directory there is never replaced by the rename. A
+** symbolic link is judged by what it points at. 0, or an errno (EINVAL: not
+** a regular file).
+*/
+static int check_destination(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT && lstat(path, &st) != 0) return 0;   /* nothing there */
+    return errno == ENOENT ? EINVAL : errno;                  /* a dangling link */
+  }
+  return S_ISREG(st.st_mode) ? 0 : EINVAL;
+}
+
 /* Create the temporary file beside T->out_path and open it. */
 int rv_download_open(rv_transfer *T) {
   const char *slash = strrchr(T->out_path, '/');
   size_t dirlen = slash ? (size_t)(slash - T->out_path) + 1 : 0;
   const char *base = T->out_path + dirlen;
   size_t size = dirlen + strlen(base) + 16;
-  int fd;
+  int fd, e = check_destination(T->out_path);
+  if (e != 0) return e;
   T->tmp_path = (char *)malloc(size);
   if (T->tmp_path == NULL) return ENOMEM;
   memcpy(T->tmp_path, T->out_path, dirlen);
@@ -53,6 +69,15 @@ int rv_download_open(rv_transfer *T) {
 */
 size_t rv_download_write(rv_transfer *T, const char *data, size_t len) {
   if (T->out == NULL) return 0;
+  if (T->max_file > 0) {
+    curl_off_t promised = -1;
+    curl_easy_getinfo(T->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &promised);
+    if (promised > T->max_file || (curl_off_t)len > T->max_file - T->written) {
+      T->too_large = 1;
+      return 0;
+    }
+  }
+  T->written += (curl_off_t)len;
   if (T->media && T->media_len < RV_MEDIA_HEAD) {
     size_t take = RV_MEDIA_HEAD - T->media_len < len ? RV_MEDIA_HEAD - T->media_len : len;
     memcpy(T->media_head + T->media_len, data, take);
@@ -89,22 +114,55 @@ void rv_download_remove(rv_transfer *T) {
   }
 }
 
+/* rv_media_reader over the temporary file */
+static size_t read_temp(void *ctx, unsigned long long off, unsigned char *buf, size_t n) {
+  int fd = *(int *)ctx;
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  return got;
+}
+
 /*
-** A finished download: flush, sync and rename the temporary file into place
-** only when the answer is 2xx and curl saw every byte; else remove it.
+** A finished download: flush, check, sync and rename the temporary file
+** into place only when the answer is 200, curl saw every byte and (for
+** media) the whole file holds together; else remove it.
 */
 void rv_download_finish(rv_transfer *T) {
-  int ok = T->result == CURLE_OK && T->status >= 200 && T->status < 300 &&
-           T->out != NULL && !T->out_failed;
+  int ok = T->result == CURLE_OK && T->status == 200 && T->out != NULL && !T->out_failed;
+  if (T->result == CURLE_OK && T->status >= 200 && T->status < 300 && T->status != 200)
+    T->bad_status = T->status;
   if (ok && T->media && rv_sniff_bytes(T->media_head, T->media_len, NULL) == NULL) {
     T->not_media = 1;   /* shorter than RV_MEDIA_HEAD, and no signature */
+    ok = 0;
+  }
+  if (ok && fflush(T->out) != 0) {
+    T->out_failed = 1;
+    T->out_error = errno;
+    ok = 0;
+  }
+  if (ok && T->media) {
+    int fd = fileno(T->out);
+    T->bad_media = rv_media_verify(read_temp, &fd, (unsigned long long)T->written, NULL);
+    if (T->bad_media != NULL) {
+      T->not_media = 1;
+      ok = 0;
+    }
+  }
+  if (ok && check_destination(T->out_path) != 0) {   /* swapped in during the transfer */
+    T->out_failed = 1;
+    T->out_error = EINVAL;
     ok = 0;
   }
   if (!ok) {
     rv_download_remove(T);
     return;
   }
-  if (fflush(T->out) != 0 || fsync(fileno(T->out)) != 0) {
+  if (fsync(fileno(T->out)) != 0) {
     T->out_failed = 1;
     T->out_error = errno;
     rv_download_remove(T);

@@ -82,20 +82,37 @@ struct rv_transfer {
   char *outbuf;              /* stdio buffer of `out`, freed after fclose */
   int out_failed;
   int out_error;             /* errno of a failed write/flush/rename */
-  /* a media download: its first bytes must have an image/video/audio signature */
+  curl_off_t max_file;       /* bytes a download may have; 0: no limit */
+  curl_off_t written;        /* bytes written to tmp_path */
+  long bad_status;           /* a download answered 2xx but not 200 */
+  /* a media download: its first bytes must have an image/video/audio
+     signature, and the whole file the structure its headers promise */
   int media;
   int not_media;
+  const char *bad_media;     /* why the structure check failed (static) */
   unsigned char media_head[RV_MEDIA_HEAD];
   size_t media_len;
-  /* the stall detector: fail when no byte moved for stall_ms */
+  int head_too_large;        /* the header block passed RV_MAX_HEADER_BYTES */
+  int https_only;            /* no plain http://, redirects included */
+  /* an upload streamed from an open descriptor (upload.c) */
+  int file_changed;          /* its size or mtime changed while it was sent */
+  int file_error;            /* errno of a failed read */
+  /* the stall detector: fail when no byte moved for stall_ms, or fewer
+     than rate_min bytes a second over each window of window_len ms */
   long long stall_ms;        /* 0: off */
   long long last_ms;         /* monotonic time of the last byte in or out */
+  long long rate_min;        /* bytes a second; 0: off */
+  long long window_len;      /* ms */
+  long long window_start;    /* monotonic ms the current window began; 0: no answer yet */
+  curl_off_t moved;          /* bytes in and out so far */
+  curl_off_t window_moved;   /* `moved` when the window began */
   /* progress, read by Lua between steps */
   curl_off_t ul_now, ul_total, dl_now, dl_total;
 };
 
 /* system.c */
 long long rv_now_ms(void);                           /* monotonic milliseconds */
+void rv_wipe(void *p, size_t n);                     /* zeros a secret before it is freed */
 int rv_system_open(lua_State *L);                    /* core.now, sleep, poll, random_hex */
 
 /* session.c */
@@ -115,6 +132,11 @@ void rv_transfer_unlink(rv_transfer *T);             /* out of the session's lis
 void rv_transfer_free_curl(rv_transfer *T);          /* the easy handle, headers, MIME */
 void rv_transfer_abort(rv_transfer *T, CURLcode result);   /* done, temp file gone, reported */
 void rv_transfer_register(lua_State *L);             /* the rivya.Transfer metatable */
+long long rv_transfer_next_check(const rv_transfer *T);   /* stall or rate check due; -1 none */
+
+/* upload.c */
+int rv_upload_open(lua_State *L);                    /* core.open_upload, rivya.UploadFile */
+const char *rv_upload_part(lua_State *L, int idx, rv_transfer *T, curl_mimepart *part);
 
 /* download.c */
 int rv_download_open(rv_transfer *T);                /* the temp file: 0 or an errno */

@@ -184,6 +184,9 @@ void rv_push_uploads(lua_State *L, const rv_upload_rule *rules);
 /* sniff.c */
 int rv_sniff(lua_State *L);          /* core.sniff(bytes) -> kind, mime | nil */
 const char *rv_sniff_bytes(const unsigned char *s, size_t len, const char **mime);
+/* reads up to n bytes at off into buf; returns how many (fewer only at the end) */
+typedef size_t (*rv_media_reader)(void *ctx, unsigned long long off, unsigned char *buf, size_t n);
+const char *rv_media_verify(rv_media_reader read, void *ctx, unsigned long long size, int *exact);
 
 /* local files for uploads (file.c) */
 int rv_file_open(lua_State *L);      /* pushes core.stat, core.read_head */

@@ -139,22 +139,37 @@ static void collect(rv_session *S) {
 ** The stall detector. curl's low-speed check averages over seconds, so a
 ** burst followed by silence goes unnoticed for a long time; this one fails
 ** a transfer that moved no byte (in or out) for its stall time, exactly.
-** S->stall_at is a lower bound of the next stall: the list is walked only
-** when it has passed.
+** A drip (a byte now and then) defeats that alone, so a transfer with a
+** minimum rate also fails when a window of window_len ms moved fewer than
+** rate_min bytes a second. S->stall_at is a lower bound of the next check:
+** the list is walked only when it has passed.
 */
 static void check_stalls(rv_session *S) {
-  long long now, next = -1;
+  long long now, next = -1, at;
   rv_transfer *T;
   if (S->stall_at < 0 || (now = rv_now_ms()) < S->stall_at) return;
   for (T = S->transfers; T != NULL; T = T->next) {
-    if (!T->added || T->done || T->stall_ms <= 0) continue;
-    if (now - T->last_ms >= T->stall_ms) {
+    if (!T->added || T->done) continue;
+    if (T->stall_ms > 0 && now - T->last_ms >= T->stall_ms) {
       snprintf(T->errbuf, sizeof T->errbuf, "no byte sent or received for %lld ms (stall_timeout)",
                T->stall_ms);
       rv_transfer_abort(T, CURLE_OPERATION_TIMEDOUT);
-    } else if (next < 0 || T->last_ms + T->stall_ms < next) {
-      next = T->last_ms + T->stall_ms;
+      continue;
     }
+    if (T->rate_min > 0 && T->window_start > 0 && now - T->window_start >= T->window_len) {
+      long long want = T->rate_min * T->window_len / 1000;
+      if (T->moved - T->window_moved < want) {
+        snprintf(T->errbuf, sizeof T->errbuf, "%lld bytes in %lld ms, under the minimum rate of "
+                 "%lld bytes a second", (long long)(T->moved - T->window_moved),
+                 now - T->window_start, T->rate_min);
+        rv_transfer_abort(T, CURLE_OPERATION_TIMEDOUT);
+        continue;
+      }
+      T->window_start = now;
+      T->window_moved = T->moved;
+    }
+    at = rv_transfer_next_check(T);
+    if (at >= 0 && (next < 0 || at < next)) next = at;
   }
   S->stall_at = next;
 }
@@ -289,8 +304,7 @@ static int session_running(lua_State *L) {
 /* Wipe and free a secret string. */
 static void free_secret(char *s) {
   if (s != NULL) {
-    volatile char *p = s;
-    while (*p) *p++ = 0;
+    rv_wipe(s, strlen(s));
     free(s);
   }
 }
@@ -350,12 +364,12 @@ static int session_new(lua_State *L) {
   S->epfd = -1;
   S->timer_ms = -1;
   S->stall_at = -1;
-  S->closed = 1;   /* until fully built, __gc has nothing to free */
   luaL_setmetatable(L, RV_SESSION_MT);
-  S->api_key = rv_opt_dup(L, 1, "api_key");
+  /* the other options first: a wrong one raises before the key is copied;
+     a raise after that leaves a session whose __gc wipes the key */
   S->api_origin = rv_opt_dup(L, 1, "api_origin");
   S->user_agent = rv_opt_dup(L, 1, "user_agent");
-  S->closed = 0;
+  S->api_key = rv_opt_dup(L, 1, "api_key");
   rv_session_trust(L, S);
   S->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (S->epfd < 0) return luaL_error(L, "rivya: epoll_create1: %s", strerror(errno));
@@ -407,6 +421,7 @@ int rv_http_open(lua_State *L) {
   rv_newmetatable(L, RV_SESSION_MT, session_methods, session_meta);
   lua_pop(L, 1);
   rv_transfer_register(L);
+  rv_upload_open(L);
   lua_pushcfunction(L, session_new);
   lua_setfield(L, -2, "session");
   rv_system_open(L);

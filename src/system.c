@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,12 @@ long long rv_now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Overwrite `n` bytes at `p` with zeros, in a way the compiler keeps. */
+void rv_wipe(void *p, size_t n) {
+  volatile unsigned char *v = (volatile unsigned char *)p;
+  while (n-- > 0) *v++ = 0;
+}
+
 /* core.now() -> seconds on a monotonic clock (for deadlines) */
 static int core_now(lua_State *L) {
   struct timespec ts;
@@ -26,7 +33,12 @@ static int core_now(lua_State *L) {
   return 1;
 }
 
-/* core.sleep(seconds): sleep in the kernel */
+/*
+** core.sleep(seconds) -> true, or false when a signal cut the sleep short.
+** It is never restarted here: lua.c's SIGINT handler (and trap_terminate's)
+** sets a hook that raises at the next Lua instruction, which comes as soon
+** as this returns; a caller that wants the rest of the time sleeps again.
+*/
 static int core_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   struct timespec ts;
@@ -34,8 +46,46 @@ static int core_sleep(lua_State *L) {
     if (s > 1e6) s = 1e6;
     ts.tv_sec = (time_t)s;
     ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    if (nanosleep(&ts, NULL) != 0 && errno == EINTR) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
   }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+** SIGTERM as lua.c treats SIGINT: the handler only sets a hook (lua_sethook
+** is safe in a signal handler) that raises "terminated!" at the next Lua
+** instruction, so the stack unwinds through every __close and __gc (a
+** download's temporary file goes) before the process exits. A second
+** SIGTERM kills at once. The one process-global besides curl's init: a
+** signal handler can reach nothing else.
+*/
+static lua_State *volatile term_state;
+
+static void term_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "terminated!");
+}
+
+static void on_term(int sig) {
+  signal(sig, SIG_DFL);
+  if (term_state != NULL)
+    lua_sethook(term_state, term_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* core.trap_terminate(): SIGTERM raises "terminated!" in this (the main) Lua thread */
+static int core_trap_terminate(lua_State *L) {
+  struct sigaction sa;
+  term_state = L;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;   /* no SA_RESTART: a wait in the kernel ends at once */
+  if (sigaction(SIGTERM, &sa, NULL) != 0) return luaL_error(L, "rivya: sigaction: %s", strerror(errno));
   return 0;
 }
 
@@ -94,6 +144,7 @@ static const luaL_Reg system_funcs[] = {
   {"sleep", core_sleep},
   {"poll", core_poll},
   {"random_hex", core_random_hex},
+  {"trap_terminate", core_trap_terminate},
   {NULL, NULL}
 };
 

@@ -17,24 +17,38 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   rv_transfer *T = (rv_transfer *)userp;
   size_t len = size * n;
   T->last_ms = rv_now_ms();
+  if (T->rate_min > 0 && T->window_start == 0) {   /* the answer begins: so does the rate check */
+    T->window_start = T->last_ms;
+    T->window_moved = T->moved;
+  }
+  T->moved += (curl_off_t)len;
   if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) T->head.len = 0;  /* new response */
-  if (T->head.len + len > RV_MAX_HEADER_BYTES) return 0;           /* absurd headers */
+  if (T->head.len + len > RV_MAX_HEADER_BYTES) {                   /* absurd headers */
+    T->head_too_large = 1;
+    return 0;
+  }
   if (rv_buf_add(&T->head, data, len) != 0) return 0;
   return len;
 }
 
 /*
 ** Write callback: the body goes to memory (capped) or, for a download whose
-** answer is 2xx, to the temporary file. Returning less than `len` aborts.
+** answer is 200, to the temporary file; another 2xx (206 Partial Content,
+** 203) is never taken for the file. Returning less than `len` aborts.
 */
 static size_t on_write(char *data, size_t size, size_t n, void *userp) {
   rv_transfer *T = (rv_transfer *)userp;
   size_t len = size * n;
   long code = 0;
   T->last_ms = rv_now_ms();
+  T->moved += (curl_off_t)len;
   if (T->out_path != NULL) {
     curl_easy_getinfo(T->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (code >= 200 && code < 300) return rv_download_write(T, data, len);
+    if (code == 200) return rv_download_write(T, data, len);
+    if (code > 200 && code < 300) {
+      T->bad_status = code;
+      return 0;
+    }
     if (T->body.len + len > RV_ERROR_BODY_CAP) {  /* an error page: keep its start */
       size_t room = RV_ERROR_BODY_CAP - T->body.len;
       if (room > 0) rv_buf_add(&T->body, data, room);
@@ -56,6 +70,7 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow,
                        curl_off_t ultotal, curl_off_t ulnow) {
   rv_transfer *T = (rv_transfer *)userp;
   if (dlnow != T->dl_now || ulnow != T->ul_now) T->last_ms = rv_now_ms();
+  if (ulnow > T->ul_now) T->moved += ulnow - T->ul_now;
   T->dl_total = dltotal;
   T->dl_now = dlnow;
   T->ul_total = ultotal;
@@ -86,9 +101,13 @@ void rv_transfer_unlink(rv_transfer *T) {
 
 /* Free the curl handle and what it points at (headers, MIME); idempotent. */
 void rv_transfer_free_curl(rv_transfer *T) {
+  struct curl_slist *h;
   if (T->easy != NULL) {
     curl_easy_cleanup(T->easy);
     T->easy = NULL;
+  }
+  for (h = T->headers; h != NULL; h = h->next) {   /* the Authorization header we built */
+    if (strncmp(h->data, "Authorization:", 14) == 0) rv_wipe(h->data, strlen(h->data));
   }
   curl_slist_free_all(T->headers);
   T->headers = NULL;
@@ -129,8 +148,9 @@ static long seconds_to_ms(lua_Number s) {
 
 /*
 ** Add the multipart parts in the array at index `t`: each part is
-** {name=, data=} or {name=, path=, filename=, type=}; files are streamed
-** from disk by libcurl, never loaded here.
+** {name=, data=} or {name=, file=, filename=, type=} with `file` an open
+** rivya.UploadFile (core.open_upload), streamed from its descriptor by
+** every attempt, never loaded here and never opened again by path.
 */
 static const char *build_mime(lua_State *L, rv_transfer *T, int t) {
   lua_Integer i, n = luaL_len(L, t);
@@ -145,9 +165,9 @@ static const char *build_mime(lua_State *L, rv_transfer *T, int t) {
     if (lua_getfield(L, -1, "name") != LUA_TSTRING) return "multipart part needs a name";
     curl_mime_name(part, lua_tostring(L, -1));
     lua_pop(L, 1);
-    if (lua_getfield(L, -1, "path") == LUA_TSTRING) {
-      if (curl_mime_filedata(part, lua_tostring(L, -1)) != CURLE_OK)
-        return "cannot read the file to upload";
+    if (lua_getfield(L, -1, "file") != LUA_TNIL) {
+      const char *err = rv_upload_part(L, lua_gettop(L), T, part);
+      if (err != NULL) return err;
     } else if (lua_getfield(L, -2, "data") == LUA_TSTRING) {
       s = lua_tolstring(L, -1, &len);
       curl_mime_data(part, s, len);
@@ -164,8 +184,42 @@ static const char *build_mime(lua_State *L, rv_transfer *T, int t) {
     lua_pop(L, 1);
     lua_pop(L, 1);
   }
+#ifdef CURLMIMEOPT_FORMESCAPE
+  /* backslash-escape quotes and backslashes in names: a file name ending in
+     a backslash must not swallow the closing quote */
+  curl_easy_setopt(T->easy, CURLOPT_MIME_OPTIONS, (long)CURLMIMEOPT_FORMESCAPE);
+#endif
   curl_easy_setopt(T->easy, CURLOPT_MIMEPOST, T->mime);
   return NULL;
+}
+
+/*
+** The Authorization header, built here rather than by libcurl's Bearer
+** option (which keeps its own copy of the key, freed unwiped): our buffer is
+** wiped at once, the list's copy in rv_transfer_free_curl. 0 or -1.
+*/
+static int add_authorization(rv_transfer *T, const char *key) {
+  static const char prefix[] = "Authorization: Bearer ";
+  size_t klen = strlen(key), n = sizeof prefix + klen;
+  char *h = (char *)malloc(n);
+  struct curl_slist *next;
+  if (h == NULL) return -1;
+  memcpy(h, prefix, sizeof prefix - 1);
+  memcpy(h + sizeof prefix - 1, key, klen + 1);
+  next = curl_slist_append(T->headers, h);
+  rv_wipe(h, n);
+  free(h);
+  if (next == NULL) return -1;
+  T->headers = next;
+  return 0;
+}
+
+/* when the stall or rate check of T is next due (monotonic ms), -1 never */
+long long rv_transfer_next_check(const rv_transfer *T) {
+  long long at = T->stall_ms > 0 ? T->last_ms + T->stall_ms : -1;
+  if (T->rate_min > 0 && T->window_start > 0 && (at < 0 || T->window_start + T->window_len < at))
+    at = T->window_start + T->window_len;
+  return at;
 }
 
 /*
@@ -174,7 +228,9 @@ static const char *build_mime(lua_State *L, rv_transfer *T, int t) {
 ** multipart (array of parts), auth (bool: send the key — only to the API
 ** origin), timeout, connect_timeout, stall (seconds without a byte),
 ** max_body (bytes), follow (bool: follow redirects), output (path),
-** media (bool: the output must start with an image/video/audio signature),
+** media (bool: the output must be a whole image/video/audio file),
+** max_file (bytes of output), min_rate (bytes a second over each
+** rate_window seconds), https_only (bool: no http://, redirects included),
 ** close (bool: the connection is not kept for another transfer).
 */
 int rv_transfer_start(lua_State *L) {
@@ -215,8 +271,9 @@ int rv_transfer_start(lua_State *L) {
   curl_easy_setopt(T->easy, CURLOPT_PRIVATE, (char *)T);
   curl_easy_setopt(T->easy, CURLOPT_ERRORBUFFER, T->errbuf);
   curl_easy_setopt(T->easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(T->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(T->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  T->https_only = rv_opt_bool(L, 2, "https_only");
+  curl_easy_setopt(T->easy, CURLOPT_PROTOCOLS_STR, T->https_only ? "https" : "http,https");
+  curl_easy_setopt(T->easy, CURLOPT_REDIR_PROTOCOLS_STR, T->https_only ? "https" : "http,https");
   curl_easy_setopt(T->easy, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(T->easy, CURLOPT_HEADERDATA, T);
   curl_easy_setopt(T->easy, CURLOPT_WRITEFUNCTION, on_write);
@@ -224,7 +281,9 @@ int rv_transfer_start(lua_State *L) {
   curl_easy_setopt(T->easy, CURLOPT_XFERINFOFUNCTION, on_progress);
   curl_easy_setopt(T->easy, CURLOPT_XFERINFODATA, T);
   curl_easy_setopt(T->easy, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(T->easy, CURLOPT_ACCEPT_ENCODING, "");
+  /* API answers may come compressed; a download never asks for it (a small
+     gzip body could inflate past any size cap before it is counted) */
+  if (T->out_path == NULL) curl_easy_setopt(T->easy, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(T->easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(T->easy, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(T->easy, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -241,6 +300,12 @@ int rv_transfer_start(lua_State *L) {
                    seconds_to_ms(rv_opt_number(L, 2, "connect_timeout", 10)));
   T->stall_ms = seconds_to_ms(rv_opt_number(L, 2, "stall", 0));
   T->last_ms = rv_now_ms();
+  T->rate_min = (long long)rv_opt_number(L, 2, "min_rate", 0);
+  T->window_len = seconds_to_ms(rv_opt_number(L, 2, "rate_window", 0));
+  if (T->rate_min <= 0 || T->window_len <= 0) T->rate_min = 0;
+  T->window_start = 0;   /* from the first byte of the answer: connecting is not a drip */
+  maxb = rv_opt_number(L, 2, "max_file", 0);
+  T->max_file = maxb >= 1 ? (maxb < 9.2e18 ? (curl_off_t)maxb : (curl_off_t)9200000000000000000.0) : 0;
   T->media = rv_opt_bool(L, 2, "media");
   /* close the connection after this transfer (the catalog fetch: the next
      request, a create, starts on a connection of its own) */
@@ -256,8 +321,7 @@ int rv_transfer_start(lua_State *L) {
     if (olen == 0 || urllen <= olen || strncmp(url, S->api_origin, olen) != 0 ||
         url[olen] != '/')
       return luaL_error(L, "rivya: refusing to send the API key outside the API origin");
-    curl_easy_setopt(T->easy, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
-    curl_easy_setopt(T->easy, CURLOPT_XOAUTH2_BEARER, S->api_key);
+    if (add_authorization(T, S->api_key) != 0) return luaL_error(L, "rivya: out of memory");
   }
 
   if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
@@ -307,6 +371,9 @@ int rv_transfer_start(lua_State *L) {
     if (e != 0) {
       lua_pushstring(L, T->out_path);
       transfer_release(T);
+      if (e == EINVAL)
+        return rv_error_return(L, "io", "path", "%s is not a regular file: a download only "
+                               "replaces a regular file or creates one", lua_tostring(L, -1));
       return rv_error_return(L, "io", "path", "cannot create a file beside %s: %s",
                              lua_tostring(L, -1), strerror(e));
     }
@@ -317,8 +384,10 @@ int rv_transfer_start(lua_State *L) {
   }
   T->added = 1;
   S->running++;
-  if (T->stall_ms > 0 && (S->stall_at < 0 || T->last_ms + T->stall_ms < S->stall_at))
-    S->stall_at = T->last_ms + T->stall_ms;
+  {
+    long long at = rv_transfer_next_check(T);
+    if (at >= 0 && (S->stall_at < 0 || at < S->stall_at)) S->stall_at = at;
+  }
   lua_pushvalue(L, tidx);
   return 1;
 }
@@ -363,11 +432,28 @@ static void push_headers(lua_State *L, const rv_buf *head) {
   }
 }
 
-/* A transport failure's kind: timeout, too_large, io, not_media, tls, aborted or network. */
+/*
+** A transport failure's kind: timeout, too_large, io, not_media, changed,
+** insecure, tls, aborted or network.
+*/
+/*
+** Headers over our limit, or over libcurl's on one header line (100 KB): it
+** fails that with CURLE_OUT_OF_MEMORY, before the header block is complete.
+*/
+static int huge_head(const rv_transfer *T) {
+  const char *h = T->head.data;
+  size_t n = T->head.len;
+  int complete = n >= 2 && h[n - 1] == '\n' &&
+                 (h[n - 2] == '\n' || (n >= 3 && h[n - 2] == '\r' && h[n - 3] == '\n'));
+  return T->head_too_large || (T->result == CURLE_OUT_OF_MEMORY && !complete);
+}
+
 static const char *failure_kind(const rv_transfer *T) {
-  if (T->too_large) return "too_large";
-  if (T->out_failed) return "io";
-  if (T->not_media) return "not_media";
+  if (T->too_large || huge_head(T)) return "too_large";
+  if (T->out_failed || T->file_error) return "io";
+  if (T->file_changed) return "changed";
+  if (T->not_media || T->bad_status) return "not_media";
+  if (T->https_only && T->result == CURLE_UNSUPPORTED_PROTOCOL) return "insecure";
   switch (T->result) {
     case CURLE_OPERATION_TIMEDOUT: return "timeout";
     case CURLE_ABORTED_BY_CALLBACK: return "aborted";
@@ -382,14 +468,34 @@ static const char *failure_kind(const rv_transfer *T) {
 
 /* push nil, kind, message, status for a transport failure */
 static int push_failure(lua_State *L, const rv_transfer *T) {
+  const char *kind = failure_kind(T);
   lua_pushnil(L);
-  lua_pushstring(L, failure_kind(T));
-  if (T->too_large)
+  lua_pushstring(L, kind);
+  if (huge_head(T))
+    lua_pushfstring(L, "the response headers are too large (over %d KiB in all or 100 KiB in "
+                    "one header)", (int)(RV_MAX_HEADER_BYTES / 1024));
+  else if (T->too_large && T->out_path != NULL && T->max_file > 0 && T->status == 200)
+    lua_pushfstring(L, "the download is larger than %I bytes (max_download_bytes)",
+                    (lua_Integer)T->max_file);
+  else if (T->too_large)
     lua_pushfstring(L, "response body larger than %I bytes", (lua_Integer)T->max_body);
+  else if (T->out_failed && T->out_error == EINVAL)
+    lua_pushfstring(L, "%s is no longer a regular file: it is not replaced", T->out_path);
   else if (T->out_failed)
     lua_pushfstring(L, "cannot write the file: %s", strerror(T->out_error));
+  else if (T->file_error)
+    lua_pushfstring(L, "cannot read the file to upload: %s", strerror(T->file_error));
+  else if (T->file_changed)
+    lua_pushliteral(L, "the file changed while uploading (its size or modification time)");
+  else if (T->bad_status)
+    lua_pushfstring(L, "the download answered %d, not 200: a partial or other answer is never "
+                    "taken for the file", (int)T->bad_status);
+  else if (T->not_media && T->bad_media != NULL)
+    lua_pushfstring(L, "the answer is not a whole image, video or audio file: %s", T->bad_media);
   else if (T->not_media)
     lua_pushliteral(L, "the answer is not an image, video or audio file (no known signature)");
+  else if (strcmp(kind, "insecure") == 0)
+    lua_pushfstring(L, "refusing a plain http:// URL (downloads are https only): %s", T->errbuf);
   else if (T->errbuf[0] != '\0')   /* libcurl's detail ends with its general message */
     lua_pushstring(L, T->errbuf);
   else
@@ -399,7 +505,8 @@ static int push_failure(lua_State *L, const rv_transfer *T) {
 }
 
 static int failed(const rv_transfer *T) {
-  return T->result != CURLE_OK || T->too_large || T->out_failed || T->not_media;
+  return T->result != CURLE_OK || T->too_large || T->head_too_large || T->out_failed ||
+         T->not_media || T->bad_status || T->file_changed || T->file_error;
 }
 
 /*
@@ -413,7 +520,7 @@ static int transfer_result(lua_State *L) {
   if (failed(T)) return push_failure(L, T);
   lua_pushinteger(L, T->status);
   push_headers(L, &T->head);
-  if (T->out_path != NULL && T->status >= 200 && T->status < 300) lua_pushnil(L);
+  if (T->out_path != NULL && T->status == 200) lua_pushnil(L);
   else lua_pushlstring(L, T->body.data ? T->body.data : "", T->body.len);
   lua_createtable(L, 0, 2);
   {
@@ -436,7 +543,7 @@ static int transfer_answer(lua_State *L) {
   if (!T->done) return luaL_error(L, "rivya: transfer still running");
   if (failed(T)) return push_failure(L, T);
   lua_pushinteger(L, T->status);
-  if (T->out_path != NULL && T->status >= 200 && T->status < 300) lua_pushnil(L);
+  if (T->out_path != NULL && T->status == 200) lua_pushnil(L);
   else lua_pushlstring(L, T->body.data ? T->body.data : "", T->body.len);
   return 2;
 }

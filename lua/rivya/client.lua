@@ -33,6 +33,8 @@ local DEFAULTS = {
   stall_timeout = 30,      -- a download with no byte for this long fails
   wait_timeout = 900,      -- client:wait's total deadline, seconds
   max_connections = 16,    -- per host
+  max_download_bytes = 2 * 1024 * 1024 * 1024,   -- a larger download fails (bad_response)
+  min_download_rate = 1024,  -- bytes a second over each stall_timeout window, else it fails
 }
 
 local MAX_API_BODY = 4 * 1024 * 1024   -- an API answer larger than this is an error
@@ -47,6 +49,7 @@ local OPTIONS = {
   stall_timeout = "seconds", wait_timeout = "seconds", poll_interval = "seconds",
   max_connections = "number", allow_http = "string", user_agent = "string",
   waiter = "function", ledger = "any", on_retry = "function",
+  max_download_bytes = "number", min_download_rate = "number",
 }
 
 -- the options of a call given none: shared, never written to
@@ -179,6 +182,9 @@ function Client.new(opts)
   self.base_url = opts.base_url or os.getenv("RIVYA_BASE_URL") or DEFAULTS.base_url
   self.origin = parse_origin(self.base_url, opts.allow_http)
   self.api_url = self.origin .. "/api/v1"
+  -- result URLs are https only, unless the API itself is reached in plain
+  -- http (loopback or allow_http: a local simulator and its CDN)
+  self.plain_downloads = self.origin:sub(1, 7) == "http://"
   local key = check_key(opts.api_key or os.getenv("RIVYA_API_KEY"))
   self.has_key = key ~= nil
   -- only a short suffix of the key stays on the Lua side, for tostring
@@ -187,6 +193,11 @@ function Client.new(opts)
     .. ("rivya-lua/%s (%s; %s)"):format(core.VERSION, _VERSION, core.curl_version:match("^%S+") or "libcurl")
   if compat.math_type(self.max_retries) ~= "integer" or self.max_retries < 0 then
     errors.misuse("rivya.new: max_retries must be a non-negative integer")
+  end
+  for _, name in ipairs({ "max_download_bytes", "min_download_rate" }) do
+    if not (self[name] >= 0 and self[name] < math.huge) then
+      errors.misuse(("rivya.new: %s must be a finite number >= 0"):format(name))
+    end
   end
   if opts.ca_file then check_ca_file(opts.ca_file) end
   self.ledger = nil
@@ -276,7 +287,7 @@ end
 
 -- transport failure kind -> error code
 local FAILURE_CODES = { timeout = "timeout", tls = "tls", io = "io", too_large = "bad_response",
-  not_media = "bad_response" }
+  not_media = "bad_response", changed = "io", insecure = "bad_response" }
 
 --- One HTTP exchange with the retry policy. `spec` is a core transfer spec;
 -- o: deadline (monotonic seconds: the whole call's, retries and backoff
@@ -321,7 +332,9 @@ function Client:_exchange(spec, o, deadline)
       local code = FAILURE_CODES[kind] or "network"
       err = code == "timeout" and self:_timeout(spec, "timed out (" .. message .. ")") or errors.new(code, message)
       -- an answer over the size cap is garbled like invalid JSON: try again
-      retryable = kind == "network" or kind == "timeout" or kind == "too_large" or kind == "not_media"
+      -- (not a download over max_download_bytes: it would only come again)
+      retryable = kind == "network" or kind == "timeout" or kind == "not_media"
+        or (kind == "too_large" and not spec.output)
     elseif status >= 200 and status < 300 then
       if not o.decode then
         local headers = t:headers()
@@ -560,8 +573,10 @@ function Client:_upload(source, opts, key)
   if cat and self.catalog_compiled then cat = self.catalog_compiled end
   -- a reference from refs.inspect (client:create, the CLI) is not looked at twice
   local info, err = source
+  -- (a path's info is used once: its open file is closed by the upload)
   if not (refs.is_info(source) and info.catalog == cat and info.model == opts.model
-      and (opts.kind or info.kind) == info.kind and (opts.name or info.name) == info.name) then
+      and (opts.kind or info.kind) == info.kind and (opts.name or info.name) == info.name
+      and (info.file or type(info.source) ~= "string")) then
     info, err = refs.inspect(refs.is_info(source) and source.source or source, opts, cat)
     if not info then return nil, err end
   end
@@ -575,8 +590,13 @@ function Client:_upload(source, opts, key)
   if not self.has_key then
     return nil, errors.new("api_key_missing", "no API key: pass api_key to rivya.new or set RIVYA_API_KEY")
   end
+  -- every attempt streams from the descriptor refs.inspect opened: the path is
+  -- never opened again (a file swapped during a backoff is not what is sent);
+  -- closed when the upload ends (a raise in on_progress leaves it to __gc)
+  local file = info.file
+  info.file = nil
   local file_part = { name = "file", filename = info.name, type = info.mime }
-  if type(source) == "string" then file_part.path = source else file_part.data = source.data end
+  if file then file_part.file = file else file_part.data = source.data end
   local parts = { file_part, { name = "kind", data = info.kind } }
   if opts.model then parts[#parts + 1] = { name = "model", data = opts.model } end
   if opts.client_request_id then parts[#parts + 1] = { name = "client_request_id", data = opts.client_request_id } end
@@ -600,7 +620,14 @@ function Client:_upload(source, opts, key)
     connect_timeout = self.connect_timeout, max_body = MAX_API_BODY,
   }, { decode = true, tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
        deadline = opts.timeout and now() + opts.timeout })
-  if not v then return nil, err end
+  if file then file:close() end
+  if not v then
+    if err.code == "io" then
+      err.message = ("file: %s: %s"):format(info.name, err.message)
+      err.field = "file"
+    end
+    return nil, err
+  end
   if on_progress and reported < info.size then on_progress(info.size, info.size) end
   return normalize_file(v)
 end
@@ -1064,8 +1091,8 @@ function Client:download(task_or_url, path, opts)
     end
     task_or_url = task
   end
-  local url = task_or_url
-  if type(task_or_url) == "table" then
+  local url, from_task = task_or_url, type(task_or_url) == "table"
+  if from_task then
     local r = task_or_url.result
     url = type(r) == "table" and (r.primary_url or (type(r.urls) == "table" and r.urls[1])) or nil
     if type(url) ~= "string" then
@@ -1079,6 +1106,13 @@ function Client:download(task_or_url, path, opts)
   if not url:match("^[hH][tT][tT][pP][sS]?://") then
     return nil, errors.new("validation_failed", "expected an http(s) URL, got " .. url:sub(1, 80), { field = "url" })
   end
+  -- plain http:// only when the API itself is plain http (a local simulator):
+  -- otherwise a result URL could point the client at any internal address
+  if not self.plain_downloads and not url:match("^[hH][tT][tT][pP][sS]://") then
+    return nil, errors.new(from_task and "bad_response" or "validation_failed",
+      ("refusing to download from a plain http:// URL (%s): downloads are https only"):format(url:sub(1, 80)),
+      { field = "url" })
+  end
   local on_progress, last_received = opts.on_progress, -1
   local function tick(t)
     local _, _, received, total = t:progress()
@@ -1090,7 +1124,8 @@ function Client:download(task_or_url, path, opts)
   local status, err = self:_exchange({
     url = url, auth = false, follow = true, output = path, media = true,
     timeout = opts.timeout or 0, connect_timeout = self.connect_timeout,
-    stall = self.stall_timeout, max_body = 64 * 1024,
+    stall = self.stall_timeout, max_body = 64 * 1024, https_only = not self.plain_downloads,
+    max_file = self.max_download_bytes, min_rate = self.min_download_rate, rate_window = self.stall_timeout,
   }, { tick = on_progress and 0.1 or nil, on_tick = on_progress and tick or nil,
        deadline = opts.timeout and now() + opts.timeout or nil })
   if not status then return nil, err end

@@ -36,17 +36,47 @@ local function file_error(message, extra)
   return nil, errors.new("validation_failed", message, e)
 end
 
+-- the checks of refs.inspect on what it read: kind, mime, catalog | nil, nil, err
+-- (a catalog function is called only once the local checks passed)
+local function judge(name, size, head, opts, cat)
+  if size == 0 then return nil, file_error(("file: %s is empty"):format(name)) end
+  local kind, mime = core.sniff(head)
+  if not kind then
+    return nil, file_error(("file: %s is not a supported image, video or audio file (unknown signature)"):format(name))
+  end
+  local ext = name:match("%.([%w]+)$")
+  local claimed = ext and EXTENSION_MIME[ext:lower()]
+  if claimed and claimed ~= mime then
+    return nil, file_error(("file: %s is named like %s but its bytes are %s"):format(name, claimed, mime),
+      { expected = claimed, got = mime })
+  end
+  if opts.kind and opts.kind ~= kind then
+    return nil, file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
+      { field = "kind", expected = opts.kind, got = kind })
+  end
+  if type(cat) == "function" then
+    local cerr
+    cat, cerr = cat()
+    if not cat then return nil, nil, cerr end
+  end
+  local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
+  if not ok then return nil, nil, lerr end
+  return kind, mime, cat
+end
+
 --- Everything known about a file before a byte is sent. `source` is a path
 -- or {data = bytes, name = "x.png"}; opts: name (for a path), kind (asked),
 -- model (its limits apply); cat the compiled catalog whose limits apply
 -- (default the snapshot rivya ships), or a function giving it (cat | nil,
 -- err), called only once the file passed its local checks. Returns info {source, name, size,
 -- kind, mime} | nil, err. Misuse raises at the caller of the function
--- calling this one. A path's info also has its mtime (the ledger's).
+-- calling this one. A path's info also has its mtime (the ledger's) and the
+-- file opened once (info.file, core.open_upload): the upload that sends it
+-- streams from it and closes it.
 function refs.inspect(source, opts, cat)
   opts = opts or {}
   cat = cat or catalog.snapshot()
-  local name, size, head, mtime
+  local name, size, head, mtime, file
   if type(source) == "string" then
     local st, serr = core.stat(source)
     if not st then return file_error(("file: cannot read %s: %s"):format(source, serr)) end
@@ -54,11 +84,14 @@ function refs.inspect(source, opts, cat)
       return file_error(("file: %s is a %s, expected a regular file"):format(source, st.type))
     end
     if not st.readable then return file_error(("file: %s is not readable"):format(source)) end
-    size, mtime = st.size, st.mtime
+    mtime = st.mtime
     name = opts.name or source:match("([^/]+)$") or source
-    local herr
-    head, herr = core.read_head(source, 64)
-    if not head then return file_error(("file: cannot read %s: %s"):format(source, herr)) end
+    -- opened once (without blocking, a regular file only): the upload streams
+    -- every attempt from this descriptor and never opens the path again
+    local ferr
+    file, ferr = core.open_upload(source)
+    if not file then return file_error(("file: cannot read %s: %s"):format(source, ferr)) end
+    size, head = file:size(), file:head(64)
   elseif type(source) == "table" then
     if type(source.data) ~= "string" then errors.misuse("rivya: upload data must be a string") end
     if type(source.name) ~= "string" or source.name == "" then
@@ -68,30 +101,14 @@ function refs.inspect(source, opts, cat)
   else
     errors.misuse("rivya: upload expects a path or {data=, name=}, got " .. type(source))
   end
-  if size == 0 then return file_error(("file: %s is empty"):format(name)) end
-  local kind, mime = core.sniff(head)
+  local kind, mime, judged = judge(name, size, head, opts, cat)
   if not kind then
-    return file_error(("file: %s is not a supported image, video or audio file (unknown signature)"):format(name))
+    if file then file:close() end
+    return nil, judged
   end
-  local ext = name:match("%.([%w]+)$")
-  local claimed = ext and EXTENSION_MIME[ext:lower()]
-  if claimed and claimed ~= mime then
-    return file_error(("file: %s is named like %s but its bytes are %s"):format(name, claimed, mime),
-      { expected = claimed, got = mime })
-  end
-  if opts.kind and opts.kind ~= kind then
-    return file_error(("file: kind %s was asked but %s is %s (%s)"):format(opts.kind, name, kind, mime),
-      { field = "kind", expected = opts.kind, got = kind })
-  end
-  if type(cat) == "function" then
-    local cerr
-    cat, cerr = cat()
-    if not cat then return nil, cerr end
-  end
-  local ok, lerr = cat:check_upload(opts.model, kind, mime, size)
-  if not ok then return nil, lerr end
+  cat = judged
   return setmetatable({ source = source, name = name, size = size, kind = kind, mime = mime,
-    mtime = mtime, model = opts.model, catalog = cat }, Info)
+    mtime = mtime, model = opts.model, catalog = cat, file = file }, Info)
 end
 
 --- true when `v` came from refs.inspect

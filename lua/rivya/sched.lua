@@ -293,6 +293,26 @@ end
 
 local BIG = 60   -- seconds: the longest single wait with no deadline at all
 
+-- The waits in the kernel return when a signal arrives (core.sleep, step and
+-- poll never restart), and lua.c's SIGINT handler (core.trap_terminate's, for
+-- SIGTERM) raises "interrupted!" ("terminated!") at the next instruction:
+-- `blocking` runs a wait and turns that into the rivya error `interrupted`.
+local function signal_error(e)
+  if type(e) == "string" then
+    if e:find("interrupted!", 1, true) then
+      return errors.new("interrupted", "interrupted by a signal (SIGINT)", { signal = "SIGINT" })
+    elseif e:find("terminated!", 1, true) then
+      return errors.new("interrupted", "terminated by a signal (SIGTERM)", { signal = "SIGTERM" })
+    end
+  end
+  return e
+end
+
+local function blocking(f, a, b)
+  local ok, e = pcall(f, a, b)
+  if not ok then error(signal_error(e), 0) end
+end
+
 --- Wait for I/O on the sessions in use or for the earliest timer (not at
 -- all when something is ready), step the sessions and wake who can run.
 function Scheduler:wait_io()
@@ -392,7 +412,7 @@ function Scheduler:loop()
       self:run(w)
     end
     self:tend_heap()
-    if self.count > 0 then self:wait_io() end
+    if self.count > 0 then blocking(self.wait_io, self) end
   end
 end
 
@@ -517,10 +537,17 @@ function sched.await(session, transfer, tick, on_tick, waiter, pollable)
       waiter(pollable, t)
       session:step()
     else
-      session:step(tick or 1)
+      blocking(session.step, session, tick or 1)
     end
     if on_tick then on_tick() end
   end
+end
+
+-- the rest of a sleep a harmless signal cut short is slept again
+local function sleep_until(deadline)
+  repeat
+    local left = deadline - now()
+  until left <= 0 or core.sleep(left)
 end
 
 --- Sleep `seconds`: yields inside gather, blocks in the kernel outside.
@@ -540,7 +567,7 @@ function sched.sleep(seconds, waiter)
     local deadline = now() + seconds
     repeat waiter(nil, math.max(deadline - now(), 0)) until now() >= deadline
   else
-    core.sleep(seconds)
+    blocking(sleep_until, now() + seconds)
   end
 end
 

@@ -11,7 +11,7 @@
 --   2 usage error (flags, unreadable input, configuration) · 3 validation error
 --   4 authentication or permission (no key, invalid/revoked/expired, scope)
 --   5 insufficient credits · 6 timed out (the task keeps running server-side)
---   130 interrupted (SIGINT)
+--   130 interrupted (SIGINT) · 143 terminated (SIGTERM); both remove temporary files
 local argparse = require "argparse"
 local rivya = require "rivya"
 local core = require "rivya.core"
@@ -173,8 +173,10 @@ function cli.main(argv, env, streams)
   if done then return code end
   ctx.status:clear()
   local message = tostring(code)
-  if message:match("interrupted!") then
-    ctx.stderr:write("rivya: interrupted")
+  local signal = errors.is(code) and code.code == "interrupted" and code.signal
+    or (message:match("terminated!") and "SIGTERM") or (message:match("interrupted!") and "SIGINT")
+  if signal then
+    ctx.stderr:write(signal == "SIGTERM" and "rivya: terminated" or "rivya: interrupted")
     if ctx.resume_hint then
       ctx.stderr:write("; ", ctx.resume_hint)
     elseif ctx.current_task then
@@ -182,7 +184,7 @@ function cli.main(argv, env, streams)
         " --out ", util.printable(util.shell_word(ctx.current_out or "FILE")))
     end
     ctx.stderr:write("\n")
-    return EXIT.interrupted
+    return signal == "SIGTERM" and EXIT.terminated or EXIT.interrupted
   end
   if errors.is(code) then return ctx:fail(code) end
   -- a bug of rivya's: one line; the stack only when asked for

@@ -398,6 +398,7 @@ local function run_jobs(ctx, a, jobs, o)
     for i, r in ipairs(results) do
       if r[1] == nil and r[2] ~= nil then
         if type(r[2]) == "string" and r[2]:find("interrupted!", 1, true) then error(r[2], 0) end
+        if errors.is(r[2]) and r[2].code == "interrupted" then error(r[2], 0) end
         -- a raise inside a job is a bug or an I/O failure (state file)
         local err = errors.is(r[2]) and r[2] or errors.new("internal", tostring(r[2]))
         if not jobs[i].result then job_result(ctx, a, o, jobs[i], { status = "error", error = err }) end

@@ -7,7 +7,7 @@ local idiv = compat.idiv
 
 --- Exit statuses (README, "The rivya command").
 local EXIT = { ok = 0, failure = 1, usage = 2, invalid = 3, auth = 4, credits = 5, timeout = 6,
-  interrupted = 130 }
+  interrupted = 130, terminated = 143 }
 
 --- API error codes that mean authentication or permission (exit 4).
 local AUTH_CODES = { api_key_missing = true, api_key_invalid = true, api_key_revoked = true,
