@@ -649,7 +649,7 @@ describe("hardening against hostile input", function()
     -- bin/rivya with `env` (RIVYA_BASE_URL, RIVYA_API_KEY, ...) under a 60 s
     -- guard; returns the exit status (124: still running at the guard), stdout, stderr
     local function rivya_cli(args, env)
-      local set = {}
+      local set = { helper.sh_quote("RIVYA_LEDGER=" .. dir .. "/ledger.db") }
       for k, v in pairs(env) do set[#set + 1] = helper.sh_quote(k .. "=" .. v) end
       local quoted = {}
       for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end

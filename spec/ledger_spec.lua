@@ -91,7 +91,7 @@ describe("the SQLite binding", function()
   it("locks a folder against a second process and names the holder's pid", function()
     local path = dir .. "/lock"
     local lock = assert(core.lock(path))
-    local p = io.popen(("lua5.4 -e %s"):format(helper.sh_quote(
+    local p = io.popen((helper.LUA .. " -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; local l, e, pid = core.lock(" .. ("%q"):format(path)
       .. "); io.write(tostring(l), ' ', tostring(pid))")))
     local out = p:read("*a")
@@ -100,7 +100,7 @@ describe("the SQLite binding", function()
     assert.are.equal("nil " .. self_pid, out)
     lock:unlock()
     lock:unlock()
-    p = io.popen(("lua5.4 -e %s"):format(helper.sh_quote(
+    p = io.popen((helper.LUA .. " -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; io.write(tostring(core.lock(" .. ("%q"):format(path) .. ") ~= nil))")))
     out = p:read("*a")
     p:close()
@@ -419,7 +419,7 @@ describe("the ledger", function()
 
   it("opens the default path from RIVYA_LEDGER or XDG_STATE_HOME, and none with RIVYA_LEDGER=off", function()
     local function run(env, code)
-      local p = io.popen(("env %s lua5.4 -e %s 2>&1"):format(env, helper.sh_quote(code)))
+      local p = io.popen(("env %s %s -e %s 2>&1"):format(env, helper.LUA, helper.sh_quote(code)))
       local out = p:read("*a")
       p:close()
       return out

@@ -92,14 +92,15 @@ end
 
 --- The default ledger path: RIVYA_LEDGER, else
 -- ${XDG_STATE_HOME:-$HOME/.local/state}/rivya/ledger.db; nil when
--- RIVYA_LEDGER is `off` (or no home is known).
-function Ledger.default_path()
-  local env = os.getenv("RIVYA_LEDGER")
+-- RIVYA_LEDGER is `off` (or no home is known). getenv: default os.getenv.
+function Ledger.default_path(getenv)
+  getenv = getenv or os.getenv
+  local env = getenv("RIVYA_LEDGER")
   if env == "off" then return nil end
   if env and env ~= "" then return env end
-  local state = os.getenv("XDG_STATE_HOME")
+  local state = getenv("XDG_STATE_HOME")
   if not state or state == "" then
-    local home = os.getenv("HOME")
+    local home = getenv("HOME")
     if not home or home == "" then return nil end
     state = home .. "/.local/state"
   end
@@ -282,7 +283,9 @@ function Ledger:transaction(fn, ...)
   local res = compat.pack(pcall(fn, ...))
   if not res[1] or res[2] == nil then
     self.db:exec("ROLLBACK")
-    if not res[1] then error(res[2], 0) end
+    -- a failed statement (assert of nil, err) is a result; anything else a bug
+    if not res[1] and not errors.is(res[2]) then error(res[2], 0) end
+    if not res[1] then return nil, res[2] end
     return nil, res[3]
   end
   ok, err = self.db:exec("COMMIT")
@@ -295,7 +298,8 @@ end
 -- asking at once get the same value.
 function Ledger:meta(name, make)
   return self:transaction(function()
-    local row = assert(self:row("SELECT value FROM meta WHERE name = ?", name))
+    local row, err = self:row("SELECT value FROM meta WHERE name = ?", name)
+    if row == nil then error(err, 0) end
     if row then return row.value end
     local value = make()
     assert(self:run("INSERT INTO meta(name, value) VALUES (?, ?)", name, value))
@@ -416,7 +420,8 @@ end
 function Ledger:saved(id, path, bytes, sha256)
   local at = now()
   return self:transaction(function()
-    local row = assert(self:row("SELECT key FROM tasks WHERE id = ? ORDER BY created_at DESC LIMIT 1", id))
+    local row, err = self:row("SELECT key FROM tasks WHERE id = ? ORDER BY created_at DESC LIMIT 1", id)
+    if row == nil then error(err, 0) end
     assert(self:run("INSERT INTO saves(task_key, task_id, path, bytes, sha256, saved_at) VALUES (?, ?, ?, ?, ?, ?)",
       row and row.key or "", id, path, bytes, sha256, at))
     if row then

@@ -106,6 +106,7 @@ local function add_to_parser(parser, specs)
   c:option("-d --out-dir", "Videos, state file and index.html (default ./sweep)."):argname("<dir>")
   c:flag("--dry-run", "Validate, print the variants and the total credits; send nothing.")
   c:flag("--retry-failed", "Run variants whose task failed again (a new task, new credits).")
+  c:flag("--allow-partial", "Start even when the balance cannot pay for every new task.")
   flags.common_flags(c, { wait = true })
   return c
 end
