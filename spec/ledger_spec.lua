@@ -407,8 +407,7 @@ describe("the ledger", function()
   end)
 
   it("returns err.task for a failure after the create without a ledger too", function()
-    local client = rivya.new{ api_key = helper.KEY, base_url = sim.url, poll_interval = 0.05,
-      retry_base = 0.01, retry_cap = 0.05, max_retries = 0 }
+    local client = helper.client(sim, { max_retries = 0 })
     sim:fault{ listener = "api", method = "GET", path = "/api/v1/generations/", action = "respond",
       status = 401, times = 1, body = '{"error":{"code":"invalid_api_key","message":"no"}}' }
     local task, err = client:generate(request("polled out"))

@@ -129,8 +129,8 @@ describe("TLS", function()
     assert.are.equal(1, ledger.files)
     assert.are.equal(0, ledger.cdn_auth_violations)
     assert.are.equal(1, ledger.cdn_connections)
-    -- the catalog fetch goes on a connection closed after it (README, "Models come from the
-    -- catalog"); every other API call, polls and the upload included, went over one more
+    -- every API call, polls and the upload included, went over one TLS connection; the
+    -- live catalog is fetched once per client on a connection of its own, closed after
     assert.are.equal(2, ledger.connections)
   end)
 

@@ -367,14 +367,8 @@ static int file_sha256(lua_State *L) {
   struct stat st;
   char hex[65];
   void *p;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    int e = fd < 0 ? errno : EINVAL;
-    if (fd >= 0) close(fd);
-    lua_pushnil(L);
-    lua_pushstring(L, e == EINVAL ? "not a regular file" : strerror(e));
-    return 2;
-  }
+  int fd = rv_open_regular(L, path, &st);
+  if (fd < 0) return 2;
   if (st.st_size == 0) {
     close(fd);
     rv_sha256_hex((const unsigned char *)"", 0, hex);

@@ -434,6 +434,12 @@ function Client:_catalog()
   return models, self.catalog_compiled
 end
 
+-- Use `models` (catalog objects, compiled as `compiled`) as this client's
+-- catalog: the CLI's, read from its disk cache. Only before the first fetch.
+function Client:_use_catalog(models, compiled)
+  if not self.catalog_models then self.catalog_models, self.catalog_compiled = models, compiled end
+end
+
 --- The live model catalog: the documented objects of GET /api/v1/models
 -- (no key needed), fetched once per client; fresh tables on each call.
 function Client:models()
@@ -443,24 +449,28 @@ function Client:models()
   return catalog.copy(models)
 end
 
+-- client:validate and client:estimate: `req` checked by the live catalog's
+-- method `name`.
+local function with_catalog(self, req, name)
+  check_open(self)
+  if type(req) ~= "table" then
+    errors.misuse(("client:%s: expected a request table, got %s"):format(name, type(req)))
+  end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat[name](cat, req)
+end
+
 --- The exact JSON-ready body a create of `req` would send, and its warnings
 -- | nil, err: validated against the live catalog (any model it lists).
 function Client:validate(req)
-  check_open(self)
-  if type(req) ~= "table" then errors.misuse("client:validate: expected a request table, got " .. type(req)) end
-  local models, cat = self:_catalog()
-  if not models then return nil, cat end
-  return cat:validate(req)
+  return with_catalog(self, req, "validate")
 end
 
 --- Credits a run of `req` would reserve | nil, err: the model's base_credits
 -- when its billing is FIXED (else code "unknown"), after validation.
 function Client:estimate(req)
-  check_open(self)
-  if type(req) ~= "table" then errors.misuse("client:estimate: expected a request table, got " .. type(req)) end
-  local models, cat = self:_catalog()
-  if not models then return nil, cat end
-  return cat:estimate(req)
+  return with_catalog(self, req, "estimate")
 end
 
 --- The current credit balance, an integer.

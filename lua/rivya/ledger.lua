@@ -90,6 +90,19 @@ local function fail(err)
   return nil, errors.new("io", "ledger: " .. tostring(err))
 end
 
+--- rivya's folder of user state, ${XDG_STATE_HOME:-$HOME/.local/state}/rivya,
+-- or nil when no home is known (the ledger and the CLI's catalog cache).
+function Ledger.state_dir(getenv)
+  getenv = getenv or os.getenv
+  local state = getenv("XDG_STATE_HOME")
+  if not state or state == "" then
+    local home = getenv("HOME")
+    if not home or home == "" then return nil end
+    state = home .. "/.local/state"
+  end
+  return state .. "/rivya"
+end
+
 --- The default ledger path: RIVYA_LEDGER, else
 -- ${XDG_STATE_HOME:-$HOME/.local/state}/rivya/ledger.db; nil when
 -- RIVYA_LEDGER is `off` (or no home is known). getenv: default os.getenv.
@@ -98,41 +111,12 @@ function Ledger.default_path(getenv)
   local env = getenv("RIVYA_LEDGER")
   if env == "off" then return nil end
   if env and env ~= "" then return env end
-  local state = getenv("XDG_STATE_HOME")
-  if not state or state == "" then
-    local home = getenv("HOME")
-    if not home or home == "" then return nil end
-    state = home .. "/.local/state"
-  end
-  return state .. "/rivya/ledger.db"
+  local dir = Ledger.state_dir(getenv)
+  return dir and dir .. "/ledger.db"
 end
 
---- The JSON text of `v` with object keys sorted, so equal requests have
--- equal texts whatever the order their tables were built in.
-function Ledger.canonical(v)
-  if type(v) ~= "table" then return json.encode(v) end
-  local n = #v
-  local is_array = n > 0
-  if is_array then
-    for k in pairs(v) do
-      if compat.math_type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
-    end
-  end
-  local parts = {}
-  if is_array then
-    for i = 1, n do parts[i] = Ledger.canonical(v[i]) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  for i, k in ipairs(keys) do
-    local x = v[k]
-    if x == nil then x = v[tonumber(k)] end
-    parts[i] = json.encode(k) .. ":" .. Ledger.canonical(x)
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
+--- The JSON text of `v` with object keys sorted (json.canonical).
+Ledger.canonical = json.canonical
 
 --- A hex digest of `text`, for matching requests: SHA-256 from the C core.
 function Ledger.digest(text)

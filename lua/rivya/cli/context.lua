@@ -125,6 +125,7 @@ function Ctx:client(need_key)
       return nil, errors.new("config", "RIVYA_BASE_URL: " .. message)
     end
     self.client_obj = c
+    require("rivya.cli.catalog").seed(c)   -- the catalog this run loaded, not fetched twice
     self.max_tries = c.max_retries and c.max_retries + 1
   end
   return self.client_obj
