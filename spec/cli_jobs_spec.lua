@@ -102,8 +102,8 @@ describe("rivya.cli.jobs without a subprocess", function()
       io.write(tostring(c))
       c:close()
     ]]
-    local p = io.popen(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=https://elsewhere.invalid SIM_URL=%s lua5.4 -e %s"):format(
-      helper.sh_quote(helper.KEY), helper.sh_quote(sim.url), helper.sh_quote(code)))
+    local p = io.popen(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=https://elsewhere.invalid SIM_URL=%s %s -e %s"):format(
+      helper.sh_quote(helper.KEY), helper.sh_quote(sim.url), helper.LUA, helper.sh_quote(code)))
     local shown = p:read("*a")
     p:close()
     assert.are.equal("rivya.Client(" .. sim.url .. ", key=none)", shown)
