@@ -418,7 +418,7 @@ function Client:_catalog()
   while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
   self.catalog_fetching = true
-  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false, close = true })
+  local ok, v, err = compat.ypcall(self._api, self, "GET", "/models", { auth = false, close = true })
   self.catalog_fetching = nil
   if not ok then error(v, 0) end
   if not v then return nil, err end
