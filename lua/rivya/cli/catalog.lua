@@ -50,7 +50,7 @@ end
 local function read_cache(path, origin, ttl)
   local f = path and io.open(path, "rb")
   if not f then return nil end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local v = json.decode(text or "")
   if type(v) ~= "table" or v.origin ~= origin or type(v.fetched_at) ~= "number" or type(v.data) ~= "table" then
