@@ -6,6 +6,7 @@
 --   lua5.4 bench/batch.lua            (BENCH_SIZES=1000,10000 for a shorter run)
 -- Goal (issue 11): CPU per line at 100,000 <= 1.3 x at 1,000; peak RSS < 64 MB.
 local helper = require "helper"
+local compat = require "rivya.compat"
 
 local q = helper.sh_quote
 local SIZES = {}
@@ -15,7 +16,7 @@ local CONCURRENCY = tonumber(os.getenv("BENCH_CONCURRENCY") or "32")
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
+  local out = p:read("*a")
   local ok = p:close()
   return out, ok
 end
@@ -43,7 +44,7 @@ local function run(n)
     .. "/usr/bin/time -f '%%e %%U %%S %%M' -o time.txt %s batch jobs.jsonl --out-dir out -c %d -q "
     .. ">stdout.txt 2>stderr.txt"):format(q(dir), q(sim.url), q(helper.KEY), q(helper.ROOT .. "/bin/rivya"),
     CONCURRENCY)
-  local _, how, code = os.execute(cmd)
+  local _, how, code = compat.execute(cmd)
   local wall, user, sys, rss = helper.read_file(dir .. "/time.txt"):match("([%d.]+) ([%d.]+) ([%d.]+) (%d+)")
   local ledger = sim:ledger()
   local lines = select(2, (helper.read_file(dir .. "/stdout.txt") or ""):gsub("succeeded", ""))

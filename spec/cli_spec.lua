@@ -422,7 +422,7 @@ describe("the rivya command", function()
       if not helper.read_file(db) then return nil end
       local p = io.popen(("sqlite3 -json %s %s 2>/dev/null"):format(sh(db), sh(
         "SELECT key AS idempotency_key, id AS task_id, status, output, attempt FROM tasks ORDER BY attempt")))
-      local rows = decode(p:read("a")) or {}
+      local rows = decode(p:read("*a")) or {}
       p:close()
       local lines = {}
       for _, row in ipairs(rows) do
@@ -547,7 +547,7 @@ describe("the rivya command", function()
       local before = {}
       for _, res in ipairs(first.json) do before[res.line] = res.task_id end
       -- the ledger as a kill right before each answer was recorded would have left it
-      assert(os.execute(("sqlite3 %s %s"):format(sh(d .. "/out/.rivya/ledger.db"), sh(
+      assert(compat.execute(("sqlite3 %s %s"):format(sh(d .. "/out/.rivya/ledger.db"), sh(
         "UPDATE tasks SET id = NULL, status = 'sending', saved_path = NULL, saved_at = NULL, owner_pid = NULL"))))
       for _, path in ipairs(outputs(d)) do os.remove(path) end
       local r = ok(run({ "batch", "jobs.jsonl", "--out-dir", "out", "--json" }, { cwd = d }))

@@ -654,8 +654,8 @@ describe("hardening against hostile input", function()
       local quoted = {}
       for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end
       local out, err = dir .. "/cli.out", dir .. "/cli.err"
-      local _, how, code = compat.execute(("env %s timeout 60 %s %s </dev/null >%s 2>%s"):format(
-        table.concat(set, " "), helper.sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "),
+      local _, how, code = compat.execute(("env %s timeout 60 %s %s %s </dev/null >%s 2>%s"):format(
+        table.concat(set, " "), helper.LUA, helper.sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "),
         helper.sh_quote(out), helper.sh_quote(err)))
       return how == "exit" and code or -1, helper.read_file(out) or "", helper.read_file(err) or ""
     end

@@ -40,7 +40,7 @@ describe("the ledger from the command line", function()
   local function scratch(name)
     serial = serial + 1
     local d = ("%s/%s-%d"):format(tmp, name, serial)
-    assert(os.execute("mkdir -p " .. sh(d)))
+    assert(compat.execute("mkdir -p " .. sh(d)))
     return d
   end
 
@@ -75,7 +75,7 @@ describe("the ledger from the command line", function()
 
   -- start rivya in the background; returns its pid (rivya's own: exec)
   local function start(cwd, args, tag)
-    assert(os.execute(("(%s) </dev/null >%s 2>%s & echo $! >%s"):format(command_line(cwd, args),
+    assert(compat.execute(("(%s) </dev/null >%s 2>%s & echo $! >%s"):format(command_line(cwd, args),
       sh(cwd .. "/" .. tag .. ".out"), sh(cwd .. "/" .. tag .. ".err"), sh(cwd .. "/" .. tag .. ".pid"))))
     return tonumber(helper.read_file(cwd .. "/" .. tag .. ".pid"):match("%d+"))
   end
@@ -130,13 +130,13 @@ describe("the ledger from the command line", function()
   it("exits 1 before any request when another run holds the folder, naming its pid", function()
     local d = scratch("held")
     write_lines(d .. "/jobs.jsonl", { '{"prompt":"A held folder"}' })
-    assert(os.execute("mkdir -p " .. sh(d .. "/out/.rivya")))
+    assert(compat.execute("mkdir -p " .. sh(d .. "/out/.rivya")))
     -- a process holding the folder's lock: a Lua one-liner that waits
-    assert(os.execute(("cd %s && (%s -e %s & echo $! >holder.pid)"):format(sh(d), helper.LUA, sh(
+    assert(compat.execute(("cd %s && (%s -e %s & echo $! >holder.pid)"):format(sh(d), helper.LUA, sh(
       "local core = require 'rivya.core'; local l = assert(core.lock('out/.rivya/lock')); "
       .. "io.open('locked', 'w'):close(); os.execute('sleep 30')"))))
     local pid = tonumber(helper.read_file(d .. "/holder.pid"):match("%d+"))
-    finally(function() os.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
+    finally(function() compat.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
     for _ = 1, 400 do
       if helper.read_file(d .. "/locked") then break end
       helper.sleep(0.025)
@@ -160,7 +160,7 @@ describe("the ledger from the command line", function()
         sim:fault{ listener = "api", method = "POST", path = "/api/v1/generations", action = "delay",
           delay_ms = 1500, times = 1 }
         local pid = start(d, args, "first")
-        finally(function() os.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
+        finally(function() compat.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
         -- the create's row is committed, and the request has reached the simulator
         local db = d .. "/user-ledger.db"
         for _ = 1, 400 do
@@ -169,7 +169,7 @@ describe("the ledger from the command line", function()
           helper.sleep(0.025)
         end
         helper.sleep(0.3)
-        assert(os.execute("kill -INT " .. pid))
+        assert(compat.execute("kill -INT " .. pid))
         assert.is_true(wait_exit(pid))
         local err = helper.read_file(d .. "/first.err")
         assert.matches("rivya: interrupted", err)
@@ -194,11 +194,11 @@ describe("the ledger from the command line", function()
 
   it("names the task and the command after a save that fails, lists it pending and resumes it", function()
     local d = scratch("save")
-    assert(os.execute("mkdir -p " .. sh(d .. "/renders")))
+    assert(compat.execute("mkdir -p " .. sh(d .. "/renders")))
     sim:config{ task_seconds = 30 }
     finally(function() sim:config{ task_seconds = 0.05 } end)
     local pid = start(d, { "generate", "A save that fails", "-o", "renders/v.mp4", "-q" }, "gen")
-    finally(function() os.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
+    finally(function() compat.execute("kill -KILL " .. pid .. " 2>/dev/null") end)
     local db = d .. "/user-ledger.db"
     local id
     for _ = 1, 400 do
@@ -208,7 +208,7 @@ describe("the ledger from the command line", function()
     end
     assert.matches("^task_%w+$", id)
     -- the folder goes away while the task runs, then the task succeeds
-    assert(os.execute("rm -rf " .. sh(d .. "/renders")))
+    assert(compat.execute("rm -rf " .. sh(d .. "/renders")))
     sim:config{ task_seconds = 0 }
     assert.is_true(wait_exit(pid))
     local err = helper.read_file(d .. "/gen.err")
@@ -222,7 +222,7 @@ describe("the ledger from the command line", function()
     assert.are.equal("renders/v.mp4", pending.json[1].output)
     assert.is_false(pending.json[1].saved)
     -- the cause fixed, resume saves it, once
-    assert(os.execute("mkdir -p " .. sh(d .. "/renders")))
+    assert(compat.execute("mkdir -p " .. sh(d .. "/renders")))
     local r = ok(run(d, { "resume" }))
     assert.matches(id .. "  succeeded  renders/v.mp4", r.out, 1, true)
     assert.are.equal(SAMPLE, helper.read_file(d .. "/renders/v.mp4"))
@@ -239,7 +239,7 @@ describe("the ledger from the command line", function()
 
   it("refuses an output that cannot be written before creating anything", function()
     local d = scratch("dest")
-    assert(os.execute("mkdir -p " .. sh(d .. "/adir")))
+    assert(compat.execute("mkdir -p " .. sh(d .. "/adir")))
     for _, out in ipairs({ "missing/x.mp4", "adir", "/dev/null" }) do
       local r = run(d, { "generate", "Nowhere", "-o", out })
       assert.are.equal(3, r.code, r.err)

@@ -140,7 +140,7 @@ typedef struct rv_model {
   size_t prompt_max_code_points;     /* 0: no limit */
   const rv_param *params;
   const rv_references *references;   /* NULL: takes no reference media */
-  const rv_upload_rule *uploads;     /* NULL: the Files API defaults */
+  const rv_upload_rule *uploads;     /* NULL: takes no uploads (no limits) */
 } rv_model;
 
 typedef struct rv_catalog {

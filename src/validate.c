@@ -194,8 +194,11 @@ static const rv_model *check_model(lua_State *L, const rv_catalog *cat,
 /* the Files API rules that apply to model `m` (NULL: none) */
 static const rv_upload_rule *uploads_of(const rv_catalog *cat,
                                         const rv_model *m) {
-  if (m == NULL || m->uploads == NULL) return cat->defaults;
-  return m->uploads;
+  /* a model's rules are its reference_media limits: none, no uploads
+     (docs/api-contract.md, "Files") */
+  static const rv_upload_rule none[] = {{NULL, 0, NULL}};
+  if (m == NULL) return cat->defaults;
+  return m->uploads != NULL ? m->uploads : none;
 }
 
 /* the rule for `kind` in `rules`, or NULL when that kind is not accepted */
@@ -1032,6 +1035,11 @@ static int check_upload_run(lua_State *L) {
     kind_list[i] = rules[i].kind;
   kind_list[i] = NULL;
   kinds.list = kind_list;
+  if (m != NULL && i == 0)
+    rv_fail(L, "file", "a model that takes reference media", m->id,
+            "file: %s takes no reference media, so no uploads for it: upload "
+            "without a model, or name a model whose reference_media lists %s "
+            "files", m->id, lua_tostring(L, 2));
   if (!known(L, 2, &kinds)) {
     const char *list = push_names(L, &kinds);
     rv_fail_value(L, "file",

@@ -1,6 +1,7 @@
 --- rivya.cli.cmd.tasks: `rivya tasks`, the ledger's tasks, newest first.
 local util = require "rivya.cli.util"
 local flags = require "rivya.cli.flags"
+local compat = require "rivya.compat"
 
 local EXIT = util.EXIT
 
@@ -24,8 +25,7 @@ end
 -- the first 40 characters (code points) of a prompt, on one line
 local function short(prompt)
   prompt = tostring(prompt or ""):gsub("[%c]", " ")
-  local utf8 = rawget(_G, "utf8")   -- Lua 5.3+
-  if not utf8 then return prompt:sub(1, 40) end
+  local utf8 = compat.utf8
   local ok, len = pcall(utf8.len, prompt)
   if not ok or not len then return prompt:sub(1, 40) end
   if len <= 40 then return prompt end
