@@ -269,6 +269,23 @@ describe("the ledger", function()
     client:close()
   end)
 
+  it("resumes a create answered 2xx with a body that is not JSON: the task exists, 1 charge", function()
+    local client, path = new_client{ max_retries = 0 }
+    sim:fault{ listener = "api", method = "POST", path = CREATE, action = "invalid_json", times = 1 }
+    local req = request("answered but garbled")
+    local _, err = client:create(req)
+    assert.are.equal("bad_response", err.code)
+    assert.are.equal(1, sim:ledger().tasks_created)
+    local ledger = assert(rivya.ledger(path))
+    assert.are.equal("sending", ledger:tasks()[1].status)
+    local task = assert(client:create(req))
+    assert.are.equal(err.idempotency_key, task.idempotency_key)
+    assert.are.equal(1, sim:ledger().tasks_created)
+    assert.are.equal(1, sim:ledger().charges)
+    ledger:close()
+    client:close()
+  end)
+
   it("marks a refused create rejected: not pending, not resumed", function()
     local client, path = new_client()
     sim:config{ credits = 10 }

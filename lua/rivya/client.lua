@@ -754,10 +754,11 @@ function Client:create(req, o)
   return task
 end
 
--- A create the API may have made though no answer came: the row stays
--- `sending`, to be resumed under the same key
+-- A create the API may have made though no answer came (or a 2xx whose
+-- body could not be read): the row stays `sending`, to be resumed under the
+-- same key
 local function unanswered(err)
-  return err.status == nil or err.status >= 500 or err.status == 429 or err.status == 408
+  return err.status == nil or err.status < 300 or err.status >= 500 or err.status == 429 or err.status == 408
 end
 
 -- The create with a ledger. The request is identified by a hash of its
