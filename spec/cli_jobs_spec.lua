@@ -118,7 +118,7 @@ describe("rivya.cli.jobs without a subprocess", function()
         { stdout = broken, stderr = err, stdin = io.tmpfile(), tty = false })
       assert.are.equal(1, code)
       err:seek("set")
-      local text = err:read("a")
+      local text = err:read("*a")
       assert.matches("^rivya: internal error: [^\n]*disk full\n", text)
       if debug_on then
         assert.truthy(text:find("stack traceback", 1, true), text)
