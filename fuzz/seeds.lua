@@ -135,6 +135,28 @@ do   -- regression: a NaN Duration passed as a duration (spec/regressions_spec.l
   sim.regress_webm_nan = request("POST", "/api/v1/files", { AUTH, ct }, body)
   sim.regress_webm_nan_media = "M" .. nan
 end
+do   -- the catalog's other models, webhooks (no worker runs in the fuzzer: nothing is sent)
+  local JSON_CT = "Content-Type: application/json"
+  sim.generation_image = request("POST", "/api/v1/generations", { AUTH, JSON_CT },
+    '{"model":"z-image","prompt":"a kite","params":{"size":"1536x1024","steps":8,"guidance":2.5}}')
+  sim.generation_tts = request("POST", "/api/v1/generations", { AUTH, JSON_CT },
+    '{"model":"rivya-tts","prompt":"hello","params":{"voice":"ember","format":"wav","normalize":false}}')
+  sim.generation_chat = request("POST", "/api/v1/generations", { AUTH, JSON_CT },
+    '{"model":"rivya-chat","prompt":"hi"}')
+  sim.webhook_create = request("POST", "/api/v1/webhooks", { AUTH, JSON_CT },
+    '{"name":"r","url":"https://hooks.example.com/x","event_types":["generation.failed"]}')
+  sim.webhook_rejected = request("POST", "/api/v1/webhooks", { AUTH, JSON_CT },
+    '{"url":"https://[::ffff:10.0.0.1]:8443/x#f"}')
+  sim.webhook_patch = request("PATCH", "/api/v1/webhooks/whend_0123", { AUTH, JSON_CT },
+    '{"status":"disabled","name":null}')
+  sim.webhook_test = request("POST", "/api/v1/webhooks/whend_0123/test", { AUTH })
+  sim.webhook_deliveries = request("GET", "/api/v1/webhooks/whend_0123/deliveries", { AUTH })
+  sim.webhook_events = request("GET", "/api/v1/webhook-events", { AUTH })
+  sim.json_image = "J" .. '{"model":"z-image","prompt":"x","params":{"referenceMediaItems":'
+    .. '[{"url":"https://a.example/a.png","kind":"image"}],"steps":51}}'
+  sim.cdn_image = "C" .. request("GET", "/images/task_0123.png")
+  sim.cdn_audio = "C" .. request("GET", "/audio/task_0123.wav")
+end
 sim.json_valid = "J" .. GEN
 sim.json_refs = "J" .. REFS
 sim.json_types = "J" .. '{"model":"wan-2-7-video","prompt":"x","params":{"duration":10,"seed":"7","watermark":true}}'

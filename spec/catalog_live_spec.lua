@@ -14,13 +14,6 @@ local DOCUMENTED = { "id", "display_name", "category", "runtime", "base_credits"
 describe("the live catalog", function()
   local sim, dir
 
-  local function new_client(o)
-    local opts = { api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.05,
-      poll_interval = 0.05 }
-    for k, v in pairs(o or {}) do opts[k] = v end
-    return rivya.new(opts)
-  end
-
   local function requests(method, path)
     local n = 0
     for _, r in ipairs(sim:control("GET", "requests").data) do
@@ -42,7 +35,7 @@ describe("the live catalog", function()
   before_each(function() sim:reset() end)
 
   it("lists every model with the documented fields, fetched once per client", function()
-    local c = new_client()
+    local c = helper.client(sim)
     local models = assert(c:models())
     local ids = {}
     for _, m in ipairs(models) do
@@ -70,7 +63,7 @@ describe("the live catalog", function()
     local body, err = rivya.validate(req)
     assert.is_nil(body)
     assert.equal("model", err.field)
-    local c = new_client()
+    local c = helper.client(sim)
     body = assert(c:validate(req))
     assert.same({ steps = 12, size = "768x768", guidance = 4.5 }, body.params)
     assert.equal(4, c:estimate(req))
@@ -83,7 +76,7 @@ describe("the live catalog", function()
   end)
 
   it("checks a live model's params before sending: select, range, required", function()
-    local c = new_client()
+    local c = helper.client(sim)
     local _, err = c:create{ model = "z-image", prompt = "x", params = { steps = 51 } }
     assert.equal("params.steps", err.field)
     assert.equal("an integer from 1 to 50", err.expected)
@@ -97,7 +90,7 @@ describe("the live catalog", function()
   end)
 
   it("refuses models that are not callable, naming their status, before sending", function()
-    local c = new_client()
+    local c = helper.client(sim)
     for id, status in pairs({ ["veo-4-video"] = "coming_soon", ["studio-upscale"] = "studio_only" }) do
       local task, err = c:create{ model = id, prompt = "a wave" }
       assert.is_nil(task)
@@ -112,7 +105,7 @@ describe("the live catalog", function()
   end)
 
   it("estimates base_credits for FIXED billing, unknown otherwise", function()
-    local c = new_client()
+    local c = helper.client(sim)
     assert.equal(80, c:estimate{ model = "wan-2-7-video", prompt = "x" })
     local credits, err = c:estimate{ model = "rivya-tts", prompt = "Hello", params = { voice = "ember" } }
     assert.is_nil(credits)
@@ -140,7 +133,7 @@ describe("the live catalog", function()
 
   it("returns the catalog's failure from a create, sending no create", function()
     sim:fault{ method = "GET", path = "/api/v1/models", action = "respond", status = 500, times = 10 }
-    local c = new_client{ max_retries = 1 }
+    local c = helper.client(sim, { max_retries = 1 })
     local task, err = c:create{ model = "wan-2-7-video", prompt = "x" }
     assert.is_nil(task)
     assert.equal(500, err.status)
@@ -151,7 +144,7 @@ describe("the live catalog", function()
   end)
 
   it("fetches the catalog once for many creates at once in gather", function()
-    local c = new_client()
+    local c = helper.client(sim)
     local fns = {}
     for i = 1, 12 do fns[i] = function() return assert(c:create{ model = "z-image", prompt = "fox " .. i }).id end end
     local results = rivya.gather(fns)

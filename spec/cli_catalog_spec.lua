@@ -111,7 +111,8 @@ describe("the rivya command on the live catalog", function()
 
   it("generate --model z-image saves a .png named after what was downloaded", function()
     local r = ok(run({ "generate", "a red fox in snow", "--model", "z-image", "--steps", "12", "--size", "768x768",
-      "--guidance", "4.5", "--json" }))
+      "--guidance", "4.5", "--json" }, { state = scratch() .. "/state" }))
+    assert.equal(1, catalog_fetches())       -- one catalog for the command and its client
     local task = r.json[#r.json]
     assert.equal("succeeded", task.status)
     assert.matches("^task_%w+%.png$", task.output)

@@ -102,10 +102,30 @@ describe("rivya.cli.jobs without a subprocess", function()
       io.write(tostring(c))
       c:close()
     ]]
-    local p = io.popen(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=https://elsewhere.invalid SIM_URL=%s lua5.4 -e %s"):format(
-      helper.sh_quote(helper.KEY), helper.sh_quote(sim.url), helper.sh_quote(code)))
+    local p = io.popen(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=https://elsewhere.invalid SIM_URL=%s %s -e %s"):format(
+      helper.sh_quote(helper.KEY), helper.sh_quote(sim.url), helper.LUA, helper.sh_quote(code)))
     local shown = p:read("*a")
     p:close()
     assert.are.equal("rivya.Client(" .. sim.url .. ", key=none)", shown)
+  end)
+
+  it("reports a raise inside a command in one line, its stack only with RIVYA_DEBUG", function()
+    local cli = require "rivya.cli"
+    local broken = { write = function() error("disk full") end, flush = function() end }
+    for _, debug_on in ipairs({ false, true }) do
+      local err = io.tmpfile()
+      local code = cli.main({ "validate", "a boat" }, { RIVYA_DEBUG = debug_on and "1" or nil },
+        { stdout = broken, stderr = err, stdin = io.tmpfile(), tty = false })
+      assert.are.equal(1, code)
+      err:seek("set")
+      local text = err:read("a")
+      assert.matches("^rivya: internal error: [^\n]*disk full\n", text)
+      if debug_on then
+        assert.truthy(text:find("stack traceback", 1, true), text)
+      else
+        assert.are.equal(2, select(2, text:gsub("\n", "")), text)
+        assert.is_nil(text:find("traceback", 1, true), text)
+      end
+    end
   end)
 end)

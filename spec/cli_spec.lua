@@ -12,8 +12,8 @@ local RIVYA = ROOT .. "/bin/rivya"
 local PNG = ROOT .. "/examples/assets/first_frame.png"
 local JPEG = ROOT .. "/examples/assets/last_frame.jpg"
 local SAMPLE = ROOT .. "/sim/sample.mp4"
-local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
-  "estimate", "batch", "sweep" }
+local COMMANDS = { "generate", "upload", "status", "wait", "download", "tasks", "resume", "credits", "models",
+  "validate", "estimate", "batch", "sweep" }
 
 local function is_mp4(path)
   local data = helper.read_file(path)
@@ -414,8 +414,22 @@ describe("the rivya command", function()
       return d
     end
 
+    -- the folder's ledger (out/.rivya/ledger.db, read with the sqlite3 CLI) as
+    -- {lines = {["N"] = row}}: each line's latest attempt, found by its output
+    local OUTPUT_LINE = { ["line-01.mp4"] = 1, ["tram.mp4"] = 2, ["line-03.mp4"] = 3, ["line-04.mp4"] = 4 }
     local function state_of(d)
-      return decode(helper.read_file(d .. "/out/rivya-state.json") or "")
+      local db = d .. "/out/.rivya/ledger.db"
+      if not helper.read_file(db) then return nil end
+      local p = io.popen(("sqlite3 -json %s %s 2>/dev/null"):format(sh(db), sh(
+        "SELECT key AS idempotency_key, id AS task_id, status, output, attempt FROM tasks ORDER BY attempt")))
+      local rows = decode(p:read("*a")) or {}
+      p:close()
+      local lines = {}
+      for _, row in ipairs(rows) do
+        local n = OUTPUT_LINE[tostring(row.output):match("([^/]*)$")]
+        if n then lines[tostring(n)] = row end
+      end
+      return { lines = lines }
     end
 
     local function task_ids(state)
@@ -459,7 +473,7 @@ describe("the rivya command", function()
       assert.are.equal(0, sim:ledger().requests)
     end)
 
-    it("runs every line together, records each task in the state file and saves every video", function()
+    it("runs every line together, records each task in the folder's ledger and saves every video", function()
       local d = batch_dir()
       local r = ok(run({ "batch", "jobs.jsonl", "--concurrency", "4", "--out-dir", "out", "--json" }, { cwd = d }))
       assert.are.equal(4, #r.json)
@@ -479,7 +493,7 @@ describe("the rivya command", function()
       assert.are.equal(4, ledger.tasks_created)
       assert.are.equal(1, ledger.files)
       assert.are.equal(0, ledger.cdn_auth_violations)
-      assert.is_nil(helper.read_file(d .. "/out/rivya-state.json"):find(helper.KEY, 1, true))
+      assert.is_nil(helper.read_file(d .. "/out/.rivya/ledger.db"):find(helper.KEY, 1, true))
       -- a second run finds everything done and creates nothing
       r = ok(run({ "batch", "jobs.jsonl", "--out-dir", "out", "--json" }, { cwd = d }))
       for _, res in ipairs(r.json) do assert.is_true(res.resumed) end
@@ -527,15 +541,14 @@ describe("the rivya command", function()
       for _, path in ipairs(outputs(d)) do assert.is_true(is_mp4(path), path) end
     end)
 
-    it("replays, not re-creates, a task whose id never reached the state file", function()
+    it("replays, not re-creates, a task whose id never reached the ledger", function()
       local d = batch_dir()
       local first = ok(run({ "batch", "jobs.jsonl", "--out-dir", "out", "--json" }, { cwd = d }))
       local before = {}
       for _, res in ipairs(first.json) do before[res.line] = res.task_id end
-      -- the state as a kill right after each create would have left it
-      local state = state_of(d)
-      for _, e in pairs(state.lines) do e.task_id, e.status, e.output = nil, nil, nil end
-      helper.write_file(d .. "/out/rivya-state.json", cjson.encode(state))
+      -- the ledger as a kill right before each answer was recorded would have left it
+      assert(compat.execute(("sqlite3 %s %s"):format(sh(d .. "/out/.rivya/ledger.db"), sh(
+        "UPDATE tasks SET id = NULL, status = 'sending', saved_path = NULL, saved_at = NULL, owner_pid = NULL"))))
       for _, path in ipairs(outputs(d)) do os.remove(path) end
       local r = ok(run({ "batch", "jobs.jsonl", "--out-dir", "out", "--json" }, { cwd = d }))
       for _, res in ipairs(r.json) do assert.are.equal(before[res.line], res.task_id) end

@@ -649,13 +649,13 @@ describe("hardening against hostile input", function()
     -- bin/rivya with `env` (RIVYA_BASE_URL, RIVYA_API_KEY, ...) under a 60 s
     -- guard; returns the exit status (124: still running at the guard), stdout, stderr
     local function rivya_cli(args, env)
-      local set = {}
+      local set = { helper.sh_quote("RIVYA_LEDGER=" .. dir .. "/ledger.db") }
       for k, v in pairs(env) do set[#set + 1] = helper.sh_quote(k .. "=" .. v) end
       local quoted = {}
       for i, a in ipairs(args) do quoted[i] = helper.sh_quote(a) end
       local out, err = dir .. "/cli.out", dir .. "/cli.err"
-      local _, how, code = compat.execute(("env %s timeout 60 %s %s </dev/null >%s 2>%s"):format(
-        table.concat(set, " "), helper.sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "),
+      local _, how, code = compat.execute(("env %s timeout 60 %s %s %s </dev/null >%s 2>%s"):format(
+        table.concat(set, " "), helper.LUA, helper.sh_quote(helper.ROOT .. "/bin/rivya"), table.concat(quoted, " "),
         helper.sh_quote(out), helper.sh_quote(err)))
       return how == "exit" and code or -1, helper.read_file(out) or "", helper.read_file(err) or ""
     end

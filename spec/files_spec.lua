@@ -40,8 +40,7 @@ describe("files API", function()
 
   setup(function()
     sim = helper.start_sim{ args = { "--task-seconds", "0.2", "--credits", "100000" } }
-    client = rivya.new{ api_key = helper.KEY, base_url = sim.url, poll_interval = 0.05,
-      retry_base = 0.01, retry_cap = 0.05 }
+    client = helper.client(sim)
     dir = helper.tmpdir()
     video = helper.ROOT .. "/sim/sample.mp4"
   end)

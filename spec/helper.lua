@@ -87,6 +87,19 @@ function helper.heap_steady(fn, ...)
   return compat.unpack(r, 2, r.n)
 end
 
+--- Full collections until the heap stops shrinking (at most 30): LuaJIT
+-- halves its string table at most once a cycle, so after a spec that made
+-- many strings, the shrinking would land inside a measure.
+function helper.settle_heap()
+  local kb = collectgarbage("count")
+  for _ = 1, 30 do
+    collectgarbage()
+    local now = collectgarbage("count")
+    if now >= kb then return end
+    kb = now
+  end
+end
+
 --- LuaJIT's compiler off and its traces flushed until the function
 -- returned is called (for busted's finally); elsewhere nothing.
 function helper.jit_pause()
@@ -123,14 +136,25 @@ function helper.ls(dir)
 end
 
 --- Open file descriptors of this process: the entries of /proc/<pid>/fd,
--- listed by a child (the pipe to it is open, and counted, every time). The
--- least of three readings: a descriptor in the middle of being closed can
--- show once, a leaked one shows every time.
+-- listed by a child (the pipe to it is not counted). The least of three
+-- readings: a descriptor in the middle of being closed can show once, a
+-- leaked one shows every time.
 function helper.fd_count()
   local pid = (read_file("/proc/self/stat") or ""):match("^(%d+)")
   local dir = "/proc/" .. assert(pid, "no /proc/self/stat") .. "/fd"
+  -- the pipe to the lister is left out, both its ends: until this process
+  -- has closed its copy of the child's end (just after the spawn), the child
+  -- can see it, and on a loaded machine three readings in a row did
+  local script = 'me=$(readlink /proc/$$/fd/1); for f in ' .. dir .. '/*; do '
+    .. 'l=$(readlink "$f") || continue; [ "$l" = "$me" ] || echo; done'
   local n = math.huge
-  for _ = 1, 3 do n = math.min(n, #helper.ls(dir)) end
+  for _ = 1, 3 do
+    local p = io.popen("sh -c " .. sh_quote(script))
+    local count = 0
+    for _ in p:lines() do count = count + 1 end
+    p:close()
+    n = math.min(n, count)
+  end
   return n
 end
 
@@ -222,7 +246,7 @@ function helper.cli(sim, dir, args, o)
     stdin = dir .. "/stdin"
     helper.write_file(stdin, o.stdin)
   end
-  local _, how, code = os.execute(("cd %s && %s <%s >%s 2>%s"):format(sh_quote(o.cwd or dir), cmd,
+  local _, how, code = compat.execute(("cd %s && %s <%s >%s 2>%s"):format(sh_quote(o.cwd or dir), cmd,
     sh_quote(stdin), sh_quote(dir .. "/out"), sh_quote(dir .. "/err")))
   local r = { code = how == "exit" and code or -1, out = read_file(dir .. "/out") or "",
     err = read_file(dir .. "/err") or "", json = {} }

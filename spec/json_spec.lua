@@ -67,8 +67,7 @@ describe("rivya.json.decode", function()
       "created_at":"2026-01-01T00:00:00Z","error":null,"output":null,"finished_at":null,"usage":null}]]
     local function heap_of(decode)
       local keep = {}
-      collectgarbage()
-      collectgarbage()
+      helper.settle_heap()
       local base = collectgarbage("count")
       for i = 1, 1000 do keep[i] = decode(text) end
       collectgarbage()
@@ -92,6 +91,55 @@ describe("rivya.json.encode", function()
     s, err = json.encode({ x = 0 / 0 })
     assert.is_nil(s)
     assert.is_string(err)
+  end)
+end)
+
+-- Integers on the wire on every interpreter: 5.1, 5.2 and LuaJIT hold them as
+-- doubles (exact up to 2^53), and lua-cjson writes numbers with "%.14g".
+describe("integers on the wire", function()
+  local rivya = require "rivya"
+  local catalog = require "rivya.catalog"
+  local MAX = 9007199254740991   -- 2^53 - 1
+
+  it("encodes whole numbers up to 2^53 with every digit, and decodes them back", function()
+    local text = json.encode({ a = MAX, b = MAX + 1, c = -MAX, d = 123456789012345, e = 100000000000000,
+      f = 99999999999999, g = 4000000000, h = { 1e15, 2 ^ 52 + 1 } })
+    assert.matches('"a":9007199254740991[,}]', text)
+    assert.matches('"b":9007199254740992[,}]', text)
+    assert.matches('"c":%-9007199254740991[,}]', text)
+    assert.matches('"d":123456789012345[,}]', text)
+    assert.matches('"e":100000000000000[,}]', text)
+    assert.matches('"f":99999999999999[,}]', text)
+    assert.matches('"g":4000000000[,}]', text)
+    assert.matches('"h":%[1000000000000000,4503599627370497%]', text)
+    assert.is_nil(text:find("e+", 1, true))
+    local v = assert(json.decode(text))
+    assert.are.equal(MAX, v.a)
+    assert.are.equal("integer", compat.math_type(v.a))
+    assert.are.equal(-MAX, v.c)
+    assert.are.equal(123456789012345, v.d)
+    assert.are.equal(2 ^ 52 + 1, v.h[2])
+    -- floats and magnitudes beyond 2^63 stay cjson's
+    assert.are.equal('[0.5,1e+300]', json.encode({ 0.5, 1e300 }))
+  end)
+
+  it("leaves a string that looks like its own marker a string", function()
+    local s = "\1rivya-int-00000000:5\1"
+    local text = json.encode({ s = s, n = MAX })
+    assert.are.equal(s, assert(json.decode(text)).s)
+    assert.matches('"n":9007199254740991', text)
+  end)
+
+  it("gives the same integers from the C core: a seed of 2^31 - 1, and sizes to 2^53 - 1 in messages", function()
+    local body = assert(rivya.validate({ model = "wan-2-7-video", prompt = "p", params = { seed = 2147483647 } }))
+    assert.matches('"seed":2147483647[,}]', json.encode(body))
+    assert.are.equal("integer", compat.math_type(body.params.seed))
+    -- 10.5 is no integer on any version (a 5.1 lua_tointeger would truncate it to 10)
+    assert.is_nil(rivya.validate({ model = "wan-2-7-video", prompt = "p", params = { seed = 10.5 } }))
+    assert.is_nil(rivya.validate({ model = "wan-2-7-video", prompt = "p", params = { seed = "9007199254740993" } }))
+    local ok, err = catalog.snapshot():check_upload(nil, "video", "video/mp4", MAX)
+    assert.is_nil(ok)
+    assert.are.equal("9007199254740991 bytes", err.got)
   end)
 end)
 

@@ -91,7 +91,7 @@ describe("the SQLite binding", function()
   it("locks a folder against a second process and names the holder's pid", function()
     local path = dir .. "/lock"
     local lock = assert(core.lock(path))
-    local p = io.popen(("lua5.4 -e %s"):format(helper.sh_quote(
+    local p = io.popen((helper.LUA .. " -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; local l, e, pid = core.lock(" .. ("%q"):format(path)
       .. "); io.write(tostring(l), ' ', tostring(pid))")))
     local out = p:read("*a")
@@ -100,7 +100,7 @@ describe("the SQLite binding", function()
     assert.are.equal("nil " .. self_pid, out)
     lock:unlock()
     lock:unlock()
-    p = io.popen(("lua5.4 -e %s"):format(helper.sh_quote(
+    p = io.popen((helper.LUA .. " -e %s"):format(helper.sh_quote(
       "local core = require 'rivya.core'; io.write(tostring(core.lock(" .. ("%q"):format(path) .. ") ~= nil))")))
     out = p:read("*a")
     p:close()
@@ -269,6 +269,23 @@ describe("the ledger", function()
     client:close()
   end)
 
+  it("resumes a create answered 2xx with a body that is not JSON: the task exists, 1 charge", function()
+    local client, path = new_client{ max_retries = 0 }
+    sim:fault{ listener = "api", method = "POST", path = CREATE, action = "invalid_json", times = 1 }
+    local req = request("answered but garbled")
+    local _, err = client:create(req)
+    assert.are.equal("bad_response", err.code)
+    assert.are.equal(1, sim:ledger().tasks_created)
+    local ledger = assert(rivya.ledger(path))
+    assert.are.equal("sending", ledger:tasks()[1].status)
+    local task = assert(client:create(req))
+    assert.are.equal(err.idempotency_key, task.idempotency_key)
+    assert.are.equal(1, sim:ledger().tasks_created)
+    assert.are.equal(1, sim:ledger().charges)
+    ledger:close()
+    client:close()
+  end)
+
   it("marks a refused create rejected: not pending, not resumed", function()
     local client, path = new_client()
     sim:config{ credits = 10 }
@@ -407,8 +424,7 @@ describe("the ledger", function()
   end)
 
   it("returns err.task for a failure after the create without a ledger too", function()
-    local client = rivya.new{ api_key = helper.KEY, base_url = sim.url, poll_interval = 0.05,
-      retry_base = 0.01, retry_cap = 0.05, max_retries = 0 }
+    local client = helper.client(sim, { max_retries = 0 })
     sim:fault{ listener = "api", method = "GET", path = "/api/v1/generations/", action = "respond",
       status = 401, times = 1, body = '{"error":{"code":"invalid_api_key","message":"no"}}' }
     local task, err = client:generate(request("polled out"))
@@ -419,7 +435,7 @@ describe("the ledger", function()
 
   it("opens the default path from RIVYA_LEDGER or XDG_STATE_HOME, and none with RIVYA_LEDGER=off", function()
     local function run(env, code)
-      local p = io.popen(("env %s lua5.4 -e %s 2>&1"):format(env, helper.sh_quote(code)))
+      local p = io.popen(("env %s %s -e %s 2>&1"):format(env, helper.LUA, helper.sh_quote(code)))
       local out = p:read("*a")
       p:close()
       return out

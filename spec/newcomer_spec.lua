@@ -4,6 +4,7 @@
 local helper = require "helper"
 local rivya = require "rivya"
 local cjson = require "cjson.safe"
+local compat = require "rivya.compat"
 
 local sh = helper.sh_quote
 local PNG = helper.ROOT .. "/examples/assets/first_frame.png"
@@ -44,7 +45,7 @@ describe("the rivya command as a newcomer meets it", function()
   local function scratch()
     serial = serial + 1
     local d = ("%s/run-%d"):format(tmp, serial)
-    assert(os.execute("mkdir -p " .. sh(d)))
+    assert(compat.execute("mkdir -p " .. sh(d)))
     return d
   end
 
@@ -61,7 +62,7 @@ describe("the rivya command as a newcomer meets it", function()
     it("fits the live line to the terminal's own width, 60 and 120 columns, whatever $COLUMNS says (1)", function()
       local d = scratch()
       local long = d .. "/a-reference-frame-with-a-rather-long-descriptive-file-name.png"
-      assert(os.execute(("cp %s %s"):format(sh(PNG), sh(long))))
+      assert(compat.execute(("cp %s %s"):format(sh(PNG), sh(long))))
       sim:config{ task_seconds = 600, task_polls = 4 }
       local narrow = ok(helper.cli(sim, d, { "generate", "a boat", "--ref", long, "-o", "n.mp4" },
         { pty = { cols = 60 }, env = { TERM = "xterm", COLUMNS = "200" } }))
@@ -86,7 +87,7 @@ describe("the rivya command as a newcomer meets it", function()
       local ledger = sim.url .. "/__sim/ledger"
       -- a long name: the upload's line is wider than 100 columns before the resize
       local long = d .. "/a-reference-frame-with-a-rather-long-descriptive-file-name.png"
-      assert(os.execute(("cp %s %s"):format(sh(PNG), sh(long))))
+      assert(compat.execute(("cp %s %s"):format(sh(PNG), sh(long))))
       helper.write_file(d .. "/run.sh", table.concat({
         "stty cols 120 rows 24",
         ("env %s %s generate 'a boat' --ref %s -o r.mp4 &"):format(env, sh(helper.ROOT .. "/bin/rivya"), sh(long)),
@@ -98,7 +99,7 @@ describe("the rivya command as a newcomer meets it", function()
         ("curl -s -X POST -d '{\"task_polls\": 1}' %s/__sim/config >/dev/null"):format(sh(sim.url)),
         "wait $pid",
       }, "\n") .. "\n")
-      local _, how, code = os.execute(("cd %s && script -qfec 'sh run.sh' /dev/null >out 2>err </dev/null")
+      local _, how, code = compat.execute(("cd %s && script -qfec 'sh run.sh' /dev/null >out 2>err </dev/null")
         :format(sh(d)))
       assert.are.equal("exit", how)
       assert.are.equal(0, code)

@@ -2,6 +2,7 @@
 -- every command of its "The `rivya` command" section, in order, in one
 -- shell, against the rivya-sim the section itself starts (issue 14, item 16).
 local helper = require "helper"
+local compat = require "rivya.compat"
 
 local sh = helper.sh_quote
 
@@ -31,10 +32,10 @@ describe("the README's CLI section", function()
     assert.is_true(#lines >= 15, #lines .. " commands")
     -- a copy of the checkout's layout (links) to run in, so nothing lands in the checkout
     local work = dir .. "/checkout"
-    assert(os.execute("mkdir -p " .. sh(work)))
+    assert(compat.execute("mkdir -p " .. sh(work)))
     local layout = { "Makefile", "src", "sim", "lua", "bin", "examples", "build", "spec", "rivya-scm-1.rockspec" }
     for _, name in ipairs(layout) do
-      assert(os.execute(("ln -s %s %s"):format(sh(helper.ROOT .. "/" .. name), sh(work .. "/" .. name))))
+      assert(compat.execute(("ln -s %s %s"):format(sh(helper.ROOT .. "/" .. name), sh(work .. "/" .. name))))
     end
     local script = { "cd " .. sh(work), "export RIVYA_LEDGER=" .. sh(dir .. "/ledger.db"),
       "export XDG_STATE_HOME=" .. sh(dir .. "/state"), "unset RIVYA_API_KEY RIVYA_BASE_URL MAKEFLAGS MAKELEVEL" }
@@ -44,7 +45,7 @@ describe("the README's CLI section", function()
     end
     script[#script + 1] = "kill \"$(sed -E 's/.*\"pid\":([0-9]+).*/\\1/;q' sim.json)\""
     helper.write_file(dir .. "/run.sh", table.concat(script, "\n") .. "\n")
-    local _, how, code = os.execute(("bash %s >%s 2>%s </dev/null"):format(sh(dir .. "/run.sh"),
+    local _, how, code = compat.execute(("bash %s >%s 2>%s </dev/null"):format(sh(dir .. "/run.sh"),
       sh(dir .. "/out"), sh(dir .. "/err")))
     local log = (helper.read_file(dir .. "/out") or "") .. (helper.read_file(dir .. "/err") or "")
     assert.are.same({ "exit", 0 }, { how, code }, log)

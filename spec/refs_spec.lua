@@ -42,8 +42,8 @@ describe("rivya.refs", function()
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = sh(a) end
     local out, err = dir .. "/out", dir .. "/err"
-    local _, _, code = compat.execute(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=%s %s %s >%s 2>%s </dev/null"):format(
-      sh(helper.KEY), sh(sim.url), sh(RIVYA), table.concat(quoted, " "), sh(out), sh(err)))
+    local _, _, code = compat.execute(("env RIVYA_API_KEY=%s RIVYA_BASE_URL=%s %s %s %s >%s 2>%s </dev/null"):format(
+      sh(helper.KEY), sh(sim.url), helper.LUA, sh(RIVYA), table.concat(quoted, " "), sh(out), sh(err)))
     return code, helper.read_file(out), helper.read_file(err)
   end
 

@@ -10,8 +10,7 @@ describe("tolerance of documented variants", function()
 
   setup(function()
     sim = helper.start_sim{ args = { "--task-seconds", "30", "--credits", "1000" } }
-    client = rivya.new{ api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.05,
-      poll_interval = 0.05 }
+    client = helper.client(sim)
     dir = helper.tmpdir()
   end)
 

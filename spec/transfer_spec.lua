@@ -60,10 +60,7 @@ describe("downloads", function()
   local sim, dir, task
 
   local function new_client(opts)
-    local o = { api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.02,
-      poll_interval = 0.05, max_retries = 0 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
+    return helper.client(sim, { retry_cap = 0.02, max_retries = 0 }, opts)
   end
 
   -- a task whose result is served by `server` at `path`
@@ -297,9 +294,7 @@ describe("uploads", function()
   local sim, dir
 
   local function new_client(opts)
-    local o = { api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.02 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return rivya.new(o)
+    return helper.client(sim, { retry_cap = 0.02 }, opts)
   end
 
   local function sha256(path)

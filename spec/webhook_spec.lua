@@ -131,8 +131,7 @@ describe("client:webhooks against rivya-sim", function()
     server = assert(socket.bind("127.0.0.1", 0))
     port = select(2, server:getsockname())
     server:settimeout(20)       -- a bound on a wait, not an assertion on time
-    client = rivya.new{ api_key = helper.KEY, base_url = sim.url, retry_base = 0.01, retry_cap = 0.05,
-      poll_interval = 0.05 }
+    client = helper.client(sim)
   end)
 
   teardown(function()

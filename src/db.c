@@ -13,6 +13,7 @@
 ** core.lock(path) -> lock | nil, err, holder_pid
 **   lock:unlock()                             (idempotent; also __gc, __close)
 ** core.sha256_file(path) -> hex | nil, message  (a saved result, for the ledger)
+** core.sqlite_memory() -> bytes in use, high-water mark (benchmarks)
 **
 ** Values are bound and read with their types: Lua integers stay 64-bit
 ** integers, floats doubles, strings text (blobs come back as strings),
@@ -350,6 +351,13 @@ static int lock_unlock(lua_State *L) {
   return 0;
 }
 
+/* core.sqlite_memory() -> bytes SQLite holds now, its high-water mark */
+static int db_memory(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)sqlite3_memory_used());
+  lua_pushinteger(L, (lua_Integer)sqlite3_memory_highwater(0));
+  return 2;
+}
+
 /*
 ** core.sha256_file(path) -> 64 hex digits | nil, message
 ** The file is mapped, not read into Lua: a saved video may be large.
@@ -359,14 +367,8 @@ static int file_sha256(lua_State *L) {
   struct stat st;
   char hex[65];
   void *p;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    int e = fd < 0 ? errno : EINVAL;
-    if (fd >= 0) close(fd);
-    lua_pushnil(L);
-    lua_pushstring(L, e == EINVAL ? "not a regular file" : strerror(e));
-    return 2;
-  }
+  int fd = rv_open_regular(L, path, &st);
+  if (fd < 0) return 2;
   if (st.st_size == 0) {
     close(fd);
     rv_sha256_hex((const unsigned char *)"", 0, hex);
@@ -436,6 +438,8 @@ int rv_db_open(lua_State *L) {
   lua_setfield(L, -2, "lock");
   lua_pushcfunction(L, file_sha256);
   lua_setfield(L, -2, "sha256_file");
+  lua_pushcfunction(L, db_memory);
+  lua_setfield(L, -2, "sqlite_memory");
   lua_pushstring(L, sqlite3_libversion());
   lua_setfield(L, -2, "sqlite_version");
   return 0;

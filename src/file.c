@@ -21,6 +21,23 @@ static const char *type_name(mode_t m) {
 }
 
 /*
+** Open `path` for reading without blocking (a FIFO swapped in cannot hang
+** the caller) and keep it only when it is a regular file: the descriptor,
+** with *st filled by fstat; else -1 with nil, message pushed.
+*/
+int rv_open_regular(lua_State *L, const char *path, struct stat *st) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+    int e = fd < 0 ? errno : EINVAL;
+    if (fd >= 0) close(fd);
+    lua_pushnil(L);
+    lua_pushstring(L, e == EINVAL ? "not a regular file" : strerror(e));
+    return -1;
+  }
+  return fd;
+}
+
+/*
 ** core.stat(path) -> {type=, size=, mtime=, readable=} | nil, message
 ** Follows symlinks, as opening the file would.
 */
@@ -57,14 +74,8 @@ static int file_read_head(lua_State *L) {
   ssize_t got = 0;
   int fd;
   luaL_argcheck(L, n > 0 && n <= (lua_Integer)sizeof buf, 2, "1 to 256 bytes");
-  fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    int e = fd < 0 ? errno : EINVAL;
-    if (fd >= 0) close(fd);
-    lua_pushnil(L);
-    lua_pushstring(L, e == EINVAL ? "not a regular file" : strerror(e));
-    return 2;
-  }
+  fd = rv_open_regular(L, path, &st);
+  if (fd < 0) return 2;
   while (got < (ssize_t)n) {
     ssize_t r = read(fd, buf + got, (size_t)n - (size_t)got);
     if (r < 0 && errno == EINTR) continue;

@@ -140,7 +140,7 @@ typedef struct rv_model {
   size_t prompt_max_code_points;     /* 0: no limit */
   const rv_param *params;
   const rv_references *references;   /* NULL: takes no reference media */
-  const rv_upload_rule *uploads;     /* NULL: the Files API defaults */
+  const rv_upload_rule *uploads;     /* NULL: takes no uploads (no limits) */
 } rv_model;
 
 typedef struct rv_catalog {
@@ -189,7 +189,9 @@ typedef size_t (*rv_media_reader)(void *ctx, unsigned long long off, unsigned ch
 const char *rv_media_verify(rv_media_reader read, void *ctx, unsigned long long size, int *exact);
 
 /* local files for uploads (file.c) */
+struct stat;
 int rv_file_open(lua_State *L);      /* pushes core.stat, core.read_head */
+int rv_open_regular(lua_State *L, const char *path, struct stat *st);
 int rv_tidy_open(lua_State *L);      /* pushes core.json_tidy (tidy.c) */
 int rv_term_open(lua_State *L);      /* pushes core.isatty, core.term_size (term.c) */
 

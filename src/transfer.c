@@ -231,7 +231,7 @@ long long rv_transfer_next_check(const rv_transfer *T) {
 ** media (bool: the output must be a whole image/video/audio file),
 ** max_file (bytes of output), min_rate (bytes a second over each
 ** rate_window seconds), https_only (bool: no http://, redirects included),
-** close (bool: the connection is not kept for another transfer).
+** close (bool: a fresh connection, not kept for another transfer).
 */
 int rv_transfer_start(lua_State *L) {
   rv_session *S = rv_check_session(L, 1);
@@ -307,9 +307,12 @@ int rv_transfer_start(lua_State *L) {
   maxb = rv_opt_number(L, 2, "max_file", 0);
   T->max_file = maxb >= 1 ? (maxb < 9.2e18 ? (curl_off_t)maxb : (curl_off_t)9200000000000000000.0) : 0;
   T->media = rv_opt_bool(L, 2, "media");
-  /* close the connection after this transfer (the catalog fetch: the next
-     request, a create, starts on a connection of its own) */
-  if (rv_opt_bool(L, 2, "close")) curl_easy_setopt(T->easy, CURLOPT_FORBID_REUSE, 1L);
+  /* a connection of its own, closed after this transfer (the catalog fetch:
+     it neither closes a warm connection nor leaves one for the next request) */
+  if (rv_opt_bool(L, 2, "close")) {
+    curl_easy_setopt(T->easy, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(T->easy, CURLOPT_FORBID_REUSE, 1L);
+  }
   if (rv_opt_bool(L, 2, "follow")) {
     /* only transfers without the key may follow: the key never leaves the API */
     if (auth) return luaL_error(L, "rivya: an authenticated request cannot follow redirects");

@@ -48,14 +48,8 @@ static int upload_open(lua_State *L) {
   int fd;
   F->fd = -1;
   luaL_setmetatable(L, RV_UPLOAD_MT);
-  fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    int e = fd < 0 ? errno : EINVAL;
-    if (fd >= 0) close(fd);
-    lua_pushnil(L);
-    lua_pushstring(L, e == EINVAL ? "not a regular file" : strerror(e));
-    return 2;
-  }
+  fd = rv_open_regular(L, path, &st);
+  if (fd < 0) return 2;
   F->fd = fd;
   F->size = (curl_off_t)st.st_size;
   F->mtime = st.st_mtim;

@@ -194,8 +194,11 @@ static const rv_model *check_model(lua_State *L, const rv_catalog *cat,
 /* the Files API rules that apply to model `m` (NULL: none) */
 static const rv_upload_rule *uploads_of(const rv_catalog *cat,
                                         const rv_model *m) {
-  if (m == NULL || m->uploads == NULL) return cat->defaults;
-  return m->uploads;
+  /* a model's rules are its reference_media limits: none, no uploads
+     (docs/api-contract.md, "Files") */
+  static const rv_upload_rule none[] = {{NULL, 0, NULL}};
+  if (m == NULL) return cat->defaults;
+  return m->uploads != NULL ? m->uploads : none;
 }
 
 /* the rule for `kind` in `rules`, or NULL when that kind is not accepted */
@@ -582,6 +585,23 @@ static void fail_missing(lua_State *L, int item, const char *field,
 }
 
 /*
+** The value at `idx` must be a table (`expected` says which); a string is
+** taken for a local path, which only client:create and client:generate
+** upload, and the message says so.
+*/
+static void need_table(lua_State *L, int idx, const char *field,
+                       const char *expected) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *got = rv_describe(L, idx);
+    rv_fail(L, field, expected, got,
+         "%s: expected %s; got %s: local paths are uploaded by client:create "
+         "and client:generate, while rivya.validate needs file tables",
+         field, expected, got);
+  }
+  if (lua_type(L, idx) != LUA_TTABLE) rv_fail_value(L, field, expected, idx);
+}
+
+/*
 ** Check reference `i` (at `item`) of model `m` and push it in the form the
 ** API takes: {url, kind, name?, mimeType?, durationSeconds?, durationToken?}.
 ** Counts it in `counts` by kind.
@@ -593,15 +613,7 @@ static void check_item(lua_State *L, const rv_catalog *cat, const rv_model *m,
   char prefix[PREFIX_LEN], field[FIELD_LEN];
   int f, kind = -1, out;
   snprintf(prefix, sizeof prefix, "params.%s[%d]", RV_REFERENCES_KEY, i);
-  if (lua_type(L, item) == LUA_TSTRING) {
-    const char *got = rv_describe(L, item);
-    rv_fail(L, prefix, "a file table from client:upload", got,
-         "%s: expected a file table from client:upload; got %s: local paths "
-         "are uploaded by client:create and client:generate, while "
-         "rivya.validate needs file tables", prefix, got);
-  }
-  if (lua_type(L, item) != LUA_TTABLE)
-    rv_fail_value(L, prefix, "a file table from client:upload", item);
+  need_table(L, item, prefix, "a file table from client:upload");
   lua_createtable(L, 0, 6);
   out = lua_gettop(L);
   for (f = 0; item_fields[f].name != NULL; f++) {
@@ -743,15 +755,7 @@ static void check_references(lua_State *L, const rv_catalog *cat,
     lua_pop(L, 1);
     return;
   }
-  if (lua_type(L, list) == LUA_TSTRING) {
-    const char *got = rv_describe(L, list);
-    rv_fail(L, field, "an array of file tables from client:upload", got,
-         "%s: expected an array of file tables from client:upload; got %s: "
-         "local paths are uploaded by client:create and client:generate, "
-         "while rivya.validate needs file tables", field, got);
-  }
-  if (lua_type(L, list) != LUA_TTABLE)
-    rv_fail_value(L, field, "an array of file tables from client:upload", list);
+  need_table(L, list, field, "an array of file tables from client:upload");
   /* a sequence: keys 1..n and nothing else */
   lua_pushnil(L);
   while (lua_next(L, list) != 0) {
@@ -935,13 +939,18 @@ static int estimate_run(lua_State *L) {
 ** (else raises); body is the JSON-ready create body, warnings an array of
 ** strings (empty when none).
 */
-int rv_validate(lua_State *L) {
+/* cat:method(req): the arguments checked, then `run` protected */
+static int catalog_call(lua_State *L, lua_CFunction run, int nresults) {
   rv_catalog_check(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
-  return rv_protect(L, validate_run, 2, 2);
+  return rv_protect(L, run, 2, nresults);
+}
+
+int rv_validate(lua_State *L) {
+  return catalog_call(L, validate_run, 2);
 }
 
 /*
@@ -951,12 +960,7 @@ int rv_validate(lua_State *L) {
 ** with code "unknown".
 */
 int rv_estimate(lua_State *L) {
-  rv_catalog_check(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  lua_pushvalue(L, 1);
-  lua_pushvalue(L, 2);
-  return rv_protect(L, estimate_run, 2, 1);
+  return catalog_call(L, estimate_run, 1);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1031,6 +1035,11 @@ static int check_upload_run(lua_State *L) {
     kind_list[i] = rules[i].kind;
   kind_list[i] = NULL;
   kinds.list = kind_list;
+  if (m != NULL && i == 0)
+    rv_fail(L, "file", "a model that takes reference media", m->id,
+            "file: %s takes no reference media, so no uploads for it: upload "
+            "without a model, or name a model whose reference_media lists %s "
+            "files", m->id, lua_tostring(L, 2));
   if (!known(L, 2, &kinds)) {
     const char *list = push_names(L, &kinds);
     rv_fail_value(L, "file",

@@ -418,7 +418,7 @@ function Client:_catalog()
   while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
   self.catalog_fetching = true
-  local ok, v, err = pcall(self._api, self, "GET", "/models", { auth = false, close = true })
+  local ok, v, err = compat.ypcall(self._api, self, "GET", "/models", { auth = false, close = true })
   self.catalog_fetching = nil
   if not ok then error(v, 0) end
   if not v then return nil, err end
@@ -434,6 +434,12 @@ function Client:_catalog()
   return models, self.catalog_compiled
 end
 
+-- Use `models` (catalog objects, compiled as `compiled`) as this client's
+-- catalog: the CLI's, read from its disk cache. Only before the first fetch.
+function Client:_use_catalog(models, compiled)
+  if not self.catalog_models then self.catalog_models, self.catalog_compiled = models, compiled end
+end
+
 --- The live model catalog: the documented objects of GET /api/v1/models
 -- (no key needed), fetched once per client; fresh tables on each call.
 function Client:models()
@@ -443,24 +449,28 @@ function Client:models()
   return catalog.copy(models)
 end
 
+-- client:validate and client:estimate: `req` checked by the live catalog's
+-- method `name`.
+local function with_catalog(self, req, name)
+  check_open(self)
+  if type(req) ~= "table" then
+    errors.misuse(("client:%s: expected a request table, got %s"):format(name, type(req)))
+  end
+  local models, cat = self:_catalog()
+  if not models then return nil, cat end
+  return cat[name](cat, req)
+end
+
 --- The exact JSON-ready body a create of `req` would send, and its warnings
 -- | nil, err: validated against the live catalog (any model it lists).
 function Client:validate(req)
-  check_open(self)
-  if type(req) ~= "table" then errors.misuse("client:validate: expected a request table, got " .. type(req)) end
-  local models, cat = self:_catalog()
-  if not models then return nil, cat end
-  return cat:validate(req)
+  return with_catalog(self, req, "validate")
 end
 
 --- Credits a run of `req` would reserve | nil, err: the model's base_credits
 -- when its billing is FIXED (else code "unknown"), after validation.
 function Client:estimate(req)
-  check_open(self)
-  if type(req) ~= "table" then errors.misuse("client:estimate: expected a request table, got " .. type(req)) end
-  local models, cat = self:_catalog()
-  if not models then return nil, cat end
-  return cat:estimate(req)
+  return with_catalog(self, req, "estimate")
 end
 
 --- The current credit balance, an integer.
@@ -649,8 +659,10 @@ end
 -- create's key, uploads = recorded uploads by position}: a file recorded as
 -- uploaded is not sent again (the replayed create must carry the same URL),
 -- an upload recorded but not answered is sent again under its own key, and
--- each one is recorded before it leaves. Returns true | nil, err.
-function Client:_upload_references(prepared, rec, deadline)
+-- each one is recorded before it leaves. on_upload(index, path, info) may
+-- return an on_progress for that file, and is called again with the file
+-- object once uploaded. Returns true | nil, err.
+function Client:_upload_references(prepared, rec, deadline, on_upload)
   for _, ref in ipairs(prepared:pending()) do
     local i, path, info = ref.index, ref.path, ref.info
     local done = rec and rec.uploads[i]
@@ -665,7 +677,8 @@ function Client:_upload_references(prepared, rec, deadline)
       end
       local err
       file, err = self:_upload(info, { model = info.model, kind = info.kind,
-        timeout = deadline and math.max(deadline - now(), 0) }, ukey)
+        timeout = deadline and math.max(deadline - now(), 0),
+        on_progress = on_upload and on_upload(i, path, info) or nil }, ukey)
       if not file then
         err.field = err.field or ("params.referenceMediaItems[%d]"):format(i)
         return nil, err
@@ -674,6 +687,7 @@ function Client:_upload_references(prepared, rec, deadline)
         local ok, lerr = rec.ledger:upload_done(ukey, file)
         if not ok then return nil, lerr end
       end
+      if on_upload then on_upload(i, path, info, file) end
     end
     prepared:attach(i, file)
   end
@@ -693,7 +707,8 @@ end
 -- (req.idempotency_key or a fresh one) that all its retries reuse. With a
 -- ledger, the create is recorded before it is sent (see _create_recorded).
 -- o.deadline (monotonic seconds, core.now) bounds the call, uploads included;
--- o (internal): output (where generate will save it), job, attempt, key.
+-- o (internal): output (where generate will save it), job, attempt, key,
+-- on_upload (see _upload_references).
 function Client:create(req, o)
   check_open(self)
   if type(req) ~= "table" then errors.misuse("rivya: create expects a request table, got " .. type(req)) end
@@ -705,7 +720,7 @@ function Client:create(req, o)
   if not prepared then return nil, perr end
   if self.ledger then return self:_create_recorded(prepared, o or NO_OPTIONS, cat) end
   local deadline = o and o.deadline
-  local uploaded, uerr = self:_upload_references(prepared, nil, deadline)
+  local uploaded, uerr = self:_upload_references(prepared, nil, deadline, o and o.on_upload)
   if not uploaded then return nil, uerr end
   local body, berr = prepared:final_body()
   if not body then return nil, berr end
@@ -733,10 +748,11 @@ function Client:create(req, o)
   return task
 end
 
--- A create the API may have made though no answer came: the row stays
--- `sending`, to be resumed under the same key
+-- A create the API may have made though no answer came (or a 2xx whose
+-- body could not be read): the row stays `sending`, to be resumed under the
+-- same key
 local function unanswered(err)
-  return err.status == nil or err.status >= 500 or err.status == 429 or err.status == 408
+  return err.status == nil or err.status < 300 or err.status >= 500 or err.status == 429 or err.status == 408
 end
 
 -- The create with a ledger. The request is identified by a hash of its
@@ -753,24 +769,27 @@ function Client:_create_recorded(prepared, o, cat)
     ident[#ident + 1] = ("%s\0%d\0%d"):format(ref.path, ref.info.size, ref.info.mtime or 0)
   end
   local hash = Ledger.digest(table.concat(ident, "\n"))
-  local key, uploads = o.key or prepared.idempotency_key, {}
+  local key = o.key or prepared.idempotency_key
   if not key then
     local row, ferr = ledger:find_sending(hash)
     if row == nil then return nil, ferr end
-    if row then
-      key = row.key
-      uploads, ferr = ledger:uploads(key)
-      if not uploads then return nil, ferr end
-    end
+    key = row and row.key
   end
   key = key or ("rivya-" .. core.random_hex(16))
+  -- the files a create under this key already carried (a resume, or a given key)
+  local uploads = {}
+  if #prepared.locals > 0 then
+    local lerr0
+    uploads, lerr0 = ledger:uploads(key)
+    if not uploads then return nil, lerr0 end
+  end
   local ok, lerr = ledger:begin{ key = key, request_hash = hash, model = req.model,
     prompt = type(req.prompt) == "string" and req.prompt or nil, credits = (cat:estimate(req)),
     output = o.output, job = o.job, attempt = o.attempt }
   if not ok then return nil, lerr end
   if #prepared.locals > 0 then
     local rec = { ledger = ledger, key = key, uploads = uploads }
-    local sent, uerr = self:_upload_references(prepared, rec, o.deadline)
+    local sent, uerr = self:_upload_references(prepared, rec, o.deadline, o.on_upload)
     if not sent then
       ledger:unanswered(key)
       uerr.idempotency_key = key
@@ -1001,6 +1020,8 @@ local function check_destination(path)
   return true
 end
 
+Client._check_destination = check_destination
+
 -- a value raised by a user callback, as the error generate returns
 local function raised(e, task)
   if errors.is(e) then
@@ -1037,8 +1058,12 @@ function Client:generate(req, opts)
     if ledger then ledger:update(t) end
     if user_update then user_update(t) end
   end or nil
+  -- a raise in a callback comes back as an error with the task; inside a
+  -- coroutine on PUC Lua 5.1, which cannot yield across pcall, it propagates
+  local guard = (compat.yield_in_pcall or select(2, compat.running())) and pcall
+    or function(f, ...) return true, f(...) end
   local ok, final
-  ok, final, err = pcall(function()
+  ok, final, err = guard(function()
     if user_update then user_update(task) end
     return self:wait(task, { interval = opts.interval, timeout = left(), on_update = on_update })
   end)
@@ -1052,7 +1077,7 @@ function Client:generate(req, opts)
   final.idempotency_key = task.idempotency_key
   if opts.output then
     local path
-    ok, path, err = pcall(self.download, self, final, opts.output, { on_progress = opts.on_progress,
+    ok, path, err = guard(self.download, self, final, opts.output, { on_progress = opts.on_progress,
       timeout = left() })
     if not ok then path, err = nil, raised(path, final) end
     if not path then

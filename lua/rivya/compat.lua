@@ -50,6 +50,49 @@ function compat.idiv(a, b)
   return floor(a / b)
 end
 
+-- the byte length of the UTF-8 sequence at i of s, or nil when it is not one
+local function utf8_char(s, i)
+  local c = s:byte(i)
+  if c < 0x80 then return 1 end
+  local n, min
+  if c >= 0xC2 and c <= 0xDF then n, min = 1, 0x80
+  elseif c >= 0xE0 and c <= 0xEF then n, min = 2, 0x800
+  elseif c >= 0xF0 and c <= 0xF4 then n, min = 3, 0x10000
+  else return nil end
+  local cp = c % (2 ^ (6 - n))
+  for k = 1, n do
+    local b = s:byte(i + k)
+    if not b or b < 0x80 or b > 0xBF then return nil end
+    cp = cp * 64 + b % 64
+  end
+  if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return nil end
+  return n + 1
+end
+
+--- utf8.len(s) and utf8.offset(s, n) (n >= 1) of 5.3, on every Lua: the
+-- number of code points | nil, the byte of the first invalid one; the byte
+-- where the n-th code point starts (#s + 1 just past the end) | nil.
+compat.utf8 = rawget(_G, "utf8") or {
+  len = function(s)
+    local i, n = 1, 0
+    while i <= #s do
+      local w = utf8_char(s, i)
+      if not w then return nil, i end
+      i, n = i + w, n + 1
+    end
+    return n
+  end,
+  offset = function(s, n)
+    local i = 1
+    for _ = 2, n do
+      if i > #s then return nil end
+      i = i + (utf8_char(s, i) or 1)
+    end
+    if i > #s + 1 then return nil end
+    return i
+  end,
+}
+
 --- os.execute with 5.2's results: true | nil, "exit" | "signal", code.
 function compat.execute(cmd)
   local a, b, c = os.execute(cmd)
@@ -68,6 +111,20 @@ function compat.running()
   local co, main = running()
   if co == nil then return nil, true end
   return co, main == true
+end
+
+--- pcall(f, ...) around a call that may yield (a client call inside gather
+-- or with a waiter): pcall where a yield can cross it. On PUC Lua 5.1, in a
+-- coroutine (where a yield may come), f(...) is called plainly (true,
+-- results) and its errors raise; in the main coroutine nothing yields, and
+-- it is pcall.
+if compat.yield_in_pcall then
+  compat.ypcall = pcall
+else
+  function compat.ypcall(f, ...)
+    if running() == nil then return pcall(f, ...) end
+    return true, f(...)
+  end
 end
 
 --- xpcall(f, handler, ...) with arguments, as 5.2.

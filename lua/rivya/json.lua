@@ -93,4 +93,32 @@ function json.encode(v)
   return (text:gsub(mark_pattern, "%1"))
 end
 
+--- The JSON text of `v` with object keys sorted: equal tables give equal
+-- texts whatever order they were built in (the ledger's request hashes and
+-- the batch's idempotency keys are taken from it).
+function json.canonical(v)
+  if type(v) ~= "table" then return json.encode(v) end
+  local n = #v
+  local is_array = n > 0
+  if is_array then
+    for k in pairs(v) do
+      if math_type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
+    end
+  end
+  local parts = {}
+  if is_array then
+    for i = 1, n do parts[i] = json.canonical(v[i]) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for i, k in ipairs(keys) do
+    local x = v[k]
+    if x == nil then x = v[tonumber(k)] end
+    parts[i] = json.encode(k) .. ":" .. json.canonical(x)
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
 return json

@@ -90,48 +90,33 @@ local function fail(err)
   return nil, errors.new("io", "ledger: " .. tostring(err))
 end
 
---- The default ledger path: RIVYA_LEDGER, else
--- ${XDG_STATE_HOME:-$HOME/.local/state}/rivya/ledger.db; nil when
--- RIVYA_LEDGER is `off` (or no home is known).
-function Ledger.default_path()
-  local env = os.getenv("RIVYA_LEDGER")
-  if env == "off" then return nil end
-  if env and env ~= "" then return env end
-  local state = os.getenv("XDG_STATE_HOME")
+--- rivya's folder of user state, ${XDG_STATE_HOME:-$HOME/.local/state}/rivya,
+-- or nil when no home is known (the ledger and the CLI's catalog cache).
+function Ledger.state_dir(getenv)
+  getenv = getenv or os.getenv
+  local state = getenv("XDG_STATE_HOME")
   if not state or state == "" then
-    local home = os.getenv("HOME")
+    local home = getenv("HOME")
     if not home or home == "" then return nil end
     state = home .. "/.local/state"
   end
-  return state .. "/rivya/ledger.db"
+  return state .. "/rivya"
 end
 
---- The JSON text of `v` with object keys sorted, so equal requests have
--- equal texts whatever the order their tables were built in.
-function Ledger.canonical(v)
-  if type(v) ~= "table" then return json.encode(v) end
-  local n = #v
-  local is_array = n > 0
-  if is_array then
-    for k in pairs(v) do
-      if compat.math_type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
-    end
-  end
-  local parts = {}
-  if is_array then
-    for i = 1, n do parts[i] = Ledger.canonical(v[i]) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  for i, k in ipairs(keys) do
-    local x = v[k]
-    if x == nil then x = v[tonumber(k)] end
-    parts[i] = json.encode(k) .. ":" .. Ledger.canonical(x)
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
+--- The default ledger path: RIVYA_LEDGER, else
+-- ${XDG_STATE_HOME:-$HOME/.local/state}/rivya/ledger.db; nil when
+-- RIVYA_LEDGER is `off` (or no home is known). getenv: default os.getenv.
+function Ledger.default_path(getenv)
+  getenv = getenv or os.getenv
+  local env = getenv("RIVYA_LEDGER")
+  if env == "off" then return nil end
+  if env and env ~= "" then return env end
+  local dir = Ledger.state_dir(getenv)
+  return dir and dir .. "/ledger.db"
 end
+
+--- The JSON text of `v` with object keys sorted (json.canonical).
+Ledger.canonical = json.canonical
 
 --- A hex digest of `text`, for matching requests: SHA-256 from the C core.
 function Ledger.digest(text)
@@ -282,7 +267,9 @@ function Ledger:transaction(fn, ...)
   local res = compat.pack(pcall(fn, ...))
   if not res[1] or res[2] == nil then
     self.db:exec("ROLLBACK")
-    if not res[1] then error(res[2], 0) end
+    -- a failed statement (assert of nil, err) is a result; anything else a bug
+    if not res[1] and not errors.is(res[2]) then error(res[2], 0) end
+    if not res[1] then return nil, res[2] end
     return nil, res[3]
   end
   ok, err = self.db:exec("COMMIT")
@@ -295,7 +282,8 @@ end
 -- asking at once get the same value.
 function Ledger:meta(name, make)
   return self:transaction(function()
-    local row = assert(self:row("SELECT value FROM meta WHERE name = ?", name))
+    local row, err = self:row("SELECT value FROM meta WHERE name = ?", name)
+    if row == nil then error(err, 0) end
     if row then return row.value end
     local value = make()
     assert(self:run("INSERT INTO meta(name, value) VALUES (?, ?)", name, value))
@@ -416,7 +404,8 @@ end
 function Ledger:saved(id, path, bytes, sha256)
   local at = now()
   return self:transaction(function()
-    local row = assert(self:row("SELECT key FROM tasks WHERE id = ? ORDER BY created_at DESC LIMIT 1", id))
+    local row, err = self:row("SELECT key FROM tasks WHERE id = ? ORDER BY created_at DESC LIMIT 1", id)
+    if row == nil then error(err, 0) end
     assert(self:run("INSERT INTO saves(task_key, task_id, path, bytes, sha256, saved_at) VALUES (?, ?, ?, ?, ?, ?)",
       row and row.key or "", id, path, bytes, sha256, at))
     if row then

@@ -16,7 +16,7 @@ local refs = {}
 local EXTENSION_MIME = {
   jpg = "image/jpeg", jpeg = "image/jpeg", png = "image/png", webp = "image/webp",
   mp4 = "video/mp4", m4v = "video/mp4", mov = "video/quicktime", qt = "video/quicktime",
-  webm = "video/webm", mp3 = "audio/mpeg", m4a = "audio/mp4", wav = "audio/wav",
+  webm = "video/webm", mp3 = "audio/mpeg", m4a = "audio/mp4", m4b = "audio/mp4", wav = "audio/wav",
   aac = "audio/aac", ogg = "audio/ogg", oga = "audio/ogg",
 }
 

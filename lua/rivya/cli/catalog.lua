@@ -11,6 +11,7 @@ local core = require "rivya.core"
 local json = require "rivya.json"
 local catalog = require "rivya.catalog"
 local errors = require "rivya.errors"
+local Ledger = require "rivya.ledger"
 
 local M = {}
 
@@ -42,19 +43,14 @@ function M.path(getenv)
   if ledger and ledger ~= "" and ledger ~= "off" then
     return (ledger:match("^(.*)/[^/]*$") or ".") .. "/catalog.json"
   end
-  local state = getenv("XDG_STATE_HOME")
-  if not state or state == "" then
-    local home = getenv("HOME")
-    if not home or home == "" then return nil end
-    state = home .. "/.local/state"
-  end
-  return state .. "/rivya/catalog.json"
+  local dir = Ledger.state_dir(getenv)
+  return dir and dir .. "/catalog.json"
 end
 
 local function read_cache(path, origin, ttl)
   local f = path and io.open(path, "rb")
   if not f then return nil end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local v = json.decode(text or "")
   if type(v) ~= "table" or v.origin ~= origin or type(v.fetched_at) ~= "number" or type(v.data) ~= "table" then
@@ -98,7 +94,14 @@ function M.load(refresh)
     write_cache(path, origin, models)
   end
   run.models, run.compiled = models, catalog.compile(models)
+  if ctx.client_obj then M.seed(ctx.client_obj) end
   return run.models, run.compiled
+end
+
+--- Give `client` the catalog this run loaded (from the cache or fetched),
+-- so its creates check against the very catalog the command did.
+function M.seed(client)
+  if run.models then client:_use_catalog(run.models, run.compiled) end
 end
 
 --- The compiled catalog that checks a request for model `id`: the snapshot

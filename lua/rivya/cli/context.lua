@@ -2,6 +2,7 @@
 -- display and client — and how it reports results and failures.
 local rivya = require "rivya"
 local errors = require "rivya.errors"
+local Ledger = require "rivya.ledger"
 local util = require "rivya.cli.util"
 local compat = require "rivya.compat"
 
@@ -55,7 +56,26 @@ function Ctx:fail(err, prefix, extra)
   return exit_code(err)
 end
 
---- The client, created on first use from RIVYA_API_KEY / RIVYA_BASE_URL.
+--- The user's ledger (RIVYA_LEDGER, else the XDG state folder), opened on
+-- first use | false when RIVYA_LEDGER=off | nil, err.
+function Ctx:ledger()
+  if self.ledger_obj == nil then
+    local path = Ledger.default_path(self.getenv)
+    if not path then
+      self.ledger_obj = false
+    else
+      local ledger, err = Ledger.open(path)
+      if not ledger then
+        return nil, errors.new("io", ("%s (set RIVYA_LEDGER to another path, or to off)"):format(err.message))
+      end
+      self.ledger_obj = ledger
+    end
+  end
+  return self.ledger_obj
+end
+
+--- The client, created on first use from RIVYA_API_KEY / RIVYA_BASE_URL,
+-- recording into the user's ledger unless RIVYA_LEDGER=off.
 function Ctx:client(need_key)
   -- surrounding whitespace (a pasted key's newline, a leading space) is no part
   -- of a key, here as in rivya.new: a key of only whitespace is no key
@@ -77,6 +97,8 @@ function Ctx:client(need_key)
     end
     -- everything from self.getenv (cli.main's env), never the process's
     -- environment behind it: rivya.new falls back to os.getenv on nil
+    local ledger, lerr = self:ledger()
+    if ledger == nil then return nil, lerr end
     local ca_file = self.getenv("RIVYA_CA_FILE")
     local allow_http = self.getenv("RIVYA_ALLOW_HTTP")
     local key = (self.getenv("RIVYA_API_KEY") or ""):match("^%s*(.-)%s*$")
@@ -84,7 +106,7 @@ function Ctx:client(need_key)
     local ok, c = pcall(rivya.new, {
       api_key = key,
       base_url = self.getenv("RIVYA_BASE_URL") or DEFAULT_BASE_URL,
-      timeout = timeout,
+      timeout = timeout, ledger = ledger,
       ca_file = ca_file ~= "" and ca_file or nil,
       allow_http = allow_http ~= "" and allow_http or nil,
       -- each retry on the live line (or a plain line): the user sees why it waits
@@ -103,6 +125,7 @@ function Ctx:client(need_key)
       return nil, errors.new("config", "RIVYA_BASE_URL: " .. message)
     end
     self.client_obj = c
+    require("rivya.cli.catalog").seed(c)   -- the catalog this run loaded, not fetched twice
     self.max_tries = c.max_retries and c.max_retries + 1
   end
   return self.client_obj

@@ -214,6 +214,17 @@ local function common_flags(cmd, opts)
   end
 end
 
+-- what batch and sweep take: `units` names what they run ("lines", "variants")
+local function runner_flags(cmd, units, out_dir_help)
+  cmd:option("-c --concurrency", units:sub(1, 1):upper() .. units:sub(2) .. " in flight at once.", "4")
+    :convert(whole_of("--concurrency", 1)):argname("<n>")
+  cmd:option("-d --out-dir", out_dir_help):argname("<dir>")
+  cmd:flag("--dry-run", "Validate, print the " .. units .. " and the total credits; send nothing.")
+  cmd:flag("--retry-failed", "Run " .. units .. " whose task failed again (a new task, new credits).")
+  cmd:flag("--allow-partial", "Start even when the balance cannot pay for every new task.")
+  common_flags(cmd, { wait = true })
+end
+
 local function request_flags(cmd, specs, list_mode)
   cmd:option("--model", "Model id (default " .. default_model() .. ").")
   add_param_flags(cmd, specs, list_mode)
@@ -231,6 +242,7 @@ return {
   params_from_args = params_from_args,
   sweep_params_from_args = sweep_params_from_args,
   common_flags = common_flags,
+  runner_flags = runner_flags,
   request_flags = request_flags,
   whole_of = whole_of,
   join_negative = join_negative,

@@ -30,8 +30,8 @@ local EXIT = util.EXIT
 
 --- The commands, in the order --help lists them: each is the module
 -- rivya.cli.cmd.NAME with add_to_parser(parser, specs) and command(ctx, a, specs).
-local COMMANDS = { "generate", "upload", "status", "wait", "download", "credits", "models", "validate",
-  "estimate", "batch", "sweep", "webhooks" }
+local COMMANDS = { "generate", "upload", "status", "wait", "download", "tasks", "resume", "credits", "models",
+  "validate", "estimate", "batch", "sweep", "webhooks" }
 local commands = {}
 for _, name in ipairs(COMMANDS) do commands[name] = require("rivya.cli.cmd." .. name) end
 
@@ -41,6 +41,10 @@ Environment:
   RIVYA_BASE_URL       the API origin (default https://rivya.ai)
   RIVYA_POLL_INTERVAL  seconds between status polls (default: the documented pace)
   RIVYA_TIMEOUT        seconds for one API request (default 60; a call with retries: twice that)
+  RIVYA_LEDGER         the ledger of tasks (default ~/.local/state/rivya/ledger.db; off: none)
+  RIVYA_ALLOW_HTTP     a host plain http:// may go to (loopback needs nothing)
+  RIVYA_CA_FILE        a PEM file of extra trust anchors for TLS
+  RIVYA_DEBUG          set: an internal error shows its Lua stack
 
 Exit status: 0 ok, 1 runtime failure (generation failed, network, API, I/O),
 2 usage error, 3 validation error, 4 authentication or permission,
@@ -167,6 +171,7 @@ function cli.main(argv, env, streams)
 
   local done, code = compat.xpcall(commands[a.command].command, debug.traceback, ctx, a, specs)
   if ctx.client_obj then ctx.client_obj:close() end
+  if ctx.ledger_obj then ctx.ledger_obj:close() end
   if done then return code end
   ctx.status:clear()
   local message = tostring(code)
@@ -177,14 +182,20 @@ function cli.main(argv, env, streams)
     if ctx.resume_hint then
       ctx.stderr:write("; ", ctx.resume_hint)
     elseif ctx.current_task then
-      ctx.stderr:write("; the task keeps running: rivya wait ", ctx.current_task, " --out ",
-        util.sh_quote(ctx.current_out or "FILE"))
+      ctx.stderr:write("; the task keeps running: rivya wait ", util.printable(util.shell_word(ctx.current_task)),
+        " --out ", util.printable(util.shell_word(ctx.current_out or "FILE")))
     end
     ctx.stderr:write("\n")
     return signal == "SIGTERM" and EXIT.terminated or EXIT.interrupted
   end
   if errors.is(code) then return ctx:fail(code) end
-  ctx.stderr:write("rivya: internal error: ", message, "\n")
+  -- a bug of rivya's: one line; the stack only when asked for
+  ctx.stderr:write("rivya: internal error: ", util.printable(message:match("^[^\n]*")), "\n")
+  if (ctx.getenv("RIVYA_DEBUG") or "") ~= "" then
+    ctx.stderr:write(message, "\n")
+  else
+    ctx.stderr:write("rivya: (RIVYA_DEBUG=1 shows where; please report it)\n")
+  end
   return EXIT.failure
 end
 

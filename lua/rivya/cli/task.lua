@@ -104,6 +104,7 @@ local function wait_and_download(ctx, a, client, task, out, p)
   -- a.interval: --interval, else RIVYA_POLL_INTERVAL, else the library's pace
   local o = { interval = a.interval, timeout = a.timeout }
   o.on_update = function(t)
+    if client.ledger then client.ledger:update(t) end
     p.phase = t.status
     ctx.status:event(("%s %s (%s)"):format(t.id, t.status, ctx.status:elapsed()))
   end
@@ -115,7 +116,11 @@ local function wait_and_download(ctx, a, client, task, out, p)
     path, err = client:download(final, out, { on_progress = progress_cb(ctx, p) })
     transfer_ends(p)
     if not path then
+      -- the task is paid for: say how to fetch it (the ledger keeps it pending)
       err.task = err.task or final
+      local word = out:match("^[%w%./_%-]+$") and out or util.sh_quote(out)
+      err.message = ("task %s succeeded but its result could not be saved to %s: %s; "
+        .. "fetch it with: rivya download %s %s"):format(final.id, out, err.message, final.id, word)
       return nil, err
     end
     local st = core.stat(path)

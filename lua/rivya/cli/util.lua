@@ -109,32 +109,9 @@ local function bar(done, total, width)
     .. ("%4d%%"):format(math.min(100, math.floor(100 * done / total)))
 end
 
--- JSON with object keys sorted: the same table always gives the same text,
--- which the batch's idempotency keys are hashed from.
-local function canonical(v)
-  if type(v) ~= "table" then return json.encode(v) end
-  local n = #v
-  local is_array = n > 0
-  if is_array then
-    for k in pairs(v) do
-      if compat.math_type(k) ~= "integer" or k < 1 or k > n then is_array = false break end
-    end
-  end
-  local parts = {}
-  if is_array then
-    for i = 1, n do parts[i] = canonical(v[i]) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  for i, k in ipairs(keys) do
-    local x = v[k]
-    if x == nil then x = v[tonumber(k)] end
-    parts[i] = json.encode(k) .. ":" .. canonical(x)
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
+-- JSON with object keys sorted (json.canonical): the batch's idempotency
+-- keys are hashed from it.
+local canonical = json.canonical
 
 -- JSON for people and scripts: cjson 2.1.0 escapes every '/', undone here
 -- (in JSON text a "\/" is always an escaped slash)

@@ -7,7 +7,7 @@ local EXIT = util.EXIT
 
 local function command(ctx, a)
   if a.concurrency < 1 then return ctx:usage("--concurrency must be at least 1") end
-  local jobs, err, status = runner.read_batch(a.file)
+  local jobs, err, status = runner.read_batch(a.file, { lean = true })
   if not jobs then
     if status == EXIT.usage then return ctx:usage(err) end
     return ctx:fail(err)
@@ -22,12 +22,7 @@ end
 local function add_to_parser(parser)
   local c = parser:command("batch", "Run the requests of a JSONL file together; re-run to resume.")
   c:argument("file", "One request object per line: {\"prompt\":..., \"params\":{...}, \"output\":\"name.mp4\"}.")
-  c:option("-c --concurrency", "Requests in flight at once.", "4")
-    :convert(flags.whole_of("--concurrency", 1)):argname("<n>")
-  c:option("-d --out-dir", "Videos and the state file (default FILE.out)."):argname("<dir>")
-  c:flag("--dry-run", "Validate, print the requests and the total credits; send nothing.")
-  c:flag("--retry-failed", "Run lines whose task failed again (a new task, new credits).")
-  flags.common_flags(c, { wait = true })
+  flags.runner_flags(c, "lines", "Videos and their ledger, DIR/.rivya (default FILE.out).")
   return c
 end
 

@@ -22,12 +22,22 @@ local function command(ctx, a)
         task.status == "failed" and ("task %s failed: %s"):format(task.id,
           type(task.error) == "table" and tostring(task.error.message) or "no result")
         or ("task %s is %s, not succeeded yet: `rivya wait %s --out %s` waits and downloads")
-          :format(task.id, task.status, util.shell_word(task.id), util.shell_word(a.file)), { task = task })
+          :format(task.id, task.status, util.shell_word(task.id), util.shell_word(a.file or "FILE")), { task = task })
       return steps.failure(ctx, a, e)
+    end
+    -- no FILE: where the ledger says it was to be saved, else ./ID.<extension of the result>
+    local file = a.file
+    if not file and client.ledger then
+      local row = client.ledger:task(task.id)
+      file = row and row.output
+    end
+    if not file then
+      local url = type(task.result) == "table" and task.result.primary_url or ""
+      file = "./" .. task.id .. "." .. (url:match("%.(%w+)$") or url:match("%.(%w+)[?#]") or "mp4")
     end
     local path
     steps.transfer_begins(p, "downloading", nil)
-    path, err = client:download(task, a.file, { on_progress = steps.progress(ctx, p) })
+    path, err = client:download(task, file, { on_progress = steps.progress(ctx, p) })
     steps.transfer_ends(p)
     if not path then return ctx:fail(err) end
     local st = core.stat(path)
@@ -43,7 +53,8 @@ end
 local function add_to_parser(parser)
   local c = parser:command("download", "Download a succeeded task's video.")
   c:argument("id", "Task id.")
-  c:argument("file", "Destination (appears only when complete).")
+  c:argument("file", "Destination (appears only when complete; default: the path the ledger recorded, "
+    .. "else ./ID.mp4)."):args("?")
   flags.common_flags(c)
   return c
 end

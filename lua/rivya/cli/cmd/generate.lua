@@ -4,6 +4,8 @@ local flags = require "rivya.cli.flags"
 local request = require "rivya.cli.request"
 local steps = require "rivya.cli.task"
 local context = require "rivya.cli.context"
+local core = require "rivya.core"
+local Client = require "rivya.client"
 local cli_catalog = require "rivya.cli.catalog"
 
 local EXIT = util.EXIT
@@ -19,14 +21,40 @@ local function command(ctx, a, specs)
   local p = {}
   ctx.status.render = steps.render(p)
   return ctx:live(function()
-    local uploaded, err = steps.upload_refs(ctx, client, prepared, p)
-    if not uploaded then return ctx:fail(err) end
+    -- no credits for a result that has nowhere to go (the default: ./<task id>.mp4)
+    if not a.no_wait then
+      local ok, derr = Client._check_destination(a.out or ("./.rivya-" .. core.random_hex(8) .. ".mp4"))
+      if not ok then return ctx:fail(derr) end
+    end
+    local err, on_upload
+    if client.ledger then
+      -- the client uploads and records the references, so a re-run resumes with the same files
+      on_upload = function(_, path, info, file)
+        if file then
+          steps.transfer_ends(p)
+          ctx.status:note(("uploaded %s (%s) as %s"):format(path, util.human_bytes(info.size), tostring(file.id)))
+          return nil
+        end
+        steps.transfer_begins(p, "uploading " .. info.name, info.size)
+        return steps.progress(ctx, p)
+      end
+    else
+      local uploaded
+      uploaded, err = steps.upload_refs(ctx, client, prepared, p)
+      if not uploaded then return ctx:fail(err) end
+    end
     if a.idempotency_key then prepared.idempotency_key = a.idempotency_key end
     p.phase = "creating"
+    ctx.resume_hint = client.ledger and "the create may have reached the API: the same command again resumes it "
+      .. "under the same Idempotency-Key (no second charge)" or nil
     local task
-    task, err = client:create(prepared)
+    task, err = client:create(prepared, { output = a.out, on_upload = on_upload })
+    ctx.resume_hint = nil
     if not task then return ctx:fail(err) end
     ctx.current_task = task.id
+    if client.ledger and not a.out and not a.no_wait then
+      client.ledger:adopt(task, task.id .. "." .. cli_catalog.expected_ext(req.model))
+    end
     if task.replayed then
       ctx.status:note(("replayed %s: created earlier under this idempotency key; nothing new reserved")
         :format(task.id))

@@ -101,12 +101,7 @@ local function add_to_parser(parser, specs)
   local c = parser:command("sweep", "Render the grid of variations of a prompt, with an index.html contact sheet.")
   c:argument("prompt", "The prompt(s): several prompts are one more dimension."):args("+")
   flags.request_flags(c, specs, true)
-  c:option("-c --concurrency", "Variants in flight at once.", "4")
-    :convert(flags.whole_of("--concurrency", 1)):argname("<n>")
-  c:option("-d --out-dir", "Videos, state file and index.html (default ./sweep)."):argname("<dir>")
-  c:flag("--dry-run", "Validate, print the variants and the total credits; send nothing.")
-  c:flag("--retry-failed", "Run variants whose task failed again (a new task, new credits).")
-  flags.common_flags(c, { wait = true })
+  flags.runner_flags(c, "variants", "Videos, state file and index.html (default ./sweep).")
   return c
 end
 
