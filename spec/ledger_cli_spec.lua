@@ -299,6 +299,24 @@ describe("the ledger from the command line", function()
     assert.are.equal(SAMPLE, helper.read_file(d .. "/out/shots/a.mp4"))
   end)
 
+  it("creates no task for a batch line whose output cannot be saved (a folder, a file as its folder)", function()
+    local d = scratch("unsavable")
+    assert(compat.execute("mkdir -p " .. sh(d .. "/out/clips") .. " && touch " .. sh(d .. "/out/flat")))
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"fine"}', '{"prompt":"into a folder","output":"clips"}',
+      '{"prompt":"under a file","output":"flat/x.mp4"}' })
+    local r = run(d, { "batch", "jobs.jsonl", "--out-dir", "out", "--json" })
+    assert.are_not.equal(0, r.code)
+    local by_line = {}
+    for _, res in ipairs(r.json) do if res.line then by_line[res.line] = res end end
+    assert.are.equal("succeeded", by_line[1].status)
+    for _, n in ipairs({ 2, 3 }) do
+      assert.are.equal("error", by_line[n].status)
+      assert.is_nil(by_line[n].task_id)
+      assert.are.equal("output", by_line[n].error.field)
+    end
+    assert.are.equal(1, sim:ledger().tasks_created)
+  end)
+
   it("keeps the old output of a line that changed, says so, and sums up the run", function()
     local d = scratch("changed")
     write_lines(d .. "/jobs.jsonl", { '{"prompt":"Line one"}', '{"prompt":"Line two [[fail]]"}' })
