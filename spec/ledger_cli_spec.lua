@@ -356,6 +356,18 @@ describe("the ledger from the command line", function()
     assert.are.equal(2, sim:ledger().tasks_created)
   end)
 
+  it("records the name a result was saved under once named after its bytes (.wav, not .mp3)", function()
+    local d = scratch("renamed")
+    local r = ok(run(d, { "generate", "Hello there", "--model", "rivya-tts", "--voice", "ember", "--format", "wav",
+      "--json" }))
+    local task = r.json[#r.json]
+    assert.matches("%.wav$", task.output)
+    local rows = ok(run(d, { "tasks", "--json" })).json
+    assert.are.equal(task.id, rows[1].id)
+    assert.are.equal(task.output, rows[1].output)
+    assert.are.same({}, ok(run(d, { "tasks", "--pending", "--json" })).json)
+  end)
+
   it("refuses with exit 5 a batch the balance cannot pay, unless --allow-partial", function()
     local d = scratch("balance")
     write_lines(d .. "/jobs.jsonl", { '{"prompt":"one"}', '{"prompt":"two"}', '{"prompt":"three"}' })
