@@ -338,6 +338,47 @@ describe("the ledger from the command line", function()
     assert.are.equal(SAMPLE, helper.read_file(d .. "/out/line-01.mp4"))
   end)
 
+  it("gives a line edited back its own output, not the video of the edit it replaced", function()
+    local d = scratch("reverted")
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"Version A"}' })
+    ok(run(d, { "batch", "jobs.jsonl", "--out-dir", "out" }))
+    helper.write_file(d .. "/out/line-01.mp4", SAMPLE .. "A")
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"Version B"}' })
+    ok(run(d, { "batch", "jobs.jsonl", "--out-dir", "out" }))
+    assert.are.equal(SAMPLE .. "A", helper.read_file(d .. "/out/line-01.1.mp4"))
+    helper.write_file(d .. "/out/line-01.mp4", SAMPLE .. "B")
+    -- back to A: its video is line-01.1.mp4 now; line-01.mp4 is B's and must not pass for A's
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"Version A"}' })
+    local r = ok(run(d, { "batch", "jobs.jsonl", "--out-dir", "out" }))
+    assert.matches("previous output is now out/line%-01.2.mp4", r.out)
+    assert.are.equal(SAMPLE, helper.read_file(d .. "/out/line-01.mp4"))
+    assert.are.equal(SAMPLE .. "B", helper.read_file(d .. "/out/line-01.2.mp4"))
+    assert.are.equal(2, sim:ledger().tasks_created)
+  end)
+
+  it("records the name a result was saved under once named after its bytes (.wav, not .mp3)", function()
+    local d = scratch("renamed")
+    local r = ok(run(d, { "generate", "Hello there", "--model", "rivya-tts", "--voice", "ember", "--format", "wav",
+      "--json" }))
+    local task = r.json[#r.json]
+    assert.matches("%.wav$", task.output)
+    local rows = ok(run(d, { "tasks", "--json" })).json
+    assert.are.equal(task.id, rows[1].id)
+    assert.are.equal(task.output, rows[1].output)
+    assert.are.same({}, ok(run(d, { "tasks", "--pending", "--json" })).json)
+  end)
+
+  it("names the task on the last line when the wait after a create fails for good, -q too", function()
+    local d = scratch("lostwait")
+    sim:fault{ listener = "api", method = "GET", path = "/api/v1/generations/", action = "respond", status = 404,
+      times = 100 }
+    local r = run(d, { "generate", "A wait that fails", "-o", "w.mp4", "-q" })
+    assert.are_not.equal(0, r.code)
+    local id = sim:ledger().tasks[1].id
+    assert.matches("^task_%w+$", id)
+    assert.matches(id, r.err, 1, true)
+  end)
+
   it("refuses with exit 5 a batch the balance cannot pay, unless --allow-partial", function()
     local d = scratch("balance")
     write_lines(d .. "/jobs.jsonl", { '{"prompt":"one"}', '{"prompt":"two"}', '{"prompt":"three"}' })

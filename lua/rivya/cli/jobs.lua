@@ -527,7 +527,11 @@ local function run_jobs(ctx, a, jobs, o)
         job.request)
       if owner then
         replaced = numbered(output)
-        if replaced then os.rename(output, replaced) end
+        -- the rows that saved it follow it: a line edited back must not take the new video for its own
+        if replaced and os.rename(output, replaced) then
+          ledger:run("UPDATE tasks SET saved_path = ? WHERE saved_path = ? AND job IS NOT ?", replaced, output,
+            job.request)
+        end
       end
     end
     local folder = dirname(output)
