@@ -599,6 +599,21 @@ describe("the rivya command", function()
       assert.truthy(r.err:find("variant 2", 1, true))
     end)
 
+    it("keeps the last whole index.html when writing the new one fails (a full disk)", function()
+      local d = scratch("sweepfull")
+      local args = { "sweep", "A full disk", "--seed", "1..2", "--out-dir", "sheet" }
+      ok(run(args, { cwd = d }))
+      local index = d .. "/sheet/index.html"
+      local before = assert(helper.read_file(index))
+      -- the temporary file of the next write is /dev/full: every byte written fails
+      assert.is_true(compat.execute("ln -s /dev/full " .. sh(index .. ".tmp")))
+      local r = run(args, { cwd = d })
+      assert.are_not.equal(0, r.code)
+      assert.truthy(r.err:find("index.html", 1, true), r.err)
+      assert.are.equal(before, helper.read_file(index))
+      assert.are.equal(2, sim:ledger().tasks_created)
+    end)
+
     it("renders the grid and an index.html contact sheet that Chromium loads, lists and screenshots", function()
       local d = scratch("sweep")
       local r = ok(run({ "sweep", "A paper boat <drifting> & sinking", "--seed", "1..2", "--duration", "5,10",

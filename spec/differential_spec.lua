@@ -45,17 +45,23 @@ local INTENDED = {
 local MODEL = "wan-2-7-video"
 local ASSETS = helper.ROOT .. "/examples/assets"
 
+-- `n` as 4 big-endian bytes (no string.pack on 5.1, 5.2 and LuaJIT)
+local function be32(n)
+  local floor = math.floor
+  return string.char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
+end
+
 -- a minimal ISO-BMFF file of `brand`: ftyp, then a moov with an mvhd
 local function bmff(brand)
-  local function box(kind, payload) return (">I4"):pack(8 + #payload) .. kind .. payload end
-  local mvhd = box("mvhd", "\0\0\0\0" .. ("\0"):rep(8) .. (">I4"):pack(1000) .. (">I4"):pack(2000)
+  local function box(kind, payload) return be32(8 + #payload) .. kind .. payload end
+  local mvhd = box("mvhd", "\0\0\0\0" .. ("\0"):rep(8) .. be32(1000) .. be32(2000)
     .. ("\0"):rep(80))
   return box("ftyp", brand .. "\0\0\0\0isom") .. box("moov", mvhd)
 end
 
 -- a minimal WebM: the EBML header, then Segment / Info / Duration (2000 ms)
 local WEBM = "\26\69\223\163\135\66\130\132webm"
-  .. "\24\83\128\103\140" .. "\21\73\169\102\135" .. "\68\137\132" .. (">f"):pack(2000)
+  .. "\24\83\128\103\140" .. "\21\73\169\102\135" .. "\68\137\132" .. "\68\250\0\0"   -- 2000.0, a big-endian float
 
 describe("client and rivya-sim, side by side", function()
   local sim, client, dir

@@ -299,6 +299,24 @@ describe("the ledger from the command line", function()
     assert.are.equal(SAMPLE, helper.read_file(d .. "/out/shots/a.mp4"))
   end)
 
+  it("creates no task for a batch line whose output cannot be saved (a folder, a file as its folder)", function()
+    local d = scratch("unsavable")
+    assert(compat.execute("mkdir -p " .. sh(d .. "/out/clips") .. " && touch " .. sh(d .. "/out/flat")))
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"fine"}', '{"prompt":"into a folder","output":"clips"}',
+      '{"prompt":"under a file","output":"flat/x.mp4"}' })
+    local r = run(d, { "batch", "jobs.jsonl", "--out-dir", "out", "--json" })
+    assert.are_not.equal(0, r.code)
+    local by_line = {}
+    for _, res in ipairs(r.json) do if res.line then by_line[res.line] = res end end
+    assert.are.equal("succeeded", by_line[1].status)
+    for _, n in ipairs({ 2, 3 }) do
+      assert.are.equal("error", by_line[n].status)
+      assert.is_nil(by_line[n].task_id)
+      assert.are.equal("output", by_line[n].error.field)
+    end
+    assert.are.equal(1, sim:ledger().tasks_created)
+  end)
+
   it("keeps the old output of a line that changed, says so, and sums up the run", function()
     local d = scratch("changed")
     write_lines(d .. "/jobs.jsonl", { '{"prompt":"Line one"}', '{"prompt":"Line two [[fail]]"}' })
@@ -318,6 +336,36 @@ describe("the ledger from the command line", function()
       .. "out/line%-01.1.mp4%)", r.out)
     assert.are.equal(SAMPLE .. "first render", helper.read_file(d .. "/out/line-01.1.mp4"))
     assert.are.equal(SAMPLE, helper.read_file(d .. "/out/line-01.mp4"))
+  end)
+
+  it("gives a line edited back its own output, not the video of the edit it replaced", function()
+    local d = scratch("reverted")
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"Version A"}' })
+    ok(run(d, { "batch", "jobs.jsonl", "--out-dir", "out" }))
+    helper.write_file(d .. "/out/line-01.mp4", SAMPLE .. "A")
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"Version B"}' })
+    ok(run(d, { "batch", "jobs.jsonl", "--out-dir", "out" }))
+    assert.are.equal(SAMPLE .. "A", helper.read_file(d .. "/out/line-01.1.mp4"))
+    helper.write_file(d .. "/out/line-01.mp4", SAMPLE .. "B")
+    -- back to A: its video is line-01.1.mp4 now; line-01.mp4 is B's and must not pass for A's
+    write_lines(d .. "/jobs.jsonl", { '{"prompt":"Version A"}' })
+    local r = ok(run(d, { "batch", "jobs.jsonl", "--out-dir", "out" }))
+    assert.matches("previous output is now out/line%-01.2.mp4", r.out)
+    assert.are.equal(SAMPLE, helper.read_file(d .. "/out/line-01.mp4"))
+    assert.are.equal(SAMPLE .. "B", helper.read_file(d .. "/out/line-01.2.mp4"))
+    assert.are.equal(2, sim:ledger().tasks_created)
+  end)
+
+  it("records the name a result was saved under once named after its bytes (.wav, not .mp3)", function()
+    local d = scratch("renamed")
+    local r = ok(run(d, { "generate", "Hello there", "--model", "rivya-tts", "--voice", "ember", "--format", "wav",
+      "--json" }))
+    local task = r.json[#r.json]
+    assert.matches("%.wav$", task.output)
+    local rows = ok(run(d, { "tasks", "--json" })).json
+    assert.are.equal(task.id, rows[1].id)
+    assert.are.equal(task.output, rows[1].output)
+    assert.are.same({}, ok(run(d, { "tasks", "--pending", "--json" })).json)
   end)
 
   it("refuses with exit 5 a batch the balance cannot pay, unless --allow-partial", function()

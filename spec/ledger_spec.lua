@@ -149,7 +149,8 @@ describe("the ledger", function()
 
   it("records a create before it leaves: a create the server made but never answered is there", function()
     local client, path = new_client{ max_retries = 0 }
-    sim:fault{ listener = "api", method = "POST", path = CREATE, action = "drop_after_commit", times = 1 }
+    -- (twice: libcurl itself sends again once when a reused connection drops)
+    sim:fault{ listener = "api", method = "POST", path = CREATE, action = "drop_after_commit", times = 2 }
     local task, err = client:create(request("recorded before sending"))
     assert.is_nil(task)
     assert.are.equal("network", err.code)
@@ -269,6 +270,23 @@ describe("the ledger", function()
     client:close()
   end)
 
+  it("resumes a create answered 2xx with a body that is not JSON: the task exists, 1 charge", function()
+    local client, path = new_client{ max_retries = 0 }
+    sim:fault{ listener = "api", method = "POST", path = CREATE, action = "invalid_json", times = 1 }
+    local req = request("answered but garbled")
+    local _, err = client:create(req)
+    assert.are.equal("bad_response", err.code)
+    assert.are.equal(1, sim:ledger().tasks_created)
+    local ledger = assert(rivya.ledger(path))
+    assert.are.equal("sending", ledger:tasks()[1].status)
+    local task = assert(client:create(req))
+    assert.are.equal(err.idempotency_key, task.idempotency_key)
+    assert.are.equal(1, sim:ledger().tasks_created)
+    assert.are.equal(1, sim:ledger().charges)
+    ledger:close()
+    client:close()
+  end)
+
   it("marks a refused create rejected: not pending, not resumed", function()
     local client, path = new_client()
     sim:config{ credits = 10 }
@@ -281,6 +299,30 @@ describe("the ledger", function()
     sim:config{ credits = 1000 }
     local task = assert(client:create(request("too poor")))
     assert.are_not.equal(err.idempotency_key, task.idempotency_key)
+    ledger:close()
+    client:close()
+  end)
+
+  it("marks a refused create sending again when its key is sent again: unanswered, it is pending", function()
+    local client, path = new_client{ max_retries = 0 }
+    sim:config{ credits = 10 }
+    local req = request("refused, then paid")
+    req.idempotency_key = "rivya-again-after-402"
+    local _, err = client:create(req)
+    assert.are.equal("insufficient_credits", err.code)
+    sim:config{ credits = 1000 }
+    -- (twice: libcurl itself sends once more when a reused connection drops)
+    sim:fault{ listener = "api", method = "POST", path = CREATE, action = "drop_after_commit", times = 2 }
+    local task
+    task, err = client:create(req)
+    assert.is_nil(task, task and task.id)
+    assert.are.equal("network", err.code)
+    assert.are.equal(1, sim:ledger().tasks_created)
+    local ledger = assert(rivya.ledger(path))
+    local pending = ledger:tasks{ status = "pending" }
+    assert.are.equal(1, #pending)
+    assert.are.equal("sending", pending[1].status)
+    assert.are.equal("rivya-again-after-402", pending[1].idempotency_key)
     ledger:close()
     client:close()
   end)

@@ -415,12 +415,18 @@ end
 -- for the validator: models, compiled | nil, err. Coroutines that ask while
 -- the first fetch is on its way wait for it rather than fetch again.
 function Client:_catalog()
-  while self.catalog_fetching do sched.sleep(0.01, self.waiter) end
+  -- the coroutine fetching it (no pcall here: Lua 5.1 cannot yield across
+  -- one); one that died on the way leaves the fetch to the next asker
+  local fetcher = self.catalog_fetcher
+  while type(fetcher) == "thread" and fetcher ~= coroutine.running() and coroutine.status(fetcher) ~= "dead"
+      and not self.catalog_models do
+    sched.sleep(0.01, self.waiter)
+    fetcher = self.catalog_fetcher
+  end
   if self.catalog_models then return self.catalog_models, self.catalog_compiled end
-  self.catalog_fetching = true
-  local ok, v, err = compat.ypcall(self._api, self, "GET", "/models", { auth = false, close = true })
-  self.catalog_fetching = nil
-  if not ok then error(v, 0) end
+  self.catalog_fetcher = coroutine.running() or true
+  local v, err = self:_api("GET", "/models", { auth = false, close = true })
+  self.catalog_fetcher = nil
   if not v then return nil, err end
   local data = v.data
   if type(data) ~= "table" then
@@ -748,10 +754,11 @@ function Client:create(req, o)
   return task
 end
 
--- A create the API may have made though no answer came: the row stays
--- `sending`, to be resumed under the same key
+-- A create the API may have made though no answer came (or a 2xx whose
+-- body could not be read): the row stays `sending`, to be resumed under the
+-- same key
 local function unanswered(err)
-  return err.status == nil or err.status >= 500 or err.status == 429 or err.status == 408
+  return err.status == nil or err.status < 300 or err.status >= 500 or err.status == 429 or err.status == 408
 end
 
 -- The create with a ledger. The request is identified by a hash of its

@@ -301,7 +301,8 @@ function Ledger:begin(t)
     output, owner_pid, owner_start, created_at, updated_at)
     VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT(key) DO UPDATE SET owner_pid = excluded.owner_pid, owner_start = excluded.owner_start,
-      output = coalesce(excluded.output, output), updated_at = excluded.updated_at]],
+      output = coalesce(excluded.output, output), updated_at = excluded.updated_at,
+      status = CASE status WHEN 'rejected' THEN 'sending' ELSE status END]],
     t.key, t.request_hash, t.job, t.attempt or 0, t.model, t.prompt, t.credits, t.output,
     pid, start, at, at)
 end

@@ -260,24 +260,33 @@ end
 -- what resuming `co` (w's coroutine) returned: finished (results packed), a
 -- wait, or a user's yield
 
-local function resumed(self, w, co, ok, ...)
+local resumed
+
+-- w's coroutine `co` ended (or is made to end): finished, or a park_call's
+-- stand-in done
+local function ended(self, w, co, ok, ...)
+  record[co] = nil
+  if not ok then drop_reserved(self, w) end
+  local outer = w.outer
+  if outer then
+    -- a park_call ended: the task's own coroutine goes on, with (ok, ...)
+    w.co, w.outer = outer, nil
+    return resumed(self, w, outer, resume(outer, ok, ...))
+  end
+  self.count = self.count - 1
+  w.group:done(w.index, ok and pack(...) or pack(nil, (...)))
+end
+
+function resumed(self, w, co, ok, ...)
   if status(co) == "dead" then
-    record[co] = nil
-    if not ok then drop_reserved(self, w) end
-    local outer = w.outer
-    if outer then
-      -- a park_call ended: the task's own coroutine goes on, with (ok, ...)
-      w.co, w.outer = outer, nil
-      return resumed(self, w, outer, resume(outer, ok, ...))
-    end
-    self.count = self.count - 1
-    w.group:done(w.index, ok and pack(...) or pack(nil, (...)))
+    return ended(self, w, co, ok, ...)
   elseif ... ~= WAIT then
     if select("#", ...) > 0 then
       -- coroutine.yield(v, ...) from user code: inside gather the yields are
-      -- rivya's, and those values would go nowhere. The function fails.
+      -- rivya's, and those values would go nowhere. The function fails (and
+      -- before 5.4, with no coroutine.close, its coroutine is left to the GC).
       close(co)
-      return resumed(self, w, co, false, "rivya.gather: coroutine.yield(" .. tostring((...)) .. ", ...) inside "
+      return ended(self, w, co, false, "rivya.gather: coroutine.yield(" .. tostring((...)) .. ", ...) inside "
         .. "gather: rivya owns the yields there (a bare coroutine.yield() lets the others run; "
         .. "run your own coroutines with coroutine.wrap inside the function)")
     end

@@ -494,6 +494,16 @@ local function run_jobs(ctx, a, jobs, o)
       -- local references relative to the batch file; the client uploads and records them
       if req then prepared, err = request.check(ctx, req, jobs.base_dir or job.base_dir) end
       if prepared then
+        -- no credits for a result that has nowhere to go: a folder there, or a file as its folder
+        local folder = dirname(output)
+        if folder ~= out_dir and not core.stat(folder) then mkdir_p(folder) end
+        local st, fst = core.stat(output), core.stat(folder)
+        if (st and st.type ~= "file") or not (fst and fst.type == "directory") then
+          prepared, err = nil, errors.new("validation_failed", ("output: cannot save to %s: %s"):format(output,
+            st and st.type ~= "file" and ("it is a " .. st.type) or "its folder cannot be made"), { field = "output" })
+        end
+      end
+      if prepared then
         set_phase(job, "creating")
         local task
         task, err = client:create(prepared, { key = key, job = job.request, attempt = attempt, output = output,
@@ -541,7 +551,11 @@ local function run_jobs(ctx, a, jobs, o)
         job.request)
       if owner then
         replaced = numbered(output)
-        if replaced then os.rename(output, replaced) end
+        -- the rows that saved it follow it: a line edited back must not take the new video for its own
+        if replaced and os.rename(output, replaced) then
+          ledger:run("UPDATE tasks SET saved_path = ? WHERE saved_path = ? AND job IS NOT ?", replaced, output,
+            job.request)
+        end
       end
     end
     local folder = dirname(output)

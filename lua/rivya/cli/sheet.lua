@@ -80,8 +80,13 @@ local function write_contact_sheet(path, sheet)
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
   if not f then return nil, err end
-  f:write(table.concat(h))
-  f:close()
+  -- a write or close that fails (a full disk) leaves the last whole sheet in place
+  local ok, werr = f:write(table.concat(h))
+  local closed, cerr = f:close()
+  if not (ok and closed) then
+    os.remove(tmp)
+    return nil, werr or cerr
+  end
   return os.rename(tmp, path)
 end
 

@@ -71,7 +71,14 @@ local function command(ctx, a, specs)
     local final
     final, err = steps.wait_and_download(ctx, a, client, task, out, p)
     if not final then return steps.failure(ctx, a, err, { output = nil }) end
-    if not a.out then out = cli_catalog.name_after_media(out, task.id) end
+    if not a.out then
+      local named = cli_catalog.name_after_media(out, task.id)
+      -- the ledger follows the rename (rivya tasks, rivya download ID)
+      if named ~= out and client.ledger then
+        client.ledger:run("UPDATE tasks SET output = ?, saved_path = ? WHERE id = ?", named, named, task.id)
+      end
+      out = named
+    end
     steps.print(ctx, a, final, { output = out, idempotency_key = task.idempotency_key })
     return EXIT.ok
   end)
