@@ -368,6 +368,17 @@ describe("the ledger from the command line", function()
     assert.are.same({}, ok(run(d, { "tasks", "--pending", "--json" })).json)
   end)
 
+  it("names the task on the last line when the wait after a create fails for good, -q too", function()
+    local d = scratch("lostwait")
+    sim:fault{ listener = "api", method = "GET", path = "/api/v1/generations/", action = "respond", status = 404,
+      times = 100 }
+    local r = run(d, { "generate", "A wait that fails", "-o", "w.mp4", "-q" })
+    assert.are_not.equal(0, r.code)
+    local id = sim:ledger().tasks[1].id
+    assert.matches("^task_%w+$", id)
+    assert.matches(id, r.err, 1, true)
+  end)
+
   it("refuses with exit 5 a batch the balance cannot pay, unless --allow-partial", function()
     local d = scratch("balance")
     write_lines(d .. "/jobs.jsonl", { '{"prompt":"one"}', '{"prompt":"two"}', '{"prompt":"three"}' })

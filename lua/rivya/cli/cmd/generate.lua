@@ -70,7 +70,13 @@ local function command(ctx, a, specs)
     ctx.current_out = out
     local final
     final, err = steps.wait_and_download(ctx, a, client, task, out, p)
-    if not final then return steps.failure(ctx, a, err, { output = nil }) end
+    if not final then
+      -- the task is paid for: its id is on the last line whatever failed (-q prints nothing else)
+      if type(err.message) == "string" and not err.message:find(task.id, 1, true) then
+        err.message = ("%s (task %s)"):format(err.message, task.id)
+      end
+      return steps.failure(ctx, a, err, { output = nil })
+    end
     if not a.out then
       local named = cli_catalog.name_after_media(out, task.id)
       -- the ledger follows the rename (rivya tasks, rivya download ID)
