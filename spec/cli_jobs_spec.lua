@@ -30,6 +30,43 @@ describe("core.sha256", function()
   end)
 end)
 
+describe("rivya.cli.jobs occurrence counts (a batch line's identity)", function()
+  local jobs = require "rivya.cli.jobs"
+
+  it("counts each body's hash apart, also two that share their first 52 bits", function()
+    local count = jobs.new_occurrences()
+    local a = core.sha256("a body")
+    local b = core.sha256("another body")
+    -- same first 13 hex digits as a, different after: a different body
+    local a2 = a:sub(1, 13) .. (a:sub(14, 14) == "0" and "1" or "0") .. a:sub(15)
+    -- same first 26 hex digits as a2 but not a: counted by its whole hash
+    local a3 = a2:sub(1, 30) .. (a2:sub(31, 31) == "0" and "1" or "0") .. a2:sub(32)
+    assert.are.equal(1, count(a))
+    assert.are.equal(1, count(b))
+    assert.are.equal(1, count(a2))
+    assert.are.equal(2, count(a))
+    assert.are.equal(2, count(a2))
+    assert.are.equal(1, count(a3))
+    assert.are.equal(3, count(a))
+    assert.are.equal(2, count(b))
+    assert.are.equal(3, count(a2))
+    -- a fresh counter starts again
+    assert.are.equal(1, jobs.new_occurrences()(a))
+  end)
+
+  it("gives the same keys as counting by the whole hash (resumes of older folders)", function()
+    local count, by_text = jobs.new_occurrences(), {}
+    for i = 1, 2000 do
+      local h = core.sha256(tostring(i % 700))
+      by_text[h] = (by_text[h] or 0) + 1
+      local n = count(h)
+      assert.are.equal(by_text[h], n)
+      -- the key is built from n .. "\n": "2", never "2.0"
+      assert.are.equal(("%d"):format(by_text[h]), tostring(n))
+    end
+  end)
+end)
+
 describe("rivya.cli.jobs without a subprocess", function()
   local sim, tmp
 
