@@ -23,7 +23,9 @@ function errors.misuse(message)
   local level = 2
   while true do
     local info = debug.getinfo(level, "S")
-    if not info or info.what == "C" or not info.source:find("[/\\]rivya[/\\][%w_/]*%.lua$") then break end
+    -- (5.1 shows a tail call as its own level, "tail": not the caller)
+    if not info or info.what == "C"
+      or (info.what ~= "tail" and not info.source:find("[/\\]rivya[/\\][%w_/]*%.lua$")) then break end
     level = level + 1
   end
   error(message, level)

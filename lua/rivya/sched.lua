@@ -421,7 +421,15 @@ function Scheduler:loop()
       self:run(w)
     end
     self:tend_heap()
-    if self.count > 0 then blocking(self.wait_io, self) end
+    if self.count > 0 then
+      if self.waiter and not compat.yield_in_pcall and running() then
+        -- PUC 5.1: a foreign loop's waiter yields, which no pcall can cross
+        -- (its loop, not a kernel wait here, sees the signals)
+        self:wait_io()
+      else
+        blocking(self.wait_io, self)
+      end
+    end
   end
 end
 
