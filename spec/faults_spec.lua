@@ -476,7 +476,7 @@ describe("rivya client under injected faults", function()
           ctx.client:close()
           collectgarbage()
           collectgarbage()
-          assert.are.equal(fds, helper.fd_count())
+          assert.are.equal(fds, helper.fd_count_settled(fds))
           cases_run = cases_run + 1
         end)
       end

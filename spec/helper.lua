@@ -158,6 +158,23 @@ function helper.fd_count()
   return n
 end
 
+--- The descriptor count once it has settled to `want`: descriptors a closed
+-- client gave back can take a moment to go (a socket the peer is closing, a
+-- handle awaiting its collection), so count again, collecting between counts,
+-- for up to two seconds. A descriptor really leaked stays, and the count
+-- returned then differs from `want`.
+function helper.fd_count_settled(want)
+  local n = helper.fd_count()
+  for _ = 1, 20 do
+    if n == want then break end
+    collectgarbage()
+    collectgarbage()
+    helper.sleep(0.1)
+    n = helper.fd_count()
+  end
+  return n
+end
+
 local Sim = {}
 Sim.__index = Sim
 
