@@ -93,7 +93,9 @@ describe("the rivya command as a newcomer meets it", function()
         ("env %s %s generate 'a boat' --ref %s -o r.mp4 &"):format(env, sh(helper.ROOT .. "/bin/rivya"), sh(long)),
         "pid=$!",
         -- created, then polled at least twice at 120 columns
-        ("until curl -s %s | grep -Eq '\"requests\": *([4-9]|[1-9][0-9]+),'; do sleep 0.05; done"):format(sh(ledger)),
+        -- (or until the CLI is gone: then the checks below fail, not hang)
+        ("until ! kill -0 $pid 2>/dev/null || curl -s %s | grep -Eq '\"requests\": *([4-9]|[1-9][0-9]+),'; do "
+          .. "sleep 0.05; done"):format(sh(ledger)),
         "stty cols 50",
         "printf '\\n@@resized@@\\n'",
         ("curl -s -X POST -d '{\"task_polls\": 1}' %s/__sim/config >/dev/null"):format(sh(sim.url)),
